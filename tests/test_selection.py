@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+from conftest import blobs
+
+from compass.errors import ConfigError
+from compass.selection import STRATEGIES, SelectConfig, select_embedded
+
+
+@pytest.fixture
+def scenario(topic_centres):
+    """4 topics; train lacks topics 2 and 3; the pool is rich in 0/1 and poor in 2/3."""
+    usage = blobs([50, 50, 50, 50], topic_centres, seed=1)
+    train = blobs([60, 60, 0, 0], topic_centres, seed=2)
+    pool = blobs([300, 300, 40, 40], topic_centres, seed=3)
+    pool_topic = np.repeat([0, 1, 2, 3], [300, 300, 40, 40])
+    langs = np.array(["zul", "kor"] * 340)
+    return usage, train, pool, pool_topic, langs
+
+
+def run(scenario, **kw):
+    usage, train, pool, _, langs = scenario
+    cfg = SelectConfig(**{"budget": 60, "target_lang": "swh", "clusters": 8, **kw})
+    return select_embedded(usage, train, pool, langs, "swh", cfg)
+
+
+def test_compass_fills_the_missing_topics(scenario):
+    res = run(scenario)
+    topics = scenario[3][res.picks.indices]
+    assert len(topics) == 60 and len(set(res.picks.indices)) == 60
+    # gap: N = 120 + 60, ideal per topic 45; topics 2 and 3 have 0 in train -> all budget
+    assert np.mean(np.isin(topics, [2, 3])) == 1.0
+    assert res.picks.allocated.sum() == 60
+    assert res.metrics["train+selected"]["kl"] < res.metrics["train"]["kl"]
+    rand = run(scenario, strategy="random")
+    assert np.mean(np.isin(scenario[3][rand.picks.indices], [2, 3])) < 0.3
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_strategy_is_deterministic_and_fills_budget(scenario, strategy):
+    a, b = run(scenario, strategy=strategy, seed=3), run(scenario, strategy=strategy, seed=3)
+    assert a.picks.indices.tolist() == b.picks.indices.tolist()
+    assert len(a.picks.indices) == 60 == len(set(a.picks.indices.tolist()))
+
+
+def test_lang_sim_takes_the_closest_language_first(scenario):
+    res = run(scenario, strategy="lang-sim")
+    assert set(scenario[4][res.picks.indices]) == {"zul"}  # Zulu is closer to Swahili than Korean
+
+
+def test_budget_larger_than_eligible_pool_fills_what_exists(scenario):
+    res = run(scenario, budget=5000, include_ood=True)
+    assert len(res.picks.indices) == 680
+    assert any("ran short" in n for n in res.picks.notes)
+
+
+def test_language_cap_and_eligibility(scenario):
+    res = run(scenario, lang_cap=0.5)
+    langs = scenario[4][res.picks.indices]
+    assert (langs == "zul").sum() <= 30 and (langs == "kor").sum() <= 30
+    res = run(scenario, skip_langs=["kor"])
+    assert set(scenario[4][res.picks.indices]) == {"zul"}
+
+
+def test_clusters_larger_than_data_is_a_clear_error(scenario):
+    with pytest.raises(ConfigError, match="clusters=1000 is larger than the 320"):
+        run(scenario, clusters=1000)
+
+
+@pytest.mark.parametrize("bad,match", [({"budget": 0}, "budget must be a positive"),
+                                       ({"strategy": "best"}, "unknown strategy 'best'"),
+                                       ({"lang_distance": "vibes"}, "unknown lang_distance")])
+def test_config_validation(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        SelectConfig(**{"budget": 10, **bad})
+
+
+def test_empty_train_allocates_like_usage(scenario):
+    usage, _, pool, pool_topic, langs = scenario
+    cfg = SelectConfig(budget=80, target_lang="swh", clusters=4)
+    res = select_embedded(usage, usage[:0], pool, langs, "swh", cfg)
+    # with T empty, d_c = u_c * B: 4 equal topics -> 20 each
+    assert sorted(np.bincount(pool_topic[res.picks.indices], minlength=4).tolist()) == [20] * 4
