@@ -15,7 +15,8 @@ import numpy as np
 
 from compass.data import Record, load
 
-SIB_ROOT = Path(os.environ.get("COMPASS_SIB200", Path(__file__).resolve().parents[2] / "shared/data/sib200"))
+SIB_ROOT = Path(os.environ.get("COMPASS_SIB200",
+                               Path(__file__).resolve().parents[2] / "shared/data/sib200"))
 TARGETS = {  # typologically different: Bantu, Koreanic, Uralic; 3 topics missing from train
     "swh_Latn": ["health", "sports", "entertainment"],
     "kor_Hang": ["politics", "travel"],

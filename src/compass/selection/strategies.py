@@ -167,7 +167,8 @@ def pick_in_clusters(problem: Problem, allocated: np.ndarray, scores: np.ndarray
     train_dup = np.zeros(len(problem.pool), dtype=bool)
     if len(problem.train) and cfg.dedup_threshold < 1.0:
         rows = np.flatnonzero(np.isfinite(scores))
-        train_dup[rows] = knn_similarity(problem.pool[rows], problem.train, 1) >= cfg.dedup_threshold
+        near = knn_similarity(problem.pool[rows], problem.train, 1)
+        train_dup[rows] = near >= cfg.dedup_threshold
     chosen: list[int] = []
     for cluster in np.flatnonzero(allocated):
         rows = np.flatnonzero(eligible & (problem.pool_cluster == cluster) & ~train_dup)
@@ -180,7 +181,7 @@ def pick_in_clusters(problem: Problem, allocated: np.ndarray, scores: np.ndarray
             lang = problem.pool_langs[row]
             if cap is not None and per_lang.get(lang, 0) >= cap:
                 continue
-            if picked and float((vecs[: len(picked)] @ problem.pool[row]).max()) >= cfg.dedup_threshold:
+            if picked and (vecs[: len(picked)] @ problem.pool[row]).max() >= cfg.dedup_threshold:
                 continue
             vecs[len(picked)] = problem.pool[row]
             picked.append(int(row))
