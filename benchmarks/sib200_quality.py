@@ -55,7 +55,8 @@ def run(budgets: list[int], seeds: list[int], overrides: dict) -> list[dict]:
             scn = build(target, missing, seed=seed)
             recs = scn.usage + scn.train + scn.pool
             x = embed_texts([r.text for r in recs], progress=True, desc=target)
-            centre_by_language(x, [r.lang for r in recs])
+            if overrides.get("centre", True):
+                centre_by_language(x, [r.lang for r in recs])
             n_u, n_t = len(scn.usage), len(scn.train)
             u_x, t_x, a_x = x[:n_u], x[n_u:n_u + n_t], x[n_u + n_t:]
             langs = np.array([r.lang for r in scn.pool])

@@ -39,7 +39,7 @@ def select_cmd(
                                 help="Remove each language's mean embedding."),
     include_ood: bool = typer.Option(False, help="Allow pool records outside the target support."),
     support_quantile: float = typer.Option(0.95, help="Target support radius quantile."),
-    ratio_weight: float = typer.Option(1.0, help="Weight of the usage-vs-train density ratio."),
+    ratio_weight: float = typer.Option(3.0, help="Weight of the usage-vs-train log density ratio."),
     dedup_threshold: float = typer.Option(0.97, help="Cosine at which records are duplicates."),
     lang_cap: float | None = typer.Option(None, help="Max share of the budget per language."),
     lang_penalty: float = typer.Option(0.0, help="Score penalty per unit of URIEL distance."),

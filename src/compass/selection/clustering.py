@@ -49,12 +49,32 @@ def fit_clusters(x: np.ndarray, k: int | None, *, seed: int, support_quantile: f
     if k > n:
         raise ConfigError(f"clusters={k} is larger than the {n} target-side points "
                           "(usage + train); lower --clusters or omit it")
-    km = faiss.Kmeans(x.shape[1], k, niter=n_iter, seed=seed, spherical=True, nredo=3,
-                      max_points_per_centroid=100_000, verbose=False)
-    km.train(np.ascontiguousarray(x, dtype=np.float32))
-    centroids = km.centroids / np.maximum(np.linalg.norm(km.centroids, axis=1, keepdims=True),
-                                          1e-12)
-    clustering = Clustering(centroids.astype(np.float32), radius=-1.0)
-    _, sims = clustering.assign(x)
-    clustering.radius = float(np.quantile(sims, 1.0 - support_quantile))
+    clustering = Clustering(_kmeans(x, k, seed, n_iter), radius=-1.0)
+    clustering.radius = _held_out_radius(x, k, seed, n_iter, support_quantile)
     return clustering
+
+
+def _kmeans(x: np.ndarray, k: int, seed: int, n_iter: int) -> np.ndarray:
+    km = faiss.Kmeans(x.shape[1], k, niter=n_iter, seed=seed, spherical=True, nredo=3,
+                      max_points_per_centroid=100_000, min_points_per_centroid=1, verbose=False)
+    km.train(np.ascontiguousarray(x, dtype=np.float32))
+    norms = np.maximum(np.linalg.norm(km.centroids, axis=1, keepdims=True), 1e-12)
+    return (km.centroids / norms).astype(np.float32)
+
+
+def _held_out_radius(x: np.ndarray, k: int, seed: int, n_iter: int, quantile: float) -> float:
+    """Support radius from two-fold cross-fitting: each half's similarity to centroids
+    fitted on the other half. In-sample similarities are biased upwards (the points
+    pulled the centroids to themselves), which would exclude much in-domain pool data."""
+    if quantile >= 1.0:
+        return -1.0
+    order = np.random.default_rng(seed).permutation(len(x))
+    folds = (order[: len(x) // 2], order[len(x) // 2:])
+    sims = []
+    for fit_rows, test_rows in (folds, folds[::-1]):
+        k_fold = min(k, len(fit_rows))
+        if k_fold < 1 or not len(test_rows):
+            return -1.0
+        held_out = Clustering(_kmeans(x[fit_rows], k_fold, seed, n_iter), radius=-1.0)
+        sims.append(held_out.assign(x[test_rows])[1])
+    return float(np.quantile(np.concatenate(sims), 1.0 - quantile))

@@ -26,3 +26,34 @@ def knn_similarity(queries: np.ndarray, reference: np.ndarray, k: int, *, seed: 
             sims = sims[:, 1:]
         out[start:start + chunk] = sims.mean(axis=1)
     return out
+
+
+class UsageTrainRatio:
+    """Log density ratio log p_U(x)/p_T(x), up to a constant, by L2-regularised logistic
+    regression of usage against train (the classifier trick of density-ratio estimation).
+
+    Pool records it scores high look like usage and unlike train: the semantic gap.
+    A linear model generalises across languages better than k-NN votes in 384-d.
+    """
+
+    def __init__(self, l2: float = 1e-3, *, iterations: int = 300, step: float = 0.5,
+                 seed: int = 0) -> None:
+        self.l2, self.iterations, self.step, self.seed = l2, iterations, step, seed
+
+    def fit(self, usage: np.ndarray, train: np.ndarray) -> UsageTrainRatio:
+        rng = np.random.default_rng(self.seed)
+        usage, train = (x if len(x) <= MAX_REFERENCE else
+                        x[np.sort(rng.choice(len(x), MAX_REFERENCE, replace=False))]
+                        for x in (usage, train))
+        x = np.concatenate([usage, train]).astype(np.float64)
+        y = np.concatenate([np.ones(len(usage)), np.zeros(len(train))])
+        w, b = np.zeros(x.shape[1]), 0.0
+        for _ in range(self.iterations):  # full-batch gradient descent: deterministic
+            err = 1.0 / (1.0 + np.exp(-(x @ w + b))) - y
+            w -= self.step * (x.T @ err / len(y) + self.l2 * w)
+            b -= self.step * err.mean()
+        self.coef_, self.intercept_ = w.astype(np.float32), float(b)
+        return self
+
+    def log_ratio(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.coef_ + np.float32(self.intercept_)

@@ -15,7 +15,7 @@ import numpy as np
 from .allocation import water_fill
 from .clustering import Clustering
 from .config import SelectConfig
-from .density import knn_similarity
+from .density import UsageTrainRatio, knn_similarity
 from .langsim import language_distance, rank_languages
 
 
@@ -144,11 +144,10 @@ class ClusterStrategy(Strategy):
             scores[rows] = rng.random(len(rows)).astype(np.float32)
             return scores
         x = problem.pool[rows]
-        near_usage = knn_similarity(x, problem.usage, cfg.neighbours, seed=cfg.seed)
-        score = near_usage
+        score = knn_similarity(x, problem.usage, cfg.neighbours, seed=cfg.seed)
         if cfg.ratio_weight and len(problem.train):
-            near_train = knn_similarity(x, problem.train, cfg.neighbours, seed=cfg.seed)
-            score = near_usage + cfg.ratio_weight * (near_usage - near_train)
+            ratio = UsageTrainRatio(cfg.ratio_l2, seed=cfg.seed).fit(problem.usage, problem.train)
+            score = score + cfg.ratio_weight * ratio.log_ratio(x)
         if cfg.lang_penalty:
             dist = {lang: language_distance(cfg.lang_distance, problem.target_lang, lang)
                     for lang in np.unique(problem.pool_langs[rows])}
