@@ -39,7 +39,8 @@ def select_cmd(
                                 help="Remove each language's mean embedding."),
     include_ood: bool = typer.Option(False, help="Allow pool records outside the target support."),
     support_quantile: float = typer.Option(0.95, help="Target support radius quantile."),
-    ratio_weight: float = typer.Option(3.0, help="Weight of the usage-vs-train log density ratio."),
+    ratio_l2: float = typer.Option(1e-3, help="L2 penalty of the usage/train ratio model."),
+    ratio_weight: float = typer.Option(1.0, help="Weight of a record's own gap share in ranking."),
     dedup_threshold: float = typer.Option(0.97, help="Cosine at which records are duplicates."),
     lang_cap: float | None = typer.Option(None, help="Max share of the budget per language."),
     lang_penalty: float = typer.Option(0.0, help="Score penalty per unit of URIEL distance."),
@@ -57,7 +58,7 @@ def select_cmd(
         usage, pool, budget, train=train or None, strategy=strategy, target_lang=target_lang,
         out=out, cache_dir=cache_dir, encoder=encoder, clusters=clusters, seed=seed,
         centre=centre, include_ood=include_ood, support_quantile=support_quantile,
-        ratio_weight=ratio_weight, dedup_threshold=dedup_threshold, lang_cap=lang_cap,
+        ratio_l2=ratio_l2, ratio_weight=ratio_weight, dedup_threshold=dedup_threshold, lang_cap=lang_cap,
         lang_penalty=lang_penalty, lang_distance=lang_distance, only_langs=only_langs or None,
         skip_langs=skip_langs or []))
     metrics = selection.report["metrics"]["train+selected"]

@@ -22,9 +22,10 @@ class SelectConfig:
     support_quantile: pool records less similar to their nearest centroid than this
         quantile of the target points are out of distribution.
     include_ood: let out-of-distribution pool records be selected.
-    ratio_weight: within a cluster, rank by k-NN similarity to usage plus this weight
-        times the log density ratio usage/train (0 = plain nearest-usage ranking).
-    ratio_l2: L2 penalty of the logistic regression that estimates that ratio.
+    ratio_l2: L2 penalty of the logistic regression that estimates the usage/train
+        density ratio (each usage point's quota, and the ranking bonus below).
+    ratio_weight: a usage point ranks pool records by cosine plus this weight times the
+        record's own gap share (0 = nearest records only).
     neighbours: k of the k-nearest-neighbour density estimates.
     dedup_threshold: skip a pool record whose cosine to a picked record or a train
         record (raw embeddings) is at least this.
@@ -43,8 +44,8 @@ class SelectConfig:
     centre: bool = True
     support_quantile: float = 0.95
     include_ood: bool = False
-    ratio_weight: float = 3.0
     ratio_l2: float = 1e-3
+    ratio_weight: float = 1.0
     neighbours: int = 10
     dedup_threshold: float = 0.97
     lang_cap: float | None = None

@@ -53,7 +53,15 @@ class UsageTrainRatio:
             w -= self.step * (x.T @ err / len(y) + self.l2 * w)
             b -= self.step * err.mean()
         self.coef_, self.intercept_ = w.astype(np.float32), float(b)
+        self.n_usage_, self.n_train_ = len(usage), len(train)
         return self
 
     def log_ratio(self, x: np.ndarray) -> np.ndarray:
         return x @ self.coef_ + np.float32(self.intercept_)
+
+    def gap_share(self, x: np.ndarray, n_total: int) -> np.ndarray:
+        """Share of the ideal mass at ``x`` that train lacks, max(0, 1 − |T|·p_T/(N·p_U)),
+        with N = |T| + B. 1 where train has nothing like ``x``, 0 where train covers it."""
+        odds_train = np.exp(-np.clip(self.log_ratio(x), -30, 30))  # P(T|x)/P(U|x)
+        density_ratio = odds_train * self.n_usage_ / self.n_train_  # p_T(x)/p_U(x)
+        return np.maximum(0.0, 1.0 - self.n_train_ * density_ratio / n_total).astype(np.float32)

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .allocation import water_fill
+from .allocation import largest_remainder, water_fill
 from .clustering import Clustering
 from .config import SelectConfig
 from .density import UsageTrainRatio, knn_similarity
-from .langsim import language_distance, rank_languages
+from .langsim import distance_or_max, rank_languages
 
 
 @dataclass
@@ -108,12 +108,19 @@ class LangSimStrategy(Strategy):
 
 
 class ClusterStrategy(Strategy):
-    """Allocate the budget over target clusters, then pick inside each cluster."""
+    """Allocate the budget over target clusters, then fill each cluster from its queues.
 
-    rank_within = True  # False: random order inside a cluster
+    A queue is an ordering of the cluster's eligible pool records with a quota; queues
+    take turns, each taking its next record that is not a near-duplicate (of a pick
+    or of train) and whose language is not capped.
+    """
 
     @abstractmethod
     def weights(self, problem: Problem) -> np.ndarray: ...
+
+    @abstractmethod
+    def queues(self, problem: Problem, cluster: int, rows: np.ndarray, quota: int,
+               rng: np.random.Generator) -> list[Queue]: ...
 
     def select(self, problem: Problem, rng: np.random.Generator) -> Picks:
         cfg = problem.config
@@ -129,69 +136,101 @@ class ClusterStrategy(Strategy):
             allocated += water_fill(fallback, supply - allocated, cfg.budget - allocated.sum())
             notes.append("under-served clusters ran out of eligible pool records; the rest of "
                          "the budget follows the usage distribution")
-        scores = self._scores(problem, eligible & (allocated > 0)[problem.pool_cluster], rng)
-        chosen, chosen_scores = pick_in_clusters(problem, allocated, scores, eligible)
+        filler = _Filler(problem, eligible & (allocated > 0)[problem.pool_cluster])
+        for cluster in np.flatnonzero(allocated):
+            rows = np.flatnonzero(filler.candidates & (problem.pool_cluster == cluster))
+            filler.fill(self.queues(problem, int(cluster), rows, int(allocated[cluster]), rng))
+        chosen = np.asarray(filler.chosen, dtype=np.int64)
         if len(chosen) < cfg.budget:
             notes.append(f"filled {len(chosen)} of the budget of {cfg.budget}: "
                          f"the eligible pool ({int(eligible.sum())} records) ran short")
-        return Picks(chosen, chosen_scores, weights, allocated, notes)
-
-    def _scores(self, problem: Problem, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        cfg = problem.config
-        scores = np.full(len(problem.pool), -np.inf, dtype=np.float32)
-        rows = np.flatnonzero(mask)
-        if not self.rank_within:
-            scores[rows] = rng.random(len(rows)).astype(np.float32)
-            return scores
-        x = problem.pool[rows]
-        score = knn_similarity(x, problem.usage, cfg.neighbours, seed=cfg.seed)
-        if cfg.ratio_weight and len(problem.train):
-            ratio = UsageTrainRatio(cfg.ratio_l2, seed=cfg.seed).fit(problem.usage, problem.train)
-            score = score + cfg.ratio_weight * ratio.log_ratio(x)
-        if cfg.lang_penalty:
-            dist = {lang: language_distance(cfg.lang_distance, problem.target_lang, lang)
-                    for lang in np.unique(problem.pool_langs[rows])}
-            score = score - cfg.lang_penalty * np.array([dist[v] for v in problem.pool_langs[rows]],
-                                                        dtype=np.float32)
-        scores[rows] = score
-        return scores
+        return Picks(chosen, np.asarray(filler.scores, dtype=np.float32), weights, allocated, notes)
 
 
-def pick_in_clusters(problem: Problem, allocated: np.ndarray, scores: np.ndarray,
-                     eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Best-scoring records per cluster, skipping near-duplicates and capped languages."""
+@dataclass
+class Queue:
+    rows: np.ndarray  # pool rows, best first
+    scores: np.ndarray
+    quota: int
+
+
+def ranked_queue(problem: Problem, rows: np.ndarray, quota: int) -> list[Queue]:
+    """One queue: the cluster's records by k-NN similarity to usage (minus language penalty)."""
     cfg = problem.config
-    cap = int(np.ceil(cfg.lang_cap * cfg.budget)) if cfg.lang_cap else None
-    per_lang: dict[str, int] = {}
-    train_dup = np.zeros(len(problem.pool), dtype=bool)
-    if len(problem.train) and cfg.dedup_threshold < 1.0:
-        rows = np.flatnonzero(np.isfinite(scores))
-        near = knn_similarity(problem.pool[rows], problem.train, 1)
-        train_dup[rows] = near >= cfg.dedup_threshold
-    chosen: list[int] = []
-    for cluster in np.flatnonzero(allocated):
-        rows = np.flatnonzero(eligible & (problem.pool_cluster == cluster) & ~train_dup)
-        rows = rows[np.lexsort((rows, -scores[rows]))]
-        picked: list[int] = []
-        vecs = np.empty((int(allocated[cluster]), problem.pool.shape[1]), dtype=np.float32)
-        for row in rows:
-            if len(picked) == allocated[cluster]:
-                break
-            lang = problem.pool_langs[row]
-            if cap is not None and per_lang.get(lang, 0) >= cap:
-                continue
-            if picked and (vecs[: len(picked)] @ problem.pool[row]).max() >= cfg.dedup_threshold:
-                continue
-            vecs[len(picked)] = problem.pool[row]
-            picked.append(int(row))
-            per_lang[lang] = per_lang.get(lang, 0) + 1
-        chosen.extend(picked)
-    idx = np.asarray(chosen, dtype=np.int64)
-    return idx, scores[idx]
+    score = knn_similarity(problem.pool[rows], problem.usage, cfg.neighbours, seed=cfg.seed)
+    score = score - language_penalty(problem, rows)
+    order = np.lexsort((rows, -score))
+    return [Queue(rows[order], score[order], quota)]
+
+
+def language_penalty(problem: Problem, rows: np.ndarray) -> np.ndarray:
+    cfg = problem.config
+    if not cfg.lang_penalty:
+        return np.zeros(len(rows), dtype=np.float32)
+    langs = problem.pool_langs[rows]
+    dist = {lang: distance_or_max(cfg.lang_distance, problem.target_lang, lang)
+            for lang in np.unique(langs)}
+    return cfg.lang_penalty * np.array([dist[v] for v in langs], dtype=np.float32)
+
+
+class _Filler:
+    """Shared state of one selection: what is taken, per-language counts, duplicates."""
+
+    def __init__(self, problem: Problem, candidates: np.ndarray) -> None:
+        cfg = problem.config
+        self.problem, self.candidates = problem, candidates.copy()
+        self.cap = int(np.ceil(cfg.lang_cap * cfg.budget)) if cfg.lang_cap else None
+        self.per_lang: dict[str, int] = {}
+        self.taken = np.zeros(len(problem.pool), dtype=bool)
+        self.chosen: list[int] = []
+        self.scores: list[float] = []
+        if len(problem.train) and cfg.dedup_threshold < 1.0:
+            rows = np.flatnonzero(candidates)
+            near = knn_similarity(problem.pool[rows], problem.train, 1)
+            self.candidates[rows[near >= cfg.dedup_threshold]] = False
+
+    def fill(self, queues: list[Queue]) -> None:
+        pool, threshold = self.problem.pool, self.problem.config.dedup_threshold
+        picked = np.empty((sum(q.quota for q in queues), pool.shape[1]), dtype=np.float32)
+        n_picked = 0
+        pointer = [0] * len(queues)
+        left = [q.quota for q in queues]
+        active = [i for i, q in enumerate(queues) if q.quota > 0]
+        while active:  # round-robin: every queue gets its turn until its quota is met
+            still = []
+            for i in active:
+                queue = queues[i]
+                while pointer[i] < len(queue.rows):
+                    row, score = int(queue.rows[pointer[i]]), float(queue.scores[pointer[i]])
+                    pointer[i] += 1
+                    lang = self.problem.pool_langs[row]
+                    if self.taken[row] or (self.cap is not None and
+                                           self.per_lang.get(lang, 0) >= self.cap):
+                        continue
+                    if n_picked and (picked[:n_picked] @ pool[row]).max() >= threshold:
+                        continue
+                    picked[n_picked] = pool[row]
+                    n_picked += 1
+                    self.taken[row] = True
+                    self.per_lang[lang] = self.per_lang.get(lang, 0) + 1
+                    self.chosen.append(row)
+                    self.scores.append(score)
+                    left[i] -= 1
+                    break
+                if left[i] > 0 and pointer[i] < len(queue.rows):
+                    still.append(i)
+            active = still
 
 
 class CompassStrategy(ClusterStrategy):
-    """Gap d_c = max(0, u_c·(|T|+B) − t_c): fill what train under-serves relative to usage."""
+    """Gap d_c = max(0, u_c·(|T|+B) − t_c): fill what train under-serves relative to usage.
+
+    Inside a cluster, each usage point recruits its nearest pool records, with a quota
+    proportional to its own gap share: the share of its neighbourhood's ideal mass that
+    train lacks, from a usage-vs-train density ratio (cross-fitted). A cluster that mixes
+    a covered and a missing theme thus spends its allocation on the missing one, in
+    proportion, instead of on whatever looks most unlike train.
+    """
 
     name = "compass"
 
@@ -201,20 +240,71 @@ class CompassStrategy(ClusterStrategy):
         n = len(problem.train) + problem.config.budget
         return np.maximum(0.0, u * n - t)
 
+    def select(self, problem: Problem, rng: np.random.Generator) -> Picks:
+        self._demand = usage_demand(problem)
+        self._ratio = None
+        if len(problem.train):
+            self._ratio = UsageTrainRatio(problem.config.ratio_l2, seed=problem.config.seed).fit(
+                problem.usage, problem.train)
+        return super().select(problem, rng)
+
+    def queues(self, problem: Problem, cluster: int, rows: np.ndarray, quota: int,
+               rng: np.random.Generator) -> list[Queue]:
+        points = np.flatnonzero(problem.usage_cluster == cluster)
+        demand = self._demand[points]
+        quotas = largest_remainder(demand if demand.sum() > 0 else np.ones(len(points)), quota)
+        bonus = -language_penalty(problem, rows)
+        if self._ratio is not None and problem.config.ratio_weight:
+            n_total = len(problem.train) + problem.config.budget
+            bonus += problem.config.ratio_weight * self._ratio.gap_share(problem.pool[rows], n_total)
+        sims = problem.usage[points] @ problem.pool[rows].T + bonus
+        queues = []
+        for p, q in zip(np.flatnonzero(quotas), quotas[quotas > 0]):
+            order = np.lexsort((rows, -sims[p]))
+            queues.append(Queue(rows[order], sims[p][order], int(q)))
+        return queues
+
+
+def usage_demand(problem: Problem) -> np.ndarray:
+    """Gap share of every usage point, from a ratio model fitted on the other fold."""
+    cfg = problem.config
+    usage, train = problem.usage, problem.train
+    if not len(train) or len(usage) < 4:
+        return np.ones(len(usage))
+    n_total = len(train) + cfg.budget
+    folds = np.array_split(np.random.default_rng(cfg.seed).permutation(len(usage)), 2)
+    demand = np.empty(len(usage))
+    for held, fit in (folds, folds[::-1]):
+        ratio = UsageTrainRatio(cfg.ratio_l2, seed=cfg.seed).fit(usage[fit], train)
+        demand[held] = ratio.gap_share(usage[held], n_total)
+    return demand
+
 
 class TargetProportionalStrategy(ClusterStrategy):
+    """Allocation by u_c alone (train ignored); nearest-usage records first."""
+
     name = "target-proportional"
 
     def weights(self, problem: Problem) -> np.ndarray:
         return problem.counts(problem.usage_cluster).astype(np.float64)
 
+    def queues(self, problem: Problem, cluster: int, rows: np.ndarray, quota: int,
+               rng: np.random.Generator) -> list[Queue]:
+        return ranked_queue(problem, rows, quota)
+
 
 class UniformClusterStrategy(ClusterStrategy):
+    """Diversity only: the same share for every cluster, random records inside."""
+
     name = "uniform-cluster"
-    rank_within = False
 
     def weights(self, problem: Problem) -> np.ndarray:
         return np.ones(problem.clustering.k)
+
+    def queues(self, problem: Problem, cluster: int, rows: np.ndarray, quota: int,
+               rng: np.random.Generator) -> list[Queue]:
+        order = rng.permutation(len(rows))
+        return [Queue(rows[order], np.zeros(len(rows), dtype=np.float32), quota)]
 
 
 STRATEGY_CLASSES: dict[str, type[Strategy]] = {
