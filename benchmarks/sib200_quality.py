@@ -14,26 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 from sib200_setup import TARGETS, build
 
 from compass.embed import centre_by_language, embed_texts
+from compass.quickstart import topic_kl
 from compass.selection import STRATEGIES, SelectConfig, select_embedded
 from compass.selection.allocation import water_fill
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def topic_kl(usage_topics: list[str], mixed_topics: list[str], topics: list[str]) -> float:
-    """KL(p_usage ‖ p_train+selected) over topics, add-0.5 smoothing on the second."""
-    p = np.array([Counter(usage_topics)[t] for t in topics], dtype=float)
-    q = np.array([Counter(mixed_topics)[t] for t in topics], dtype=float) + 0.5
-    p, q = p / p.sum(), q / q.sum()
-    mask = p > 0
-    return float(np.sum(p[mask] * np.log(p[mask] / q[mask])))
 
 
 def oracle(scn, budget: int, rng: np.random.Generator) -> np.ndarray:
@@ -60,7 +51,6 @@ def run(budgets: list[int], seeds: list[int], overrides: dict) -> list[dict]:
             n_u, n_t = len(scn.usage), len(scn.train)
             u_x, t_x, a_x = x[:n_u], x[n_u:n_u + n_t], x[n_u + n_t:]
             langs = np.array([r.lang for r in scn.pool])
-            topics = sorted({r.meta["category"] for r in scn.usage})
             usage_topics = [r.meta["category"] for r in scn.usage]
             train_topics = [r.meta["category"] for r in scn.train]
             for budget in budgets:
@@ -76,7 +66,7 @@ def run(budgets: list[int], seeds: list[int], overrides: dict) -> list[dict]:
                     rows.append({
                         "target": target, "seed": seed, "budget": budget, "strategy": name,
                         "selected": len(idx),
-                        "topic_kl": topic_kl(usage_topics, train_topics + sel_topics, topics),
+                        "topic_kl": topic_kl(usage_topics, train_topics + sel_topics),
                         "missing_share": float(np.mean([t in missing for t in sel_topics]))
                         if len(idx) else 0.0,
                     })
