@@ -1,0 +1,56 @@
+"""Training options: one dataclass, serialised into every adapter's ``compass.json``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..errors import ConfigError
+
+SCHEDULES = ("cosine", "linear", "constant")
+
+
+@dataclass
+class TrainConfig:
+    """LoRA and optimisation hyperparameters.
+
+    target_modules: ``all-linear`` (every linear projection but the LM head) or a list.
+    aux_weight: share of the training examples drawn from the selected auxiliary data
+        (sampled with the seed); ``None`` uses every train and auxiliary record once.
+    max_steps: overrides ``epochs`` when given.
+    """
+
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+    learning_rate: float = 2e-4
+    schedule: str = "cosine"
+    warmup_ratio: float = 0.05
+    epochs: float = 1.0
+    max_steps: int | None = None
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_length: int = 256
+    aux_weight: float | None = None
+    weight_decay: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.rank < 1 or self.alpha <= 0:
+            raise ConfigError("LoRA rank must be ≥ 1 and alpha > 0")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError("dropout must be in [0, 1)")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r} (choose from {', '.join(SCHEDULES)})")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise ConfigError("batch_size and grad_accum must be ≥ 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError("max_steps must be ≥ 1")
+        if self.epochs <= 0:
+            raise ConfigError("epochs must be > 0")
+        if self.aux_weight is not None and not 0.0 <= self.aux_weight < 1.0:
+            raise ConfigError("aux_weight must be in [0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

