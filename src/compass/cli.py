@@ -70,6 +70,61 @@ def select_cmd(
     typer.echo(f"report: {out / 'report.html'}")
 
 
+@app.command("train")
+def train_cmd(
+    train: list[str] = typer.Option(..., metavar="SRC", help="Target-language training data."),
+    out: Path = typer.Option(..., help="Adapter directory to write."),
+    selected: str | None = typer.Option(None, help="A 'compass select' --out directory or a source."),
+    model: str | None = typer.Option(None, help="Base model: hub id or folder; default the bundled "
+                                     "Gemma 3 270M."),
+    rank: int = typer.Option(16), alpha: int = typer.Option(32), dropout: float = typer.Option(0.05),
+    target_modules: str = typer.Option("all-linear", help="'all-linear' or comma-separated names."),
+    learning_rate: float = typer.Option(2e-4), schedule: str = typer.Option("cosine"),
+    warmup_ratio: float = typer.Option(0.05), epochs: float = typer.Option(1.0),
+    max_steps: int | None = typer.Option(None, help="Overrides --epochs."),
+    batch_size: int = typer.Option(8), grad_accum: int = typer.Option(1),
+    max_length: int = typer.Option(256, help="Longer sequences are truncated (and counted)."),
+    aux_weight: float | None = typer.Option(None, help="Share of examples from --selected; "
+                                            "default: every record once."),
+    seed: int = typer.Option(0),
+    overwrite: bool = typer.Option(False, help="Replace an existing adapter."),
+) -> None:
+    """Train a LoRA adapter (standard PEFT format) on train + selected data."""
+    from .adapt import TrainConfig
+    from .adapt import train as train_fn
+
+    modules = target_modules if target_modules == "all-linear" else target_modules.split(",")
+    prov = _run(lambda: train_fn(train, out, selected=selected, model=model, overwrite=overwrite,
+                                 config=TrainConfig(
+        rank=rank, alpha=alpha, dropout=dropout, target_modules=modules, learning_rate=learning_rate,
+        schedule=schedule, warmup_ratio=warmup_ratio, epochs=epochs, max_steps=max_steps,
+        batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, aux_weight=aux_weight,
+        seed=seed)))
+    typer.echo(f"adapter -> {out} ({prov['steps']} steps, loss {prov['first_loss']:.3f} -> "
+               f"{prov['final_loss']:.3f}, {prov['tokens_per_second']:.0f} tokens/s, "
+               f"{prov['wall_seconds']:.0f} s)")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    data: list[str] = typer.Option(..., metavar="SRC", help="Held-out texts or MCQ items."),
+    adapter: list[str] | None = typer.Option(None, help="Adapter directory; repeatable."),
+    model: str | None = typer.Option(None, help="Base model; default the bundled Gemma 3 270M."),
+    metric: str = typer.Option("nll", help="nll | mcq"),
+    batch_size: int = typer.Option(8), max_length: int = typer.Option(1024),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the intervals."),
+    seed: int = typer.Option(0),
+    out: Path | None = typer.Option(None, help="Write the results as JSON here."),
+) -> None:
+    """Score the base model and adapters on one data set; differences with 95% CIs."""
+    from .adapt.evaluate import evaluate, format_table
+
+    res = _run(lambda: evaluate(data, model=model, adapters=adapter or [], metric=metric,
+                                batch_size=batch_size, max_length=max_length, bootstrap=bootstrap,
+                                seed=seed, out=out))
+    typer.echo(format_table(res))
+
+
 @app.command()
 def quickstart(
     out: Path = typer.Option(Path("runs/quickstart"), help="Where reports are written."),
