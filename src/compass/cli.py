@@ -129,11 +129,13 @@ def evaluate_cmd(
 def quickstart(
     out: Path = typer.Option(Path("runs/quickstart"), help="Where reports are written."),
     budget: int = typer.Option(150, help="Records to select."),
+    train_steps: int = typer.Option(30, help="LoRA steps per adapter; 0 skips training."),
 ) -> None:
-    """Offline demo on chatterbot-corpus: fill Korean topic gaps from other languages."""
+    """Offline demo on chatterbot-corpus: fill Korean topic gaps from other languages,
+    then train LoRA adapters on the bundled Gemma 3 270M and compare held-out NLL."""
     from .quickstart import run_quickstart
 
-    _run(lambda: run_quickstart(out, budget=budget, echo=typer.echo))
+    _run(lambda: run_quickstart(out, budget=budget, train_steps=train_steps, echo=typer.echo))
 
 
 def _run(call):

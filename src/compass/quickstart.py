@@ -23,8 +23,8 @@ def write_jsonl(records, path: Path) -> None:
             fh.write(json.dumps(rec.to_dict(), ensure_ascii=False) + "\n")
 
 
-def run_quickstart(out: Path, *, budget: int = 150, echo: Callable[[str], None] = print
-                   ) -> dict[str, Selection]:
+def run_quickstart(out: Path, *, budget: int = 150, train_steps: int = 30,
+                   echo: Callable[[str], None] = print) -> dict[str, Selection]:
     korean = load("chatterbot:ko")
     usage = korean[0::2]
     train = [r for r in korean[1::2] if r.meta["category"] not in MISSING_TOPICS]
@@ -61,7 +61,37 @@ def run_quickstart(out: Path, *, budget: int = 150, echo: Callable[[str], None] 
         echo(f"  {'train + ' + name:<20}{m['kl']:>8.4f}{m['coverage']:>10.3f}{m['mmd']:>9.4f}"
              f"{topic_kl(usage_topics, train_topics + added):>10.4f}{share:>14.0%}")
     echo(f"\nHTML report: {out / 'compass' / 'report.html'}")
+    if train_steps:
+        _train_and_evaluate(out, train_steps, echo)
     return results
+
+
+def _train_and_evaluate(out: Path, steps: int, echo: Callable[[str], None]) -> None:
+    """LoRA adapters on train + each selection (bundled Gemma 3 270M), scored on usage."""
+    from .adapt import evaluate, train
+    from .adapt.evaluate import format_table
+
+    data = out / "data"
+    adapters = []
+    for strategy in ("compass", "lang-sim"):
+        adapter = out / f"adapter-{strategy}"
+        echo(f"\nTraining a LoRA adapter on Korean train + the {strategy} selection "
+             f"({steps} steps, bundled Gemma 3 270M on {'GPU' if _cuda() else 'CPU'})...")
+        prov = train(str(data / "train.jsonl"), adapter, selected=out / strategy, max_steps=steps,
+                     batch_size=8, learning_rate=1e-3, overwrite=True)
+        echo(f"  loss {prov['first_loss']:.3f} -> {prov['final_loss']:.3f}, "
+             f"{prov['tokens_per_second']:.0f} tokens/s, {prov['wall_seconds']:.0f} s -> {adapter}")
+        adapters.append(str(adapter))
+    echo("\nHeld-out NLL on the Korean usage dialogues (lower is better):")
+    res = evaluate(str(data / "usage.jsonl"), adapters=adapters, bootstrap=500,
+                   out=out / "evaluation.json")
+    echo(format_table(res))
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def topic_kl(usage_topics: list[str], other_topics: list[str], alpha: float = 0.5) -> float:
