@@ -135,6 +135,13 @@ def test_adapter_base_mismatch_is_a_clear_error(tiny_model, data, tmp_path):
         evaluate(data["eval"], model=tiny_model["b"], adapters=[str(out)])
 
 
+def test_top_level_api_names():
+    import compass
+
+    assert compass.train is train and compass.evaluate is evaluate
+    assert compass.TrainConfig is TrainConfig
+
+
 def test_bad_training_options_and_empty_data(tiny_model, tmp_path):
     with pytest.raises(ConfigError, match="unknown schedule"):
         TrainConfig(schedule="wild")

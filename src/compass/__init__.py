@@ -6,11 +6,14 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):  # lazy: `import compass` stays cheap for the CLI and the server
-    if name in ("select", "Selection", "SelectConfig"):
-        import importlib
+    import importlib
 
+    if name in ("select", "Selection", "SelectConfig"):
         return getattr(importlib.import_module("compass.selection"), name)
+    if name in ("train", "evaluate", "TrainConfig"):
+        return getattr(importlib.import_module("compass.adapt"), name)
     raise AttributeError(name)
 
 
-__all__ = ["CompassError", "ConfigError", "DataError", "Selection", "SelectConfig", "select"]
+__all__ = ["CompassError", "ConfigError", "DataError", "Selection", "SelectConfig", "TrainConfig",
+           "evaluate", "select", "train"]
