@@ -160,8 +160,8 @@ def _write_adapter(peft_model, out: Path, provenance: dict[str, Any], overwrite:
         (tmp / "README.md").write_text(_model_card(provenance))
         os.chmod(tmp, 0o755)
         if out.exists():
-            if not overwrite:
-                raise ConfigError(f"{out} already exists; pass --overwrite")
+            if any(out.iterdir()) and not overwrite:
+                raise ConfigError(f"{out} already holds an adapter; pass --overwrite to replace it")
             shutil.rmtree(out)
         os.replace(tmp, out)
     except BaseException:
