@@ -5,10 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +14,7 @@ import numpy as np
 
 from ..data import Record, load
 from ..errors import ConfigError, DataError
+from ..fsutil import atomic_directory
 from .batching import Example, collate, length_batches, target_nll, tokenise
 from .config import TrainConfig
 from .models import load_base
@@ -152,21 +150,10 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
 
 
 def _write_adapter(peft_model, out: Path, provenance: dict[str, Any], overwrite: bool) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out, overwrite=overwrite, what="an adapter") as tmp:
         peft_model.save_pretrained(tmp)
         (tmp / "compass.json").write_text(json.dumps(provenance, indent=2, ensure_ascii=False))
         (tmp / "README.md").write_text(_model_card(provenance))
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            if any(out.iterdir()) and not overwrite:
-                raise ConfigError(f"{out} already holds an adapter; pass --overwrite to replace it")
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _model_card(p: dict[str, Any]) -> str:

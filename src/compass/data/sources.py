@@ -17,6 +17,7 @@ categories match ``meta.category``), ``limit`` (first N records after filtering)
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -105,9 +106,7 @@ def load_files(location: str, default_lang: str | None) -> Iterator[Record]:
         if not paths:
             raise DataError("directory holds no data files", source=location)
     elif any(ch in location for ch in "*?["):
-        anchor = Path(path.anchor) if path.is_absolute() else Path()
-        paths = sorted(anchor.glob(str(path.relative_to(anchor)) if path.is_absolute()
-                                   else location))
+        paths = sorted(Path(p) for p in glob.glob(location, recursive=True))
         if not paths:
             raise DataError("pattern matches no files", source=location)
     elif path.is_file():

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -18,6 +15,7 @@ import numpy as np
 from ..data import Record, Source, load
 from ..embed import EmbeddingCache, centre_by_language, embed_texts
 from ..errors import ConfigError
+from ..fsutil import atomic_directory
 from ..langs import normalize_lang
 from .config import SelectConfig
 from .core import EmbeddedResult, select_embedded
@@ -41,28 +39,13 @@ class Selection:
         out = Path(out_dir)
         if out.exists() and not overwrite:
             raise ConfigError(f"{out} exists; pass overwrite=True to replace it")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result should not be
-        try:
+        with atomic_directory(out, overwrite=overwrite, what="a selection") as tmp:
             with (tmp / "selected.jsonl").open("w", encoding="utf-8") as fh:
                 for row in self.records:
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             (tmp / "report.json").write_text(json.dumps(self.report, indent=2, ensure_ascii=False),
                                              encoding="utf-8")
             (tmp / "report.html").write_text(render_html(self.report), encoding="utf-8")
-            if out.exists():
-                backup = out.with_name(f".{out.name}.old")
-                os.replace(out, backup)
-                os.replace(tmp, out)
-                shutil.rmtree(backup, ignore_errors=True)
-            else:
-                os.replace(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return out
 
 

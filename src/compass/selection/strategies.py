@@ -54,6 +54,11 @@ class Problem:
         """Language-eligible and, unless ``include_ood``, inside the target support."""
         return self.lang_ok if self.config.include_ood else self.lang_ok & self.pool_in_support
 
+    @property
+    def n_total(self) -> int:
+        """N = |T| + B: the size train ∪ selection will have."""
+        return len(self.train) + self.config.budget
+
     def counts(self, labels: np.ndarray) -> np.ndarray:
         return np.bincount(labels, minlength=self.clustering.k)
 
@@ -236,9 +241,7 @@ class CompassStrategy(ClusterStrategy):
 
     def weights(self, problem: Problem) -> np.ndarray:
         u = problem.counts(problem.usage_cluster) / len(problem.usage)
-        t = problem.counts(problem.train_cluster)
-        n = len(problem.train) + problem.config.budget
-        return np.maximum(0.0, u * n - t)
+        return np.maximum(0.0, u * problem.n_total - problem.counts(problem.train_cluster))
 
     def select(self, problem: Problem, rng: np.random.Generator) -> Picks:
         self._demand = usage_demand(problem)
@@ -255,8 +258,8 @@ class CompassStrategy(ClusterStrategy):
         quotas = largest_remainder(demand if demand.sum() > 0 else np.ones(len(points)), quota)
         bonus = -language_penalty(problem, rows)
         if self._ratio is not None and problem.config.ratio_weight:
-            n_total = len(problem.train) + problem.config.budget
-            bonus += problem.config.ratio_weight * self._ratio.gap_share(problem.pool[rows], n_total)
+            bonus += problem.config.ratio_weight * self._ratio.gap_share(problem.pool[rows],
+                                                                         problem.n_total)
         sims = problem.usage[points] @ problem.pool[rows].T + bonus
         queues = []
         for p, q in zip(np.flatnonzero(quotas), quotas[quotas > 0]):
@@ -271,12 +274,11 @@ def usage_demand(problem: Problem) -> np.ndarray:
     usage, train = problem.usage, problem.train
     if not len(train) or len(usage) < 4:
         return np.ones(len(usage))
-    n_total = len(train) + cfg.budget
     folds = np.array_split(np.random.default_rng(cfg.seed).permutation(len(usage)), 2)
     demand = np.empty(len(usage))
     for held, fit in (folds, folds[::-1]):
         ratio = UsageTrainRatio(cfg.ratio_l2, seed=cfg.seed).fit(usage[fit], train)
-        demand[held] = ratio.gap_share(usage[held], n_total)
+        demand[held] = ratio.gap_share(usage[held], problem.n_total)
     return demand
 
 

@@ -1,0 +1,38 @@
+"""Outputs appear whole or not at all: written to a temporary sibling, then renamed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+@contextmanager
+def atomic_directory(out: str | Path, *, overwrite: bool, what: str = "output") -> Iterator[Path]:
+    """Yield a temporary directory next to ``out``; when the block succeeds it takes
+    ``out``'s place (a non-empty ``out`` only with ``overwrite``), else it is removed."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result should not be
+    try:
+        yield tmp
+        if out.exists():
+            if any(out.iterdir()) and not overwrite:
+                raise ConfigError(f"{out} already holds {what}; pass --overwrite to replace it")
+            backup = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, backup)  # the old contents go only once the new are in place
+            os.replace(tmp, out)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
