@@ -4,6 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+SENTENCES = ["the cat sat on the mat", "a dog ran in the park", "birds sing in the morning",
+             "the sun is warm today", "we read books at night", "rain falls on the roof"]
 SIB_ROOT = Path(os.environ.get("COMPASS_SIB200",
                                Path(__file__).resolve().parents[2] / "shared/data/sib200"))
 
@@ -35,3 +37,31 @@ def topic_centres() -> np.ndarray:
     rng = np.random.default_rng(42)
     c = rng.standard_normal((4, 32))
     return c / np.linalg.norm(c, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A 2-layer Llama with a BPE tokenizer trained on the test sentences."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    def build(hidden: int, folder: str):
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.train_from_iterator(SENTENCES * 5, trainers.BpeTrainer(
+            vocab_size=300, special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+        fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                       pad_token="<pad>", unk_token="<unk>")
+        torch.manual_seed(0)
+        cfg = LlamaConfig(vocab_size=len(fast), hidden_size=hidden, intermediate_size=2 * hidden,
+                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                          max_position_embeddings=128, bos_token_id=1, eos_token_id=2,
+                          pad_token_id=0, tie_word_embeddings=False)
+        path = tmp_path_factory.mktemp(folder)
+        LlamaForCausalLM(cfg).save_pretrained(path)
+        fast.save_pretrained(path)
+        return str(path)
+
+    return {"a": build(32, "tiny-a"), "b": build(48, "tiny-b")}

@@ -15,7 +15,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
 SOURCE_HELP = ("Source string: a JSONL/JSON/CSV/TSV/Parquet file, directory or glob; "
                "sib200:ROOT/LANG[/SPLIT]; chatterbot:LANG[,LANG] or chatterbot:*; "
                "hf:NAME[:CONFIG][@SPLIT]. Options after '?': lang, only_langs, skip_langs, "
-               "categories, skip_categories, limit. Repeatable.")
+               "categories, skip_categories, buckets, bucket_key, keep, limit. Repeatable.")
 
 
 @app.command("select")
@@ -136,6 +136,31 @@ def quickstart(
     from .quickstart import run_quickstart
 
     _run(lambda: run_quickstart(out, budget=budget, train_steps=train_steps, echo=typer.echo))
+
+
+@app.command()
+def experiment(
+    config: Path = typer.Argument(..., help="Experiment YAML (see experiments/sib200.yaml)."),
+    quick: bool = typer.Option(False, help="Apply the config's 'quick' overrides."),
+    set_: list[str] | None = typer.Option(None, "--set", metavar="KEY=VALUE",
+                                          help="Override a config value, e.g. train.max_steps=10 "
+                                          "or vars.root=/data/sib200. Repeatable."),
+    out: Path | None = typer.Option(None, help="Output directory (default: the config's 'out')."),
+    dry_run: bool = typer.Option(False, help="Print the plan (sources, loaders, cells) and stop."),
+) -> None:
+    """Run target x strategy x seed cells (select, train, evaluate), resuming finished
+    ones, and write results.csv/.json/.md/.svg."""
+    from .experiments import describe, load_config, run_experiment
+
+    cfg = _run(lambda: load_config(config, quick=quick, overrides=set_ or []))
+    if out is not None:
+        cfg.out = out
+    typer.echo(describe(cfg))
+    if dry_run:
+        return
+    paths = _run(lambda: run_experiment(cfg))
+    typer.echo(paths["md"].read_text())
+    typer.echo("results: " + ", ".join(str(p) for p in paths.values()))
 
 
 def _run(call):

@@ -98,31 +98,40 @@ def _summarise_mcq(sums, records, groups) -> tuple[dict[str, Any], np.ndarray]:
 def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] = (),
              metric: str = "nll", batch_size: int = 8, max_length: int = 1024,
              bootstrap: int = 1000, seed: int = 0, cache_dir: str | Path | None = None,
+             group_by: str | None = None, item_scores: bool = False, include_base: bool = True,
              out: str | Path | None = None) -> dict[str, Any]:
-    """Evaluate the base model and each adapter on ``data``; see the module docstring."""
+    """Evaluate the base model and each adapter on ``data``; see the module docstring.
+
+    ``group_by``: a ``meta`` field (or ``lang``) for the per-group breakdown; default
+    ``lang`` for nll, the subject category for mcq. ``item_scores`` adds every item's
+    id and score per model (summed NLL and token count, or 0/1 correctness), which
+    paired comparisons between runs need. ``include_base=False`` scores only the adapters.
+    """
     from peft import PeftModel
 
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r} (choose from {', '.join(METRICS)})")
+    if not include_base and not adapters:
+        raise ConfigError("nothing to evaluate: no adapters and include_base=False")
     records = load(data, name="evaluation data")
     base, tokenizer, info = load_base(model, cache_dir=cache_dir)
     if metric == "nll":
         tok = tokenise(records, tokenizer, max_length)
         examples, kept = tok.examples, {e.record_id for e in tok.examples}
         records = [r for r in records if r.id in kept]
-        groups = np.array([r.lang for r in records])
+        groups = _groups(records, group_by or "lang")
         notes = {"truncated": tok.truncated, "dropped": tok.dropped}
     else:
         examples = mcq_examples(records, tokenizer)
-        groups = np.array([str(r.meta.get("subject_category") or r.meta.get("category") or r.lang)
-                           for r in records])
+        groups = _groups(records, group_by) if group_by else np.array(
+            [str(r.meta.get("subject_category") or r.meta.get("category") or r.lang) for r in records])
         notes = {}
     if not examples:
         raise DataError("nothing to evaluate after tokenisation")
     results: dict[str, Any] = {"metric": metric, "base_model": info.name, "items": len(records),
                                "notes": notes, "models": {}}
     raw: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    names = ["base", *[str(a) for a in adapters]]
+    names = ["base"] * include_base + [str(a) for a in adapters]
     for name in names:
         if name == "base":
             sums, counts = score(base, tokenizer, examples, batch_size)
@@ -142,8 +151,12 @@ def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] 
             summary, correct = _summarise_mcq(sums, records, groups)
             raw[name] = (correct, np.ones(len(correct)))
             results["models"][name] = summary
+    if item_scores:
+        results["item_ids"] = [r.id for r in records]
+        results["item_scores"] = {name: {"score": num.tolist(), "weight": den.tolist()}
+                                  for name, (num, den) in raw.items()}
     key = "nll" if metric == "nll" else "acc"
-    for name in names[1:]:
+    for name in names[1:] if include_base else ():
         lo, hi = bootstrap_diff(*raw[name], *raw["base"], n=bootstrap, seed=seed)
         m = results["models"][name]
         m["diff_to_base"] = {key: m["overall"][key] - results["models"]["base"]["overall"][key],
@@ -152,6 +165,15 @@ def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] 
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(results, indent=2))
     return results
+
+
+def _groups(records: list[Record], field: str) -> np.ndarray:
+    if field == "lang":
+        return np.array([r.lang for r in records])
+    missing = next((r for r in records if field not in r.meta), None)
+    if missing is not None:
+        raise DataError(f"group_by field {field!r} missing", source=missing.id, field=field)
+    return np.array([str(r.meta[field]) for r in records])
 
 
 def _check_adapter(path: Path, info) -> None:

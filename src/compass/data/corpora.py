@@ -16,13 +16,18 @@ SIB200_SPLITS = ("train", "dev", "test")
 
 
 def load_sib200(location: str) -> Iterator[Record]:
-    """``<root>/<lang_Script>/<split>`` or ``<root>/<lang_Script>`` (all three splits).
+    """``<root>/<lang_Script>/<split>``, ``<root>/<lang_Script>`` (all three splits) or
+    ``<root>/<lang_Script>,<lang_Script>,...`` (several languages).
 
     Ids are ``<lang_Script>/<split>/<index_id>`` so they stay unique across languages
     (the same ``index_id`` in two languages is a translation); ``index_id`` and
     ``category`` are kept in ``meta``.
     """
     path = Path(location)
+    if "," in path.name:  # <root>/eng_Latn,fra_Latn,...: several languages in one source
+        for name in filter(None, (n.strip() for n in path.name.split(","))):
+            yield from load_sib200(str(path.parent / name))
+        return
     if path.name in SIB200_SPLITS and not path.is_dir():
         lang_dir, splits = path.parent, (path.name,)
     else:

@@ -5,19 +5,26 @@ Grammar: ``[KIND:]LOCATION[?OPTION=VALUE&...]``
 ==========================  ================================================
 ``data/u.jsonl``            a JSONL/JSON/CSV/TSV/Parquet file, a directory of
                             such files (shards), or a glob (``data/*.parquet``)
-``sib200:ROOT/LANG[/SPLIT]`` a SIB-200 language directory, one split or all
+``sib200:ROOT/LANG[/SPLIT]`` a SIB-200 language directory, one split or all;
+                            ``sib200:ROOT/LANG,LANG,...`` several languages
 ``chatterbot:ko[,ja,...]``  chatterbot-corpus dialogues; ``chatterbot:*`` = all
 ``hf:NAME[:CONFIG][@SPLIT]`` a Hugging Face dataset (downloads: only on request)
 ==========================  ================================================
 
 Options, for every kind: ``lang`` (language of records without one),
 ``only_langs``/``skip_langs`` and ``categories``/``skip_categories`` (comma lists;
-categories match ``meta.category``), ``limit`` (first N records after filtering).
+categories match ``meta.category``), ``buckets=LO-HI`` (keep records whose stable
+hash bucket, 0-99, of ``bucket_key`` is in [LO, HI): disjoint, seed-free splits;
+the key is a ``meta`` field, default ``index_id`` when records have one, else the
+id, so SIB-200 translations land in the same bucket), ``keep=CATEGORY:SHARE,...``
+(keep only that share of a category, chosen by hash: a skewed pool), ``limit``
+(first N records after filtering).
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -27,11 +34,12 @@ from ..errors import ConfigError, DataError
 from ..langs import normalize_lang
 from .corpora import load_chatterbot, load_sib200
 from .files import SUFFIXES, iter_rows
-from .hf import load_hf
+from .hf import load_hf, map_row
 from .records import Record, record_from_row
 
 KINDS = ("file", "sib200", "chatterbot", "hf")
-OPTIONS = ("lang", "only_langs", "skip_langs", "categories", "skip_categories", "limit")
+OPTIONS = ("lang", "only_langs", "skip_langs", "categories", "skip_categories", "buckets",
+           "bucket_key", "keep", "limit")
 
 
 @dataclass(frozen=True)
@@ -89,17 +97,68 @@ class Source:
 
         only, skip = as_set("only_langs", True), as_set("skip_langs", True)
         cats, skip_cats = as_set("categories"), as_set("skip_categories")
+        buckets, keep = self._buckets(), self._keep()
+        key_field = self.options.get("bucket_key")
         for rec in rows:
             if only is not None and rec.lang not in only or skip and rec.lang in skip:
                 continue
             category = rec.meta.get("category")
             if cats is not None and category not in cats or skip_cats and category in skip_cats:
                 continue
+            if buckets and not buckets[0] <= stable_bucket(_bucket_key(rec, key_field)) < buckets[1]:
+                continue
+            if category in keep and stable_bucket(rec.id, 10_000) >= keep[category] * 10_000:
+                continue
             yield rec
+
+    def _buckets(self) -> tuple[int, int] | None:
+        if "buckets" not in self.options:
+            return None
+        lo, dash, hi = self.options["buckets"].partition("-")
+        try:
+            bounds = int(lo), int(hi)
+        except ValueError:
+            bounds = None
+        if not dash or bounds is None or not 0 <= bounds[0] < bounds[1] <= 100:
+            raise ConfigError(f"source option buckets={self.options['buckets']!r}: "
+                              "expected LO-HI with 0 <= LO < HI <= 100")
+        return bounds
+
+    def _keep(self) -> dict[str, float]:
+        shares: dict[str, float] = {}
+        for item in filter(None, self.options.get("keep", "").split(",")):
+            category, colon, share = item.rpartition(":")
+            try:
+                value = float(share)
+            except ValueError:
+                value = -1.0
+            if not colon or not category or not 0.0 <= value <= 1.0:
+                raise ConfigError(f"source option keep: {item!r} is not CATEGORY:SHARE "
+                                  "with a share in [0, 1]")
+            shares[category] = value
+        return shares
+
+
+def stable_bucket(key: str, buckets: int = 100) -> int:
+    """A seed-free hash bucket: the same key lands in the same bucket on every machine."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") % buckets
+
+
+def _bucket_key(rec: Record, key_field: str | None) -> str:
+    if key_field:
+        if key_field not in rec.meta:
+            raise DataError(f"bucket_key {key_field!r} is not a field of this record",
+                            source=rec.id, field=key_field)
+        return str(rec.meta[key_field])
+    return str(rec.meta.get("index_id", rec.id))
 
 
 def load_files(location: str, default_lang: str | None) -> Iterator[Record]:
-    """A file, a directory of shards, or a glob; records get ``<file>:<line>`` ids by default."""
+    """A file, a directory of shards, or a glob; records get ``<file>:<line>`` ids by default.
+
+    Rows in a known hub schema (Aya, Global-MMLU, MMLU-ProX) are mapped as ``hf:`` rows
+    are, so downloaded shards of those datasets load as they are.
+    """
     path = Path(location)
     if path.is_dir():
         paths = sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES)
@@ -115,6 +174,8 @@ def load_files(location: str, default_lang: str | None) -> Iterator[Record]:
         raise DataError("file not found", source=location)
     for file in paths:
         for line, row in iter_rows(file):
+            if "text" not in row and "prompt" not in row:
+                row = map_row(row)
             yield record_from_row(row, source=str(file), line=line,
                                   default_id=f"{file.name}:{line}", default_lang=default_lang)
 

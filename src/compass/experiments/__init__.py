@@ -1,0 +1,15 @@
+"""Experiments: target x strategy x seed grids of select -> train -> evaluate, one results table."""
+
+from .config import EXPERIMENT_STRATEGIES, ExperimentConfig, from_dict, load_config
+from .results import collect, write_results
+from .runner import Cell, Runner, describe, plan
+
+
+def run_experiment(config: ExperimentConfig, **runner_options) -> dict:
+    """Run (or resume) every cell, then write ``results.{csv,json,md,svg}``; returns the paths."""
+    Runner(config, **runner_options).run()
+    return write_results(config, collect(config))
+
+
+__all__ = ["EXPERIMENT_STRATEGIES", "Cell", "ExperimentConfig", "Runner", "collect", "describe",
+           "from_dict", "load_config", "plan", "run_experiment", "write_results"]

@@ -1,0 +1,275 @@
+"""Experiment configs: one YAML file, validated at the edge with errors that name the field.
+
+Schema (see ``experiments/sib200.yaml``)::
+
+    name: sib200            # used in the output folder and the tables
+    out: runs/sib200        # where cells and results go (relative to the working dir)
+    vars: {root: ../shared/data/sib200}   # ${root} is substituted in every string
+    seeds: [0, 1, 2]
+    budget: 100
+    strategies: [compass, lang-sim, random, target-proportional, none]
+    baseline: lang-sim      # differences and p-values are taken against this one
+    model: null             # base model id or path; null = bundled Gemma 3 270M
+    select: {...}           # SelectConfig fields shared by every strategy
+    train: {...}            # TrainConfig fields (seed comes from ``seeds``)
+    evaluate: {batch_size: 16, max_length: 256, bootstrap: 1000}
+    targets:
+      - lang: swh_Latn
+        usage: SOURCE | [SOURCE, ...]
+        train: SOURCE | [...]        # optional: no target train data
+        pool: SOURCE | [...]
+        eval:
+          heldout: {source: SOURCE, metric: nll, subsets: {missing: {category: [a, b]}}}
+    quick: {...}            # overrides merged in by ``--quick``
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..adapt.config import TrainConfig
+from ..adapt.evaluate import METRICS
+from ..data import Source
+from ..errors import ConfigError
+from ..langs import normalize_lang
+from ..selection.config import STRATEGIES, SelectConfig
+
+EXPERIMENT_STRATEGIES = (*STRATEGIES, "none")
+EVAL_OPTIONS = ("batch_size", "max_length", "bootstrap")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass
+class EvalSet:
+    """One named evaluation set; ``subsets`` name slices of its items by a ``meta`` field."""
+
+    name: str
+    sources: list[str]
+    metric: str = "nll"
+    subsets: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+
+
+@dataclass
+class Target:
+    lang: str
+    usage: list[str]
+    pool: list[str]
+    train: list[str]
+    evals: list[EvalSet]
+
+    @property
+    def key(self) -> str:
+        return self.lang
+
+
+@dataclass
+class ExperimentConfig:
+    name: str
+    out: Path
+    seeds: list[int]
+    budget: int
+    strategies: list[str]
+    baseline: str
+    targets: list[Target]
+    model: str | None = None
+    select: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    evaluate: dict[str, Any] = field(default_factory=dict)
+    origin: str = "<dict>"
+
+    def train_config(self, seed: int) -> TrainConfig:
+        return TrainConfig(**{**self.train, "seed": seed})
+
+    def select_options(self, seed: int) -> dict[str, Any]:
+        return {**self.select, "seed": seed}
+
+
+def load_config(path: str | Path, *, quick: bool = False, overrides: list[str] = ()) -> ExperimentConfig:
+    """Read a YAML experiment config; ``overrides`` are ``dotted.key=value`` strings."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"experiment config {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return from_dict(data, quick=quick, overrides=overrides, origin=str(path))
+
+
+def from_dict(data: dict[str, Any], *, quick: bool = False, overrides: list[str] = (),
+              origin: str = "<dict>") -> ExperimentConfig:
+    data = copy.deepcopy(data)
+    quick_part = data.pop("quick", None) or {}
+    if quick:
+        if not isinstance(quick_part, dict):
+            raise ConfigError(f"{origin}: 'quick' must be a mapping of overrides")
+        data = _merge(data, quick_part)
+    for item in overrides:
+        _apply_override(data, item, origin)
+    data = _substitute(data, {str(k): str(v) for k, v in (data.pop("vars", None) or {}).items()}, origin)
+    return _build(data, origin)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(
+            out.get(key), dict) else value
+    return out
+
+
+def _apply_override(data: dict[str, Any], item: str, origin: str) -> None:
+    key, eq, raw = item.partition("=")
+    if not eq or not key:
+        raise ConfigError(f"override {item!r}: expected KEY=VALUE (e.g. train.max_steps=10)")
+    node: Any = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+    last = parts[-1]
+    value = yaml.safe_load(raw)
+    if isinstance(node, list):
+        node[int(last)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"override {item!r}: {'.'.join(parts[:-1])} is not a mapping in {origin}")
+
+
+def _substitute(node: Any, variables: dict[str, str], origin: str) -> Any:
+    if isinstance(node, str):
+        def repl(m: re.Match) -> str:
+            if m.group(1) not in variables:
+                raise ConfigError(f"{origin}: undefined variable ${{{m.group(1)}}} (define it under 'vars')")
+            return variables[m.group(1)]
+        return _VAR.sub(repl, node)
+    if isinstance(node, list):
+        return [_substitute(v, variables, origin) for v in node]
+    if isinstance(node, dict):
+        return {k: _substitute(v, variables, origin) for k, v in node.items()}
+    return node
+
+
+def _sources(value: Any, where: str, *, required: bool = True) -> list[str]:
+    if value is None or value == []:
+        if required:
+            raise ConfigError(f"{where}: missing source")
+        return []
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+        raise ConfigError(f"{where}: expected a source string or a list of them")
+    for spec in items:
+        try:
+            Source.parse(spec)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return items
+
+
+def _eval_sets(value: Any, where: str) -> list[EvalSet]:
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(f"{where}: expected a mapping of named evaluation sets")
+    sets = []
+    for name, spec in value.items():
+        here = f"{where}.{name}"
+        if isinstance(spec, (str, list)):
+            spec = {"source": spec}
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{here}: expected a source or a mapping with 'source'")
+        unknown = set(spec) - {"source", "metric", "subsets"}
+        if unknown:
+            raise ConfigError(f"{here}: unknown key(s) {sorted(unknown)}")
+        metric = spec.get("metric", "nll")
+        if metric not in METRICS:
+            raise ConfigError(f"{here}.metric: unknown metric {metric!r} (choose from {', '.join(METRICS)})")
+        subsets = {}
+        for sub, rule in (spec.get("subsets") or {}).items():
+            if not isinstance(rule, dict) or len(rule) != 1:
+                raise ConfigError(f"{here}.subsets.{sub}: expected one FIELD: [VALUES] pair")
+            (fld, values), = rule.items()
+            values = [values] if isinstance(values, str) else values
+            if not values or not isinstance(values, list):
+                raise ConfigError(f"{here}.subsets.{sub}: expected a non-empty list of values")
+            subsets[str(sub)] = (str(fld), [str(v) for v in values])
+        sets.append(EvalSet(str(name), _sources(spec.get("source"), f"{here}.source"), metric, subsets))
+    return sets
+
+
+def _build(data: dict[str, Any], origin: str) -> ExperimentConfig:
+    known = {f.name for f in fields(ExperimentConfig)} - {"origin"}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"{origin}: unknown key(s) {sorted(unknown)} (known: {sorted(known)})")
+    for key in ("name", "budget", "strategies", "targets"):
+        if key not in data:
+            raise ConfigError(f"{origin}: missing required key '{key}'")
+    budget = data["budget"]
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
+        raise ConfigError(f"{origin}: budget must be a positive integer, got {budget!r}")
+    strategies = data["strategies"]
+    if not isinstance(strategies, list) or not strategies:
+        raise ConfigError(f"{origin}: strategies must be a non-empty list")
+    for s in strategies:
+        if s not in EXPERIMENT_STRATEGIES:
+            raise ConfigError(f"{origin}: unknown strategy {s!r} in strategies "
+                              f"(choose from {', '.join(EXPERIMENT_STRATEGIES)})")
+    if len(set(strategies)) != len(strategies):
+        raise ConfigError(f"{origin}: strategies lists a strategy twice")
+    baseline = data.get("baseline", "lang-sim" if "lang-sim" in strategies else strategies[0])
+    if baseline not in strategies:
+        raise ConfigError(f"{origin}: baseline {baseline!r} is not one of the strategies")
+    seeds = data.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"{origin}: seeds must be a non-empty list of integers")
+    select = data.get("select") or {}
+    select_fields = {f.name for f in fields(SelectConfig)} - {"budget", "strategy", "target_lang", "seed"}
+    bad = set(select) - select_fields
+    if bad:
+        raise ConfigError(f"{origin}: select: unknown option(s) {sorted(bad)}")
+    train = data.get("train") or {}
+    train_fields = {f.name for f in fields(TrainConfig)} - {"seed"}
+    bad = set(train) - train_fields
+    if bad:
+        raise ConfigError(f"{origin}: train: unknown option(s) {sorted(bad)}")
+    TrainConfig(**train)  # validates values now, not after hours of selection
+    SelectConfig(budget=budget, **select)
+    evaluate = data.get("evaluate") or {}
+    bad = set(evaluate) - set(EVAL_OPTIONS)
+    if bad:
+        raise ConfigError(f"{origin}: evaluate: unknown option(s) {sorted(bad)} (known: {EVAL_OPTIONS})")
+    targets = _targets(data["targets"], origin)
+    return ExperimentConfig(
+        name=str(data["name"]), out=Path(data.get("out") or f"runs/{data['name']}"), seeds=seeds,
+        budget=budget, strategies=list(strategies), baseline=baseline, targets=targets,
+        model=data.get("model"), select=select, train=train, evaluate=evaluate, origin=origin)
+
+
+def _targets(value: Any, origin: str) -> list[Target]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{origin}: targets must be a non-empty list")
+    targets, seen = [], set()
+    for i, spec in enumerate(value):
+        where = f"{origin}: targets[{i}]"
+        if not isinstance(spec, dict) or "lang" not in spec:
+            raise ConfigError(f"{where}: expected a mapping with 'lang'")
+        unknown = set(spec) - {"lang", "usage", "train", "pool", "eval"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
+        lang = normalize_lang(str(spec["lang"]))
+        if lang in seen:
+            raise ConfigError(f"{where}: target language {lang} listed twice")
+        seen.add(lang)
+        targets.append(Target(
+            lang=lang, usage=_sources(spec.get("usage"), f"{where}.usage"),
+            pool=_sources(spec.get("pool"), f"{where}.pool"),
+            train=_sources(spec.get("train"), f"{where}.train", required=False),
+            evals=_eval_sets(spec.get("eval"), f"{where}.eval")))
+    return targets

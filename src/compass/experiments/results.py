@@ -1,0 +1,259 @@
+"""Collect finished cells into one table: CSV, JSON, markdown and an SVG plot.
+
+Per target, evaluation set and subset: each strategy's mean ± std over seeds, and its
+difference to the baseline strategy with a paired bootstrap 95% interval and a
+two-sided p-value over evaluation items (scores pooled over seeds, items resampled).
+"mean over targets" averages the per-target differences, resampling items within
+each target.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..fsutil import atomic_write_text
+from .config import ExperimentConfig
+from .runner import Cell, plan
+
+ALL = "all"
+COLOURS = ("#1f77b4", "#d62728", "#7f7f7f", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
+
+
+def _load_cell(config: ExperimentConfig, cell: Cell) -> dict[str, Any] | None:
+    directory = cell.directory(config.out)
+    if not (directory / "eval.json").is_file():
+        return None
+    info: dict[str, Any] = {"eval": json.loads((directory / "eval.json").read_text())}
+    report = directory / "selection" / "report.json"
+    if report.is_file():
+        info["selection"] = json.loads(report.read_text()).get("metrics", {}).get("train+selected", {})
+    meta = directory / "adapter" / "compass.json"
+    if meta.is_file():
+        prov = json.loads(meta.read_text())
+        info["training"] = {"tokens": prov["tokens"], "steps": prov["steps"],
+                            "wall_seconds": prov["wall_seconds"]}
+    return info
+
+
+def _masks(ev: dict[str, Any]) -> dict[str, np.ndarray]:
+    masks = {ALL: np.ones(len(ev["item_ids"]), dtype=bool)}
+    masks.update({k: np.array(v, dtype=bool) for k, v in ev["subsets"].items()})
+    return masks
+
+
+def collect(config: ExperimentConfig) -> dict[str, Any]:
+    """Rows (one per cell, eval set and subset) and paired comparisons to the baseline."""
+    rows, scores = [], {}
+    for cell in plan(config):
+        info = _load_cell(config, cell)
+        if info is None:
+            continue
+        for set_name, ev in info["eval"].items():
+            score, weight = np.array(ev["score"]), np.array(ev["weight"])
+            scores[(cell.target.key, cell.strategy, cell.seed, set_name)] = (ev, score, weight)
+            for subset, mask in _masks(ev).items():
+                value = float(score[mask].sum() / weight[mask].sum()) if mask.any() else float("nan")
+                row = {"target": cell.target.key, "strategy": cell.strategy,
+                       "seed": "" if cell.seed is None else cell.seed, "eval_set": set_name,
+                       "subset": subset, "metric": "nll" if ev["metric"] == "nll" else "acc",
+                       "value": value, "items": int(mask.sum())}
+                for key, val in info.get("selection", {}).items():
+                    row[f"selection_{key}"] = val
+                for key, val in info.get("training", {}).items():
+                    row[f"train_{key}"] = val
+                rows.append(row)
+    return {"rows": rows, "comparisons": _compare(config, scores)}
+
+
+def _pooled(config, scores, target, strategy, set_name):
+    """Per-item score and weight summed over the seeds that finished (all of them or none)."""
+    found = [scores[(target, strategy, s, set_name)] for s in config.seeds
+             if (target, strategy, s, set_name) in scores]
+    if len(found) != len(config.seeds):
+        return None
+    ev = found[0][0]
+    return ev, sum(f[1] for f in found), sum(f[2] for f in found)
+
+
+def _compare(config: ExperimentConfig, scores, n_boot: int | None = None) -> list[dict[str, Any]]:
+    n_boot = n_boot or int(config.evaluate.get("bootstrap", 1000))
+    out = []
+    set_names = [e.name for e in config.targets[0].evals]
+    for set_name in set_names:
+        for strategy in config.strategies:
+            if strategy == config.baseline:
+                continue
+            per_target = {}
+            for target in config.targets:
+                a = _pooled(config, scores, target.key, strategy, set_name)
+                b = _pooled(config, scores, target.key, config.baseline, set_name)
+                if a and b:
+                    per_target[target.key] = (a, b)
+            if not per_target:
+                continue
+            subsets = set.intersection(*(set(_masks(a[0])) for a, _ in per_target.values()))
+            for subset in sorted(subsets, key=lambda s: (s != ALL, s)):
+                draws = []
+                for key, (a, b) in per_target.items():
+                    mask = _masks(a[0])[subset]
+                    if not mask.any():
+                        continue
+                    diff, boot = _paired_bootstrap(a[1][mask], a[2][mask], b[1][mask], b[2][mask],
+                                                   n_boot, seed=0)
+                    draws.append(boot)
+                    out.append(_comparison(key, set_name, subset, strategy, config.baseline, diff, boot))
+                if len(draws) > 1 and len(draws) == len(per_target):
+                    mean_boot = np.mean(draws, axis=0)
+                    mean_diff = float(np.mean([c["diff"] for c in out[-len(draws):]]))
+                    out.append(_comparison("mean over targets", set_name, subset, strategy,
+                                           config.baseline, mean_diff, mean_boot))
+    return out
+
+
+def _paired_bootstrap(a_num, a_den, b_num, b_den, n: int, seed: int) -> tuple[float, np.ndarray]:
+    diff = a_num.sum() / a_den.sum() - b_num.sum() / b_den.sum()
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a_num), size=(n, len(a_num)))
+    boot = a_num[idx].sum(1) / a_den[idx].sum(1) - b_num[idx].sum(1) / b_den[idx].sum(1)
+    return float(diff), boot
+
+
+def _comparison(target, set_name, subset, strategy, baseline, diff, boot) -> dict[str, Any]:
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    # two-sided bootstrap p-value: how often the resampled difference crosses zero
+    tail = min(np.mean(boot <= 0), np.mean(boot >= 0))
+    p = min(1.0, max(2 * tail, 1.0 / (len(boot) + 1)))
+    return {"target": target, "eval_set": set_name, "subset": subset, "strategy": strategy,
+            "baseline": baseline, "diff": float(diff), "ci95": [float(lo), float(hi)],
+            "p_value": float(p)}
+
+
+def write_results(config: ExperimentConfig, results: dict[str, Any]) -> dict[str, Path]:
+    """``results.csv``, ``results.json``, ``results.md`` and ``results.svg`` in ``config.out``."""
+    out = config.out
+    rows = results["rows"]
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    paths = {"csv": out / "results.csv", "json": out / "results.json", "md": out / "results.md",
+             "svg": out / "results.svg"}
+    atomic_write_text(paths["csv"], buf.getvalue())
+    atomic_write_text(paths["json"], json.dumps(results, indent=2))
+    atomic_write_text(paths["md"], markdown(config, results))
+    atomic_write_text(paths["svg"], plot(config, results))
+    return paths
+
+
+def _summary(config: ExperimentConfig, rows) -> dict[tuple, tuple[float, float, int]]:
+    """(target, strategy, eval_set, subset) -> (mean, std over seeds, seeds)."""
+    groups: dict[tuple, list[float]] = {}
+    for row in rows:
+        groups.setdefault((row["target"], row["strategy"], row["eval_set"], row["subset"]), []).append(
+            row["value"])
+    return {k: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v))
+            for k, v in groups.items()}
+
+
+def markdown(config: ExperimentConfig, results: dict[str, Any]) -> str:
+    rows, comps = results["rows"], results["comparisons"]
+    summary = _summary(config, rows)
+    strategies = ["base", *config.strategies]
+    views = list(dict.fromkeys((r["eval_set"], r["subset"], r["metric"]) for r in rows))
+    lines = [f"# {config.name}: results", "",
+             f"Seeds {config.seeds}; budget {config.budget}; mean ± std over seeds "
+             f"(lower is better for nll, higher for acc). `base` is the model without adapter.", ""]
+    for set_name, subset, metric in views:
+        lines += [f"## {set_name} / {subset} ({metric})", "",
+                  "| target | " + " | ".join(strategies) + " |",
+                  "|---" * (len(strategies) + 1) + "|"]
+        for target in config.targets:
+            cells = []
+            for s in strategies:
+                got = summary.get((target.key, s, set_name, subset))
+                spread = f" ± {got[1]:.4f}" if got and got[2] > 1 else ""
+                cells.append("" if got is None else f"{got[0]:.4f}{spread}")
+            lines.append(f"| {target.key} | " + " | ".join(cells) + " |")
+        lines.append("")
+        here = [c for c in comps if c["eval_set"] == set_name and c["subset"] == subset]
+        if here:
+            lines += [f"Difference to `{config.baseline}` (paired bootstrap over items, seeds pooled):", "",
+                      "| target | strategy | Δ | 95% CI | p |", "|---|---|---|---|---|"]
+            for c in here:
+                lines.append(f"| {c['target']} | {c['strategy']} | {c['diff']:+.4f} | "
+                             f"[{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}] | {c['p_value']:.3g} |")
+            lines.append("")
+    sel = [r for r in rows if r["subset"] == ALL and "selection_kl" in r
+           and r["eval_set"] == views[0][0]] if views else []
+    if sel:
+        lines += ["## Selection fit (usage vs train ∪ selected; lower KL/MMD, higher coverage is better)", "",
+                  "| target | strategy | KL | coverage | MMD |", "|---|---|---|---|---|"]
+        agg: dict[tuple, list] = {}
+        for r in sel:
+            agg.setdefault((r["target"], r["strategy"]), []).append(
+                (r["selection_kl"], r["selection_coverage"], r["selection_mmd"]))
+        for (t, s), vals in agg.items():
+            m = np.mean(vals, axis=0)
+            lines.append(f"| {t} | {s} | {m[0]:.4f} | {m[1]:.3f} | {m[2]:.5f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(config: ExperimentConfig, results: dict[str, Any]) -> str:
+    """Grouped bars: each strategy's difference to the base model per target and view."""
+    summary = _summary(config, results["rows"])
+    views = list(dict.fromkeys((r["eval_set"], r["subset"]) for r in results["rows"]))
+    targets = [t.key for t in config.targets]
+    width, panel_h, left = 140 + 90 * len(targets), 220, 60
+    parts = []
+    for v, (set_name, subset) in enumerate(views):
+        vals = {}
+        for t in targets:
+            base = summary.get((t, "base", set_name, subset))
+            for s in config.strategies:
+                got = summary.get((t, s, set_name, subset))
+                if base and got:
+                    vals[(t, s)] = (got[0] - base[0], got[1])
+        top = 30 + v * (panel_h + 40)
+        parts.append(f'<text x="{left}" y="{top - 10}" font-size="13">{set_name} / {subset}: '
+                     f'difference to base model</text>')
+        if not vals:
+            continue
+        span = max(max(abs(d) + e for d, e in vals.values()), 1e-9)
+        mid = top + panel_h / 2
+        parts.append(f'<line x1="{left}" y1="{mid}" x2="{width - 20}" y2="{mid}" stroke="#000"/>')
+        parts.append(f'<text x="5" y="{top + 10}" font-size="10">+{span:.3f}</text>'
+                     f'<text x="5" y="{top + panel_h}" font-size="10">-{span:.3f}</text>')
+        bar = 80 / max(1, len(config.strategies))
+        for i, t in enumerate(targets):
+            x0 = left + 10 + i * 90
+            parts.append(f'<text x="{x0}" y="{top + panel_h + 15}" font-size="11">{t}</text>')
+            for j, s in enumerate(config.strategies):
+                if (t, s) not in vals:
+                    continue
+                d, e = vals[(t, s)]
+                h = d / span * panel_h / 2
+                x = x0 + j * bar
+                y = mid - max(h, 0)
+                parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar - 2:.1f}" height="{abs(h):.1f}" '
+                             f'fill="{COLOURS[j % len(COLOURS)]}"><title>{t} {s}: {d:+.4f}</title></rect>')
+                if e:
+                    eh = e / span * panel_h / 2
+                    cx = x + (bar - 2) / 2
+                    parts.append(f'<line x1="{cx:.1f}" y1="{mid - h - eh:.1f}" x2="{cx:.1f}" '
+                                 f'y2="{mid - h + eh:.1f}" stroke="#000"/>')
+    legend_y = 30 + len(views) * (panel_h + 40)
+    for j, s in enumerate(config.strategies):
+        parts.append(f'<rect x="{left + j * 110}" y="{legend_y}" width="10" height="10" '
+                     f'fill="{COLOURS[j % len(COLOURS)]}"/><text x="{left + j * 110 + 14}" '
+                     f'y="{legend_y + 9}" font-size="11">{s}</text>')
+    height = legend_y + 30
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'font-family="sans-serif">' + "".join(parts) + "</svg>\n")

