@@ -107,3 +107,45 @@ def test_hf_schema_mapping():
     assert prox["choices"] == ["a", "b"] and prox["answer"] == 0
     aya = map_row({"inputs": "hi", "targets": "yo", "language_code": "swh"})
     assert aya == {"prompt": "hi", "completion": "yo", "lang": "swh"}
+
+
+def test_hub_shaped_files_load_like_hub_rows(tmp_path):
+    aya = {"inputs": "Habari?", "targets": "Nzuri.", "language_code": "swh"}
+    src = write(tmp_path / "aya.jsonl", json.dumps(aya) + "\n")
+    rec = load(src)[0]
+    assert (rec.prompt, rec.completion, rec.lang) == ("Habari?", "Nzuri.", "swh")
+    src = write(tmp_path / "gm.jsonl", json.dumps({"question": "2+2?", "option_a": "3", "option_b": "4",
+                                                   "option_c": "5", "option_d": "6", "answer": "B"}) + "\n")
+    rec = load(src + "?lang=sw")[0]
+    assert rec.text == "2+2?" and list(rec.choices) == ["3", "4", "5", "6"] and rec.answer == 1
+
+
+def test_buckets_and_keep_options(tmp_path):
+    rows = [{"id": f"r{i}", "text": f"t{i}", "lang": "en", "category": "a" if i % 2 else "b",
+             "index_id": i // 2} for i in range(400)]
+    src = write(tmp_path / "r.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    parts = [load(f"{src}?buckets={lo}-{hi}") for lo, hi in [(0, 20), (20, 70), (70, 100)]]
+    ids = [{r.id for r in p} for p in parts]
+    assert sum(map(len, ids)) == 400 and not (ids[0] & ids[1] or ids[1] & ids[2] or ids[0] & ids[2])
+    assert 40 <= len(ids[0]) <= 120  # about 20% of 400
+    for part in parts:  # records sharing an index_id (translations) stay together
+        groups = {r.meta["index_id"] for r in part}
+        assert len(part) == 2 * len(groups)
+    assert load(f"{src}?buckets=0-20") == parts[0]  # seed-free: the same split every time
+    by_id = load(f"{src}?buckets=0-50&bucket_key=index_id")
+    assert len(by_id) % 2 == 0
+    kept = load(f"{src}?keep=a:0.25")
+    n_a = sum(r.meta["category"] == "a" for r in kept)
+    assert sum(r.meta["category"] == "b" for r in kept) == 200 and 25 <= n_a <= 75
+    for bad in ["buckets=30-10", "buckets=0-101", "buckets=x", "keep=a:2", "keep=a"]:
+        with pytest.raises(ConfigError, match="buckets|keep"):
+            load(f"{src}?{bad}")
+    with pytest.raises(DataError, match="bucket_key 'nope'"):
+        load(f"{src}?buckets=0-50&bucket_key=nope")
+
+
+def test_sib200_language_list(sib_root):
+    recs = load(f"sib200:{sib_root}/swh_Latn,fin_Latn?buckets=0-10")
+    assert {r.lang for r in recs} == {"swh", "fin"}
+    swh = {r.meta["index_id"] for r in recs if r.lang == "swh"}
+    assert swh == {r.meta["index_id"] for r in recs if r.lang == "fin"}

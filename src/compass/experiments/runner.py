@@ -155,7 +155,7 @@ class Runner:
                 train(target.train or [], adapter, model=config.model,
                       selected=selection if cell.strategy != "none" else None,
                       config=config.train_config(cell.seed), overwrite=True,
-                      progress=self.progress)
+                      progress=self.progress, cache_dir=self.cache_dir)
             adapters = [str(adapter)]
         self.echo("  evaluate")
         results = {e.name: self._evaluate(e, target, adapters) for e in target.evals}
@@ -166,7 +166,8 @@ class Runner:
 
         records = load(eval_set.sources, name=f"eval set {eval_set.name}", default_lang=target.lang)
         res = evaluate(records, model=self.config.model, adapters=adapters, metric=eval_set.metric,
-                       item_scores=True, include_base=not adapters, **self.config.evaluate)
+                       item_scores=True, include_base=not adapters, cache_dir=self.cache_dir,
+                       **self.config.evaluate)
         name = adapters[0] if adapters else "base"
         meta = {r.id: r.meta for r in records}
         return {"metric": eval_set.metric, "item_ids": res["item_ids"],
