@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -145,13 +146,18 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
         "first_loss": float(np.mean(losses[:max(1, config.grad_accum)])),
         "wall_seconds": round(wall, 2), "tokens": tokens, "tokens_per_second": round(tokens / wall, 1),
     }
-    _write_adapter(peft_model, out, provenance, overwrite)
+    # The selection's drift-monitor reference travels with the adapter built from it.
+    reference = Path(selected) / "reference.npz" if selected is not None else None
+    _write_adapter(peft_model, out, provenance, overwrite, reference)
     return provenance
 
 
-def _write_adapter(peft_model, out: Path, provenance: dict[str, Any], overwrite: bool) -> None:
+def _write_adapter(peft_model, out: Path, provenance: dict[str, Any], overwrite: bool,
+                   reference: Path | None = None) -> None:
     with atomic_directory(out, overwrite=overwrite, what="an adapter") as tmp:
         peft_model.save_pretrained(tmp)
+        if reference is not None and reference.is_file():
+            shutil.copyfile(reference, tmp / reference.name)
         (tmp / "compass.json").write_text(json.dumps(provenance, indent=2, ensure_ascii=False))
         (tmp / "README.md").write_text(_model_card(provenance))
 

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from ..langs import normalize_lang
 from .config import SelectConfig
 from .core import EmbeddedResult, select_embedded
 
+if TYPE_CHECKING:
+    from ..ecda.reference import Reference
+
 SourceLike = str | Source | Iterable[str | Source | Record]
 EXAMPLES_PER_CLUSTER = 3
 MAP_POINTS = 600
@@ -27,13 +30,15 @@ MAP_POINTS = 600
 
 @dataclass
 class Selection:
-    """The chosen pool records (with the cluster and score that chose them) and the report."""
+    """The chosen pool records (with the cluster and score that chose them), the report, and
+    the reference a drift monitor compares live traffic with (``reference.npz``)."""
 
     records: list[dict[str, Any]]
     report: dict[str, Any]
+    reference: Reference | None = None
 
     def write(self, out_dir: str | Path, *, overwrite: bool = True) -> Path:
-        """Write ``selected.jsonl``, ``report.json`` and ``report.html`` atomically."""
+        """Write ``selected.jsonl``, ``report.json``, ``report.html`` (and ``reference.npz``) atomically."""
         from ..report.html import render_html
 
         out = Path(out_dir)
@@ -46,6 +51,8 @@ class Selection:
             (tmp / "report.json").write_text(json.dumps(self.report, indent=2, ensure_ascii=False),
                                              encoding="utf-8")
             (tmp / "report.html").write_text(render_html(self.report), encoding="utf-8")
+            if self.reference is not None:
+                self.reference.save(tmp)
         return out
 
 
@@ -76,18 +83,34 @@ def select(usage: SourceLike, pool: SourceLike, budget: int, *, train: SourceLik
     pool_recs = load(pool, name="pool")
     timings["load"] = time.perf_counter() - start
 
+    from ..ecda.reference import Reference, language_means  # the monitor's layer, kept lazy
+
     start = time.perf_counter()
     all_recs = usage_recs + train_recs + pool_recs
     x = embed_texts([r.text for r in all_recs], config.encoder,
                     cache=EmbeddingCache(cache_dir), progress=progress)
+    means = None
     if config.centre:
-        centre_by_language(x, [r.lang for r in all_recs])
+        langs = [r.lang for r in all_recs]
+        means = language_means(x, langs, only={r.lang for r in usage_recs})
+        centre_by_language(x, langs)
     timings["embed"] = time.perf_counter() - start
     n_u, n_t = len(usage_recs), len(train_recs)
     result = select_embedded(x[:n_u], x[n_u:n_u + n_t], x[n_u + n_t:],
                              np.array([r.lang for r in pool_recs]), target, config)
     timings.update(result.timings)
+    start = time.perf_counter()
+    problem = result.problem
+    reference = Reference.from_embeddings(
+        problem.usage, langs=[r.lang for r in usage_recs], target_lang=target, train=problem.train,
+        centroids=problem.clustering.centroids, radius=problem.clustering.radius, seed=config.seed,
+        encoder=config.encoder, means=means)
+    timings["reference"] = time.perf_counter() - start
     selection = _assemble(result, config, usage_recs, train_recs, pool_recs, timings)
+    selection.reference = reference
+    selection.report["reference"] = {"file": "reference.npz", "clusters": reference.k,
+                                     "radius": round(reference.radius, 6), "encoder": reference.encoder,
+                                     "centred": means is not None, "languages": reference.languages}
     if out is not None:
         selection.write(out)
     return selection

@@ -1,0 +1,220 @@
+"""Drift monitor over live queries, in the streaming style of online-learning libraries.
+
+``monitor.update(texts, langs)`` (or ``update_embeddings``) buffers queries into
+count-based windows, one stream per reference language plus one over all languages
+when there are several, and returns a :class:`DriftReport` for every window that
+completed. It runs inside a user's own pipeline; ``replay`` drives it over a log.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..data import load
+from ..embed import EmbeddingCache, embed_texts
+from ..errors import ConfigError
+from ..fsutil import atomic_write_text
+from ..langs import normalize_lang
+from .detectors import PageHinkley, calibrate, js_divergence
+from .reference import Reference
+
+ALL = "all"
+
+
+@dataclass
+class DriftReport:
+    """One completed window of one stream: its statistics, thresholds and verdict.
+
+    ``reason`` names what fired (``js``, ``novelty``, ``page-hinkley(js)``,
+    ``page-hinkley(novelty)``); ``action`` is ``alert`` on drift when no policy acts on
+    it, else ``none``.
+    """
+
+    window: int
+    lang: str
+    n: int
+    js: float
+    novelty: float
+    js_threshold: float
+    novelty_threshold: float
+    page_hinkley: bool
+    drift: bool
+    reason: str
+    histogram: list[int]
+    action: str = "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["threshold"] = {"js": row.pop("js_threshold"), "novelty": row.pop("novelty_threshold")}
+        return row
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+
+class _Stream:
+    """Windows of one language (or of all): a buffer, its calibration, its Page-Hinkley tests."""
+
+    def __init__(self, key: str, counts: np.ndarray, novel: int, window: int, alpha: float,
+                 n_boot: int, seed: int, page_hinkley: PageHinkley | None) -> None:
+        self.key, self.counts, self.window = key, counts, window
+        self.calibration = calibrate(counts, novel, window, alpha=alpha, n_boot=n_boot, seed=seed)
+        self.tests = {} if page_hinkley is None else {s: replace(page_hinkley) for s in ("js", "novelty")}
+        self.labels = np.zeros(0, dtype=np.int64)
+        self.novel = np.zeros(0, dtype=bool)
+        self.done = 0
+
+    def add(self, labels: np.ndarray, novel: np.ndarray,
+            positions: np.ndarray) -> list[tuple[int, DriftReport]]:
+        """Buffer queries; each completed window's report with the position that completed it."""
+        start = len(self.labels)
+        self.labels = np.concatenate([self.labels, labels])
+        self.novel = np.concatenate([self.novel, novel])
+        out = []
+        while len(self.labels) >= self.window:
+            end = self.window - start - 1  # index in this batch of the window's last query
+            out.append((int(positions[end]), self._report(self.labels[:self.window],
+                                                          self.novel[:self.window])))
+            self.labels, self.novel = self.labels[self.window:], self.novel[self.window:]
+            start -= self.window
+        return out
+
+    def _report(self, labels: np.ndarray, novel: np.ndarray) -> DriftReport:
+        cal = self.calibration
+        hist = np.bincount(labels, minlength=len(self.counts))
+        js, novelty = float(js_divergence(hist, self.counts)), float(novel.mean())
+        fired = [name for name, value, limit in (("js", js, cal.js_threshold),
+                                                 ("novelty", novelty, cal.novelty_threshold))
+                 if value > limit]
+        scores = {"js": cal.js.score(js), "novelty": cal.novelty.score(novelty)}
+        slow = [f"page-hinkley({name})" for name, test in self.tests.items() if test.update(scores[name])]
+        drift = bool(fired or slow)
+        self.done += 1
+        return DriftReport(self.done - 1, self.key, len(labels), round(js, 6), round(novelty, 6),
+                           round(cal.js_threshold, 6), round(cal.novelty_threshold, 6), bool(slow), drift,
+                           ", ".join(fired + slow), hist.tolist(), "alert" if drift else "none")
+
+
+class DriftMonitor:
+    """Windows of live queries compared with a :class:`Reference`.
+
+    Per window: JS divergence (bits) between the window's cluster histogram and the
+    reference usage histogram, and the novelty rate (share of queries outside the
+    support radius). Thresholds are bootstrap-calibrated to a false-alarm rate of
+    ``alpha`` per window (see :func:`compass.ecda.detectors.calibrate`); a
+    Page-Hinkley test per statistic (``page_hinkley``, a template copied per stream;
+    ``None`` disables it) catches slow drift. Queries in languages the reference has no
+    usage for are counted in ``skipped`` and otherwise ignored.
+    """
+
+    def __init__(self, reference: Reference | str | Path, window: int = 200, alpha: float = 0.01, *,
+                 page_hinkley: PageHinkley | None = PageHinkley(), n_boot: int = 10_000, seed: int = 0,
+                 cache_dir: str | Path | None = None) -> None:
+        self.reference = reference if isinstance(reference, Reference) else Reference.load(reference)
+        self.window, self.alpha = window, alpha
+        self.skipped: Counter[str] = Counter()
+        self._clustering = self.reference.clustering()
+        self._cache_dir, self._cache = cache_dir, None
+        langs = self.reference.languages
+        keys = langs + ([ALL] if len(langs) > 1 else [])
+        novel = self.reference.novel
+        self._streams = {}
+        for i, key in enumerate(keys):
+            rows = np.ones(len(novel), bool) if key == ALL else self.reference.langs == key
+            self._streams[key] = _Stream(key, self.reference.histogram(None if key == ALL else key),
+                                         int(novel[rows].sum()), window, alpha, n_boot, seed + i,
+                                         page_hinkley)
+
+    @property
+    def thresholds(self) -> dict[str, dict[str, float]]:
+        return {key: {"js": s.calibration.js_threshold, "novelty": s.calibration.novelty_threshold}
+                for key, s in self._streams.items()}
+
+    @property
+    def pending(self) -> dict[str, int]:
+        """Queries buffered per stream, waiting for their window to fill."""
+        return {key: len(s.labels) for key, s in self._streams.items()}
+
+    def update(self, texts: Sequence[str], langs: Sequence[str] | str | None = None) -> list[DriftReport]:
+        """Embed queries with the reference's encoder (through the cache) and add them."""
+        langs_arr, keep = self._languages(langs, len(texts))
+        if not keep.any():
+            return []
+        if self._cache is None:
+            self._cache = EmbeddingCache(self._cache_dir)
+        x = embed_texts([t for t, k in zip(texts, keep) if k], self.reference.encoder,
+                        cache=self._cache, progress=False)
+        return self._ingest(x, langs_arr[keep])
+
+    def update_embeddings(self, x: np.ndarray, langs: Sequence[str] | str | None = None) -> list[DriftReport]:
+        """Add queries already embedded by the reference's encoder (normalised, not centred)."""
+        x = np.asarray(x, dtype=np.float32)
+        langs_arr, keep = self._languages(langs, len(x))
+        return self._ingest(x[keep], langs_arr[keep])
+
+    def _languages(self, langs: Sequence[str] | str | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if langs is None:
+            langs = self.reference.target_lang
+        if isinstance(langs, str):
+            langs = [langs] * n
+        if len(langs) != n:
+            raise ConfigError(f"got {n} queries but {len(langs)} languages")
+        codes = {raw: normalize_lang(raw) for raw in set(langs)}
+        arr = np.array([codes[raw] for raw in langs], dtype=str).reshape(n)
+        keep = np.isin(arr, self.reference.languages)
+        self.skipped.update(arr[~keep].tolist())
+        return arr, keep
+
+    def _ingest(self, x: np.ndarray, langs: np.ndarray) -> list[DriftReport]:
+        if not len(x):
+            return []
+        labels, sims = self._clustering.assign(self.reference.prepare(x, langs))
+        novel = sims < self.reference.radius
+        everything = np.arange(len(x))
+        done = []
+        for key, stream in self._streams.items():
+            rows = everything if key == ALL else np.flatnonzero(langs == key)
+            done += stream.add(labels[rows], novel[rows], rows)
+        done.sort(key=lambda item: item[0])  # in stream order; stable, so languages before "all"
+        return [report for _, report in done]
+
+
+def replay(reference: Reference | str | Path, stream: Any, *, window: int = 200, alpha: float = 0.01,
+           out: str | Path | None = None, seed: int = 0, cache_dir: str | Path | None = None,
+           progress: bool | None = None, chunk: int = 2048) -> tuple[list[DriftReport], DriftMonitor]:
+    """Run a monitor over a query log (any source :func:`compass.data.load` reads; records
+    need ``text`` and ``lang``, or the reference's target language is assumed). With
+    ``out``, one JSON line per window is written there, whole or not at all."""
+    monitor = DriftMonitor(reference, window, alpha, seed=seed, cache_dir=cache_dir)
+    records = load(stream, name="stream", default_lang=monitor.reference.target_lang)
+    reports: list[DriftReport] = []
+    show = progress if progress is not None else sys.stderr.isatty()
+    with tqdm(total=len(records), desc="monitoring", unit="query", disable=not show) as bar:
+        for start in range(0, len(records), chunk):
+            batch = records[start:start + chunk]
+            reports += monitor.update([r.text for r in batch], [r.lang for r in batch])
+            bar.update(len(batch))
+    if out is not None:
+        atomic_write_text(out, "".join(r.to_json() + "\n" for r in reports))
+    return reports, monitor
+
+
+def summarise(reports: list[DriftReport]) -> dict[str, dict[str, Any]]:
+    """Per stream: windows seen, windows with drift, and the first drifting window."""
+    summary: dict[str, dict[str, Any]] = {}
+    for r in reports:
+        entry = summary.setdefault(r.lang, {"windows": 0, "drift": 0, "first_drift": None})
+        entry["windows"] += 1
+        entry["drift"] += r.drift
+        if r.drift and entry["first_drift"] is None:
+            entry["first_drift"] = r.window
+    return summary

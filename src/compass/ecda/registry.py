@@ -1,0 +1,298 @@
+"""Adapter versions in one SQLite file (WAL): parent, provenance, metrics, status, decisions.
+
+Every state change is one ``BEGIN IMMEDIATE`` transaction on a fresh connection, so
+threads and processes may share the file; a partial unique index keeps at most one
+active version per language even if code elsewhere goes wrong, and a failure inside
+a change rolls the whole change back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..embed import default_cache_dir
+from ..errors import ConfigError, DataError
+from ..langs import normalize_lang
+
+STATUSES = ("candidate", "active", "rejected", "retired")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS adapters (
+    id TEXT PRIMARY KEY,
+    lang TEXT NOT NULL,
+    path TEXT NOT NULL,
+    parent TEXT REFERENCES adapters(id),
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    provenance TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ({", ".join(f"'{s}'" for s in STATUSES)})),
+    reason TEXT NOT NULL DEFAULT ''
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_active_per_lang ON adapters(lang) WHERE status = 'active';
+CREATE TABLE IF NOT EXISTS decisions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    action TEXT NOT NULL,
+    lang TEXT NOT NULL,
+    adapter TEXT NOT NULL,
+    previous TEXT,
+    reason TEXT NOT NULL,
+    numbers TEXT NOT NULL
+);
+"""
+
+
+def default_registry_path() -> Path:
+    """``$COMPASS_REGISTRY``, else ``registry.sqlite`` in the COMPASS cache directory."""
+    env = os.environ.get("COMPASS_REGISTRY")
+    return Path(env) if env else default_cache_dir() / "registry.sqlite"
+
+
+def validate_id(adapter_id: str) -> str:
+    """Ids are names, never paths: a letter or digit, then up to 127 of ``A-Za-z0-9._-``."""
+    if not isinstance(adapter_id, str) or not _ID.fullmatch(adapter_id):
+        raise ConfigError(f"invalid adapter id {adapter_id!r}: use 1-128 characters from A-Z a-z 0-9 "
+                          "'.', '_', '-', starting with a letter or digit")
+    return adapter_id
+
+
+@dataclass
+class AdapterVersion:
+    id: str
+    lang: str
+    path: str
+    parent: str | None
+    created: float
+    updated: float
+    provenance: dict[str, Any]
+    metrics: dict[str, Any]
+    status: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Decision:
+    """One promote, reject or rollback: what changed, why, and the numbers behind it."""
+
+    seq: int
+    time: float
+    action: str
+    lang: str
+    adapter: str
+    previous: str | None
+    reason: str
+    numbers: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Registry:
+    """Adapter versions and decisions for every language, in one SQLite file."""
+
+    def __init__(self, path: str | Path | None = None, *, timeout: float = 30.0) -> None:
+        self.path = Path(path) if path is not None else default_registry_path()
+        if self.path.is_dir():
+            raise ConfigError(f"registry {self.path} is a directory; give a file path")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.timeout = timeout
+        con = self._connect()
+        try:
+            if con.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+                raise ConfigError(f"registry {self.path}: SQLite could not switch to WAL mode")
+            con.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"registry {self.path} is not a usable SQLite database ({exc})") from None
+        finally:
+            con.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        con.row_factory = sqlite3.Row
+        con.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        con.execute("PRAGMA foreign_keys = ON")
+        return con
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the write lock up front: no upgrade deadlocks."""
+        con = self._connect()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+        finally:
+            con.close()
+
+    def register(self, adapter_id: str, lang: str, path: str | Path, *, parent: str | None = None,
+                 provenance: dict[str, Any] | None = None,
+                 metrics: dict[str, Any] | None = None) -> AdapterVersion:
+        """Add a version as a candidate. ``path`` must be an existing adapter directory;
+        without ``provenance``, the ``compass.json`` that ``compass train`` wrote there is used."""
+        validate_id(adapter_id)
+        lang = normalize_lang(lang)
+        folder = Path(path)
+        if not folder.is_dir():
+            raise ConfigError(f"adapter path {folder} is not a directory")
+        if provenance is None and (folder / "compass.json").is_file():
+            try:
+                provenance = json.loads((folder / "compass.json").read_text(encoding="utf-8"))
+            except ValueError as exc:
+                raise DataError(f"not valid JSON ({exc})", source=str(folder / "compass.json")) from None
+        now = time.time()
+        with self._transaction() as con:
+            if self._row(con, adapter_id) is not None:
+                raise ConfigError(f"adapter {adapter_id!r} is already registered")
+            if parent is not None and self._row(con, validate_id(parent)) is None:
+                raise ConfigError(f"parent adapter {parent!r} is not registered")
+            con.execute("INSERT INTO adapters VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'candidate', '')",
+                        (adapter_id, lang, str(folder.resolve()), parent, now, now,
+                         json.dumps(provenance or {}), json.dumps(metrics or {})))
+        return self.get(adapter_id)
+
+    def get(self, adapter_id: str) -> AdapterVersion:
+        con = self._connect()
+        try:
+            row = self._row(con, validate_id(adapter_id))
+        finally:
+            con.close()
+        if row is None:
+            raise ConfigError(f"adapter {adapter_id!r} is not registered")
+        return _version(row)
+
+    def list(self, lang: str | None = None) -> list[AdapterVersion]:
+        """Versions in registration order, of one language or all."""
+        con = self._connect()
+        try:
+            if lang is None:
+                rows = con.execute("SELECT * FROM adapters ORDER BY rowid").fetchall()
+            else:
+                rows = con.execute("SELECT * FROM adapters WHERE lang = ? ORDER BY rowid",
+                                   (normalize_lang(lang),)).fetchall()
+        finally:
+            con.close()
+        return [_version(r) for r in rows]
+
+    def active(self, lang: str) -> AdapterVersion | None:
+        found = [v for v in self.list(lang) if v.status == "active"]
+        return found[0] if found else None
+
+    def decisions(self, lang: str | None = None, adapter_id: str | None = None) -> list[Decision]:
+        """The decision log, oldest first, optionally for one language or one adapter."""
+        query, args = "SELECT * FROM decisions WHERE 1", []
+        if lang is not None:
+            query, args = query + " AND lang = ?", [normalize_lang(lang)]
+        if adapter_id is not None:
+            query += " AND (adapter = ? OR previous = ?)"
+            args += [adapter_id, adapter_id]
+        con = self._connect()
+        try:
+            rows = con.execute(query + " ORDER BY seq", args).fetchall()
+        finally:
+            con.close()
+        return [Decision(**{**dict(r), "numbers": json.loads(r["numbers"])}) for r in rows]
+
+    def promote(self, adapter_id: str, *, reason: str = "",
+                numbers: dict[str, Any] | None = None) -> str | None:
+        """Make a version its language's active one; the previous active one is retired.
+
+        Returns the id of the version retired (``None`` if there was none). Promoting
+        the active version changes nothing; a rejected one cannot be promoted.
+        """
+        with self._transaction() as con:
+            row = self._row(con, validate_id(adapter_id))
+            if row is None:
+                raise ConfigError(f"adapter {adapter_id!r} is not registered")
+            if row["status"] == "rejected":
+                raise ConfigError(f"adapter {adapter_id!r} was rejected ({row['reason']}); "
+                                  "register a new version instead")
+            if row["status"] == "active":
+                return None
+            previous = self._active_id(con, row["lang"])
+            now = time.time()
+            con.execute("UPDATE adapters SET status = 'retired', updated = ?, reason = ? "
+                        "WHERE lang = ? AND status = 'active'",
+                        (now, f"superseded by {adapter_id}", row["lang"]))
+            con.execute("UPDATE adapters SET status = 'active', updated = ?, reason = ? WHERE id = ?",
+                        (now, reason, adapter_id))
+            self._log(con, "promote", row["lang"], adapter_id, previous, reason, numbers)
+        return previous
+
+    def reject(self, adapter_id: str, reason: str, *, numbers: dict[str, Any] | None = None) -> None:
+        """Mark a candidate as rejected (for good), with the reason and the numbers."""
+        with self._transaction() as con:
+            row = self._row(con, validate_id(adapter_id))
+            if row is None:
+                raise ConfigError(f"adapter {adapter_id!r} is not registered")
+            if row["status"] != "candidate":
+                raise ConfigError(f"only a candidate can be rejected; {adapter_id!r} is {row['status']}")
+            con.execute("UPDATE adapters SET status = 'rejected', updated = ?, reason = ? WHERE id = ?",
+                        (time.time(), reason, adapter_id))
+            self._log(con, "reject", row["lang"], adapter_id, None, reason, numbers)
+
+    def rollback(self, lang: str, *, reason: str = "") -> str:
+        """Retire a language's active version and reactivate the one before it.
+
+        The one before is the active version's parent if that was retired, else the
+        most recently retired version registered before it. Returns its id.
+        """
+        lang = normalize_lang(lang)
+        with self._transaction() as con:
+            current = con.execute("SELECT rowid, * FROM adapters WHERE lang = ? AND status = 'active'",
+                                  (lang,)).fetchone()
+            if current is None:
+                raise ConfigError(f"no active adapter for {lang}: nothing to roll back")
+            target = con.execute(
+                "SELECT id FROM adapters WHERE lang = ? AND status = 'retired' AND rowid < ? "
+                "ORDER BY id = ? DESC, updated DESC, rowid DESC LIMIT 1",
+                (lang, current["rowid"], current["parent"])).fetchone()
+            if target is None:
+                raise ConfigError(f"cannot roll back {lang}: active adapter {current['id']!r} has no "
+                                  "retired predecessor to return to")
+            now = time.time()
+            con.execute("UPDATE adapters SET status = 'retired', updated = ?, reason = ? WHERE id = ?",
+                        (now, f"rolled back: {reason}" if reason else "rolled back", current["id"]))
+            con.execute("UPDATE adapters SET status = 'active', updated = ?, reason = ? WHERE id = ?",
+                        (now, f"restored by rollback from {current['id']}", target["id"]))
+            self._log(con, "rollback", lang, target["id"], current["id"], reason, None)
+        return target["id"]
+
+    @staticmethod
+    def _row(con: sqlite3.Connection, adapter_id: str) -> sqlite3.Row | None:
+        return con.execute("SELECT * FROM adapters WHERE id = ?", (adapter_id,)).fetchone()
+
+    @staticmethod
+    def _active_id(con: sqlite3.Connection, lang: str) -> str | None:
+        row = con.execute("SELECT id FROM adapters WHERE lang = ? AND status = 'active'", (lang,)).fetchone()
+        return None if row is None else row["id"]
+
+    @staticmethod
+    def _log(con: sqlite3.Connection, action: str, lang: str, adapter_id: str, previous: str | None,
+             reason: str, numbers: dict[str, Any] | None) -> None:
+        con.execute("INSERT INTO decisions (time, action, lang, adapter, previous, reason, numbers) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (time.time(), action, lang, adapter_id, previous, reason, json.dumps(numbers or {})))
+
+
+def _version(row: sqlite3.Row) -> AdapterVersion:
+    data = dict(row)
+    data["provenance"] = json.loads(data["provenance"])
+    data["metrics"] = json.loads(data["metrics"])
+    return AdapterVersion(**data)
