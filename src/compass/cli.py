@@ -163,6 +163,124 @@ def experiment(
     typer.echo("results: " + ", ".join(str(p) for p in paths.values()))
 
 
+@app.command("monitor")
+def monitor_cmd(
+    reference: Path = typer.Option(..., help="A 'compass select --out' directory, or an adapter "
+                                   "directory trained from one (either holds reference.npz)."),
+    stream: list[str] = typer.Option(..., metavar="SRC", help="Query log: JSONL records with text and "
+                                     "lang (default lang: the reference's target), or any source. "
+                                     "Repeatable."),
+    out: Path = typer.Option(..., help="Events file: one JSON line per completed window."),
+    window: int = typer.Option(200, help="Queries per window, per language."),
+    alpha: float = typer.Option(0.01, help="Target false-alarm rate per window."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap calibration."),
+    cache_dir: Path | None = typer.Option(None, help="Embedding cache (default "
+                                             "$COMPASS_CACHE_DIR or ~/.cache/compass)."),
+) -> None:
+    """Replay a query log in windows against a reference and flag drift per language."""
+    from .ecda import replay, summarise
+
+    reports, monitor = _run(lambda: replay(reference, stream, window=window, alpha=alpha, out=out,
+                                           seed=seed, cache_dir=cache_dir))
+    for lang, s in summarise(reports).items():
+        limits = monitor.thresholds[lang]
+        first = "none" if s["first_drift"] is None else f"window {s['first_drift']}"
+        typer.echo(f"{lang}: {s['windows']} windows, {s['drift']} with drift (first: {first}); "
+                   f"thresholds JS {limits['js']:.4f}, novelty {limits['novelty']:.3f}")
+    if not reports:
+        typer.echo(f"no window of {window} queries completed")
+    pending = {lang: n for lang, n in monitor.pending.items() if n}
+    if pending:
+        typer.echo("in unfinished windows: " + ", ".join(f"{lang} {n}" for lang, n in pending.items()))
+    if monitor.skipped:
+        typer.echo("skipped (no reference for the language): "
+                   + ", ".join(f"{lang} {n}" for lang, n in monitor.skipped.most_common()))
+    typer.echo(f"events: {out}")
+
+
+adapters_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                           help="Adapter versions: list, show, register, promote, rollback.")
+app.add_typer(adapters_app, name="adapters")
+REGISTRY_HELP = "Registry file (default $COMPASS_REGISTRY, else ~/.cache/compass/registry.sqlite)."
+
+
+@adapters_app.command("list")
+def adapters_list(
+    lang: str | None = typer.Option(None, help="Only this language."),
+    registry: Path | None = typer.Option(None, help=REGISTRY_HELP),
+) -> None:
+    """Every registered version: id, language, status, parent, registration time, path."""
+    from datetime import datetime
+
+    from .ecda import Registry
+
+    versions = _run(lambda: Registry(registry).list(lang))
+    if not versions:
+        typer.echo("no adapters registered")
+    for v in versions:
+        created = datetime.fromtimestamp(v.created).isoformat(timespec="seconds")
+        typer.echo(f"{v.id}\t{v.lang}\t{v.status}\tparent={v.parent or '-'}\t{created}\t{v.path}")
+
+
+@adapters_app.command("show")
+def adapters_show(
+    adapter_id: str = typer.Argument(..., metavar="ID"),
+    registry: Path | None = typer.Option(None, help=REGISTRY_HELP),
+) -> None:
+    """One version as JSON, with the decisions that involved it."""
+    import json
+
+    from .ecda import Registry
+
+    def show() -> dict:
+        reg = Registry(registry)
+        return {**reg.get(adapter_id).to_dict(),
+                "decisions": [d.to_dict() for d in reg.decisions(adapter_id=adapter_id)]}
+
+    typer.echo(json.dumps(_run(show), indent=2, ensure_ascii=False))
+
+
+@adapters_app.command("register")
+def adapters_register(
+    adapter_id: str = typer.Option(..., "--id", help="Version id: letters, digits, '.', '_', '-'."),
+    lang: str = typer.Option(..., help="Language the adapter serves."),
+    path: Path = typer.Option(..., help="Adapter directory."),
+    parent: str | None = typer.Option(None, help="Id of the version it was trained from."),
+    registry: Path | None = typer.Option(None, help=REGISTRY_HELP),
+) -> None:
+    """Add a version as a candidate (its compass.json, if any, is its provenance)."""
+    from .ecda import Registry
+
+    v = _run(lambda: Registry(registry).register(adapter_id, lang, path, parent=parent))
+    typer.echo(f"registered {v.id} ({v.lang}) as {v.status}")
+
+
+@adapters_app.command("promote")
+def adapters_promote(
+    adapter_id: str = typer.Argument(..., metavar="ID"),
+    reason: str = typer.Option("", help="Recorded in the decision log."),
+    registry: Path | None = typer.Option(None, help=REGISTRY_HELP),
+) -> None:
+    """Make a version its language's active one; the previous active one is retired."""
+    from .ecda import Registry
+
+    previous = _run(lambda: Registry(registry).promote(adapter_id, reason=reason))
+    typer.echo(f"{adapter_id} is active" + (f"; {previous} retired" if previous else ""))
+
+
+@adapters_app.command("rollback")
+def adapters_rollback(
+    lang: str = typer.Argument(..., help="Language whose active version goes back one step."),
+    reason: str = typer.Option("", help="Recorded in the decision log."),
+    registry: Path | None = typer.Option(None, help=REGISTRY_HELP),
+) -> None:
+    """Retire the active version and reactivate the one it replaced."""
+    from .ecda import Registry
+
+    restored = _run(lambda: Registry(registry).rollback(lang, reason=reason))
+    typer.echo(f"rolled back {lang}: {restored} is active again")
+
+
 def _run(call):
     try:
         return call()
