@@ -8,8 +8,7 @@ from typer.testing import CliRunner
 
 from compass.cli import app
 from compass.ecda import DriftMonitor, PageHinkley, Reference, calibrate, js_divergence
-from compass.ecda.reference import language_means
-from compass.embed import centre_by_language
+from compass.embed import centre_by_language, language_means
 from compass.errors import ConfigError
 
 SHARES = np.array([0.2, 0.15, 0.15, 0.1, 0.1, 0.1, 0.1, 0.1])

@@ -24,8 +24,8 @@ from ..embed import EmbeddingCache, embed_texts
 from ..errors import ConfigError
 from ..fsutil import atomic_write_text
 from ..langs import normalize_lang
+from ..selection.reference import Reference
 from .detectors import PageHinkley, calibrate, js_divergence
-from .reference import Reference
 
 ALL = "all"
 

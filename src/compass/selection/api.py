@@ -8,20 +8,18 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..data import Record, Source, load
-from ..embed import EmbeddingCache, centre_by_language, embed_texts
+from ..embed import EmbeddingCache, centre_by_language, embed_texts, language_means
 from ..errors import ConfigError
 from ..fsutil import atomic_directory
 from ..langs import normalize_lang
 from .config import SelectConfig
 from .core import EmbeddedResult, select_embedded
-
-if TYPE_CHECKING:
-    from ..ecda.reference import Reference
+from .reference import Reference
 
 SourceLike = str | Source | Iterable[str | Source | Record]
 EXAMPLES_PER_CLUSTER = 3
@@ -83,8 +81,6 @@ def select(usage: SourceLike, pool: SourceLike, budget: int, *, train: SourceLik
     pool_recs = load(pool, name="pool")
     timings["load"] = time.perf_counter() - start
 
-    from ..ecda.reference import Reference, language_means  # the monitor's layer, kept lazy
-
     start = time.perf_counter()
     all_recs = usage_recs + train_recs + pool_recs
     x = embed_texts([r.text for r in all_recs], config.encoder,
@@ -92,8 +88,9 @@ def select(usage: SourceLike, pool: SourceLike, budget: int, *, train: SourceLik
     means = None
     if config.centre:
         langs = [r.lang for r in all_recs]
-        means = language_means(x, langs, only={r.lang for r in usage_recs})
-        centre_by_language(x, langs)
+        means = language_means(x, langs)
+        centre_by_language(x, langs, means=means)
+        means = {lang: means[lang] for lang in {r.lang for r in usage_recs}}
     timings["embed"] = time.perf_counter() - start
     n_u, n_t = len(usage_recs), len(train_recs)
     result = select_embedded(x[:n_u], x[n_u:n_u + n_t], x[n_u + n_t:],

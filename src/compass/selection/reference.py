@@ -7,28 +7,20 @@ live traffic with the distribution the adapter serves.
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..embed import centre_by_language
 from ..errors import ConfigError, DataError
-from ..selection.clustering import Clustering, fit_clusters
+from ..fsutil import atomic_write_bytes
+from .clustering import Clustering, fit_clusters
 
 FILENAME = "reference.npz"
 FORMAT_VERSION = 1
-
-
-def language_means(x: np.ndarray, langs: list[str] | np.ndarray,
-                   only: set[str] | None = None) -> dict[str, np.ndarray]:
-    """Each language's mean vector, as :func:`compass.embed.centre_by_language` subtracts it;
-    stored so live queries are centred exactly as the reference was."""
-    langs = np.asarray(langs)
-    return {str(lang): x[langs == lang].mean(axis=0, dtype=np.float64).astype(np.float32)
-            for lang in np.unique(langs) if only is None or lang in only}
 
 
 @dataclass
@@ -93,9 +85,7 @@ class Reference:
             if lang not in self.means:
                 raise ConfigError(f"no centring mean for language {str(lang)!r} in the reference "
                                   f"(it has {sorted(self.means)})")
-            x[langs == lang] -= self.means[lang]
-        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-        return x
+        return centre_by_language(x, langs, means=self.means)
 
     @classmethod
     def from_embeddings(cls, usage: np.ndarray, *, langs: list[str] | np.ndarray | None = None,
@@ -141,18 +131,13 @@ class Reference:
         means = self.means or {}
         meta = {"format": FORMAT_VERSION, "encoder": self.encoder, "target_lang": self.target_lang,
                 "radius": self.radius, "centred": self.means is not None}
-        fd, tmp = tempfile.mkstemp(prefix=f".{FILENAME}.", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, meta=np.array(json.dumps(meta)), centroids=self.centroids,
-                         labels=self.labels, sims=self.sims, langs=self.langs,
-                         mean_langs=np.array(sorted(means), dtype=str),
-                         means=np.array([means[k] for k in sorted(means)], dtype=np.float32).reshape(
-                             len(means), self.centroids.shape[1]))
-            os.replace(tmp, directory / FILENAME)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        buf = io.BytesIO()
+        np.savez(buf, meta=np.array(json.dumps(meta)), centroids=self.centroids,
+                 labels=self.labels, sims=self.sims, langs=self.langs,
+                 mean_langs=np.array(sorted(means), dtype=str),
+                 means=np.array([means[k] for k in sorted(means)], dtype=np.float32).reshape(
+                     len(means), self.centroids.shape[1]))
+        atomic_write_bytes(directory / FILENAME, buf.getvalue())
         return directory / FILENAME
 
     @classmethod

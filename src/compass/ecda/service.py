@@ -1,0 +1,296 @@
+"""``compass serve``: durable query ingestion, background drift monitoring, adapter promotion.
+
+A FastAPI app over the same Python API as the CLI. Ingested queries are committed to
+the :class:`~compass.ecda.store.QueryStore` before the response is sent; the drift
+monitor (slow: it embeds every query) runs in a background thread from the store's
+cursor, so it never holds up ingestion and a restart resumes it. Write endpoints
+need ``Authorization: Bearer <token>``, the token being ``$COMPASS_API_TOKEN`` on the
+server; without one the server refuses every write.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import sys
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import CompassError, ConfigError
+from ..langs import normalize_lang
+from .monitor import DriftMonitor
+from .registry import AdapterVersion, Registry, validate_id
+from .store import QueryStore
+
+TOKEN_ENV = "COMPASS_API_TOKEN"
+MAX_BODY = 8 * 1024 * 1024
+MAX_BATCH = 10_000
+log = logging.getLogger("compass.serve")
+
+
+class QueryIn(BaseModel):
+    """One production query. ``id`` (optional) makes retries safe: a stored id is never
+    stored again. ``ts`` is the client's time (Unix seconds), kept as given."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str
+    lang: str = Field(description="ISO 639-1/3 or BCP-47 code; stored as ISO 639-3")
+    id: str | None = Field(None, min_length=1, max_length=256)
+    ts: float | None = None
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("text is empty or only whitespace")
+        return text
+
+    @field_validator("lang")
+    @classmethod
+    def _iso639_3(cls, lang: str) -> str:
+        try:
+            return normalize_lang(lang)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+
+class IngestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    queries: list[QueryIn] = Field(min_length=1)
+
+
+class IngestResult(BaseModel):
+    stored: int = Field(description="Queries newly stored")
+    duplicates: int = Field(description="Queries whose id was already stored (retries)")
+    seqs: list[int] = Field(description="Each query's sequence number, in request order")
+
+
+class MonitorWorker:
+    """Feeds stored queries to a :class:`DriftMonitor` in a background thread.
+
+    After each chunk the reports and the new cursor are committed together. A
+    restarted worker starts from the stored cursor with a fresh monitor: windows
+    that were only partly filled when the server stopped start afresh, and window
+    numbers continue from the reports already stored.
+    """
+
+    def __init__(self, monitor: DriftMonitor, store: QueryStore, *, chunk: int = 128,
+                 poll: float = 1.0) -> None:
+        self.monitor, self.store, self.chunk, self.poll = monitor, store, chunk, poll
+        self.error: str | None = None
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._thread: threading.Thread | None = None
+        self._seen: dict[str, Any] = {"pending": monitor.pending, "skipped": {}}
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="compass-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def notify(self) -> None:
+        """New queries are stored: look now instead of at the next poll."""
+        self._wake.set()
+
+    def status(self) -> dict[str, Any]:
+        return {"running": self._thread is not None and self._thread.is_alive(), "error": self.error,
+                "window": self.monitor.window, "alpha": self.monitor.alpha,
+                "languages": self.monitor.reference.languages, "thresholds": self.monitor.thresholds,
+                **self._seen}
+
+    def _run(self) -> None:
+        _lower_priority()
+        offsets = self.store.windows()
+        try:
+            while not self._stop.is_set():
+                self._wake.clear()
+                batch = self.store.after(self.store.cursor(), self.chunk)
+                if not batch:
+                    self._wake.wait(self.poll)
+                    continue
+                reports = self.monitor.update([q.text for q in batch], [q.lang for q in batch])
+                self.store.record([replace(r, window=offsets.get(r.lang, 0) + r.window).to_dict()
+                                   for r in reports], batch[-1].seq)
+                self._seen = {"pending": self.monitor.pending, "skipped": dict(self.monitor.skipped)}
+        except Exception as exc:  # the server keeps ingesting; /v1/drift shows why monitoring stopped
+            log.exception("drift monitor stopped")
+            self.error = f"{type(exc).__name__}: {exc}"
+
+
+def _lower_priority(niceness: int = 10) -> None:
+    """Run the calling thread at a lower priority. On Linux nice is per thread and
+    inherited by the threads it starts (the encoder's OpenMP pool), so embedding only
+    takes the CPU time that ingestion leaves."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+        except OSError:
+            log.warning("could not lower the drift monitor's priority")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) as soon as its declared or its received size exceeds ``limit``."""
+    too_large = f"request body exceeds the limit of {limit} bytes; send smaller batches"
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise HTTPException(400, f"invalid Content-Length {declared!r}")
+        if int(declared) > limit:
+            raise HTTPException(413, too_large)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, too_large)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
+               monitor: DriftMonitor | None = None, token: str | None = None, max_body: int = MAX_BODY,
+               max_batch: int = MAX_BATCH, chunk: int = 128) -> FastAPI:
+    """The service over a query store at ``db`` and an adapter registry.
+
+    ``monitor`` (optional) is fed the stored queries in the background; ``token`` is the
+    bearer token write endpoints require (``None`` or empty: every write is refused).
+    Run it with uvicorn, in one process.
+    """
+    if max_body < 1 or max_batch < 1:
+        raise ConfigError("max_body and max_batch must be positive")
+    store = QueryStore(db)
+    reg = registry if isinstance(registry, Registry) else Registry(registry)
+    worker = None if monitor is None else MonitorWorker(monitor, store, chunk=chunk)
+    registry_lock = threading.Lock()  # serialises this server's check-then-change adapter requests
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if worker is not None:
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await run_in_threadpool(worker.stop)
+
+    app = FastAPI(title="COMPASS-ECDA", version="1", lifespan=lifespan,
+                  description="Query ingestion, drift reports and adapter versions. Writes need "
+                              f"'Authorization: Bearer <token>' (the server's ${TOKEN_ENV}).")
+    bearer = HTTPBearer(auto_error=False, description=f"The token in ${TOKEN_ENV} on the server")
+
+    async def authorize(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if not token:
+            raise HTTPException(503, f"writes are disabled: the server was started without {TOKEN_ENV}")
+        if credentials is None:
+            raise HTTPException(401, "missing bearer token: send 'Authorization: Bearer <token>'",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
+            raise HTTPException(403, "invalid token")
+
+    @app.exception_handler(CompassError)
+    async def bad_request(_: Request, exc: CompassError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.post("/v1/queries", response_model=IngestResult, dependencies=[Depends(authorize)],
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                  "schema": {"$ref": "#/components/schemas/IngestRequest"}}}}})
+    async def ingest(request: Request) -> IngestResult:
+        """Store a batch of queries; they are durable when the response arrives."""
+        body = await _read_body(request, max_body)  # read here, after authorisation
+        try:
+            batch = IngestRequest.model_validate_json(body)
+        except ValidationError as exc:
+            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors(
+                include_url=False, include_context=False, include_input=False)]) from None
+        if len(batch.queries) > max_batch:
+            raise HTTPException(413, f"batch of {len(batch.queries)} queries exceeds the limit of "
+                                     f"{max_batch}; split it")
+        done = await run_in_threadpool(store.add, [(q.id, q.text, q.lang, q.ts) for q in batch.queries])
+        if worker is not None:
+            worker.notify()
+        return IngestResult(stored=done.stored, duplicates=len(batch.queries) - done.stored, seqs=done.seqs)
+
+    @app.get("/v1/drift")
+    def drift() -> dict[str, Any]:
+        """The latest drift report of every monitored stream, and how far monitoring got."""
+        reports = store.latest_reports()
+        last, cursor = store.last_seq(), store.cursor()
+        out: dict[str, Any] = {
+            "monitor": None if worker is None else worker.status(),
+            "queries": {"last_seq": last, "monitored_through": cursor, "behind": last - cursor},
+            "reports": reports, "drift": sorted(k for k, r in reports.items() if r["drift"])}
+        if worker is None:
+            out["reason"] = "no drift monitor: start 'compass serve' with --reference DIR"
+        return out
+
+    @app.get("/v1/adapters")
+    def adapters(lang: str | None = None) -> dict[str, Any]:
+        """Registered adapter versions, of one language or all."""
+        return {"adapters": [v.to_dict() for v in reg.list(lang)]}
+
+    def version(adapter_id: str) -> AdapterVersion:
+        try:
+            validate_id(adapter_id)
+        except ConfigError as exc:
+            raise HTTPException(400, str(exc)) from None
+        try:
+            return reg.get(adapter_id)
+        except ConfigError as exc:
+            raise HTTPException(404, str(exc)) from None
+
+    @app.post("/v1/adapters/{adapter_id}/promote", dependencies=[Depends(authorize)])
+    def promote(adapter_id: str, reason: str = Query("", max_length=1000)) -> dict[str, Any]:
+        """Make this version its language's active one; the previous active one is retired."""
+        with registry_lock:
+            version(adapter_id)
+            try:
+                retired = reg.promote(adapter_id, reason=reason)
+            except ConfigError as exc:
+                raise HTTPException(409, str(exc)) from None
+        return {"active": reg.get(adapter_id).to_dict(), "retired": retired}
+
+    @app.post("/v1/adapters/{adapter_id}/rollback", dependencies=[Depends(authorize)])
+    def rollback(adapter_id: str, reason: str = Query("", max_length=1000)) -> dict[str, Any]:
+        """Roll back this version, which must be its language's active one: it is retired
+        and the version it replaced is active again."""
+        with registry_lock:
+            current = version(adapter_id)
+            if current.status != "active":
+                raise HTTPException(409, f"adapter {adapter_id!r} is {current.status}, not the active "
+                                         f"version of {current.lang}: only the active version rolls back")
+            try:
+                restored = reg.rollback(current.lang, reason=reason)
+            except ConfigError as exc:
+                raise HTTPException(409, str(exc)) from None
+        return {"rolled_back": adapter_id, "active": reg.get(restored).to_dict()}
+
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema, plus the ingest body, which the route reads itself (to check
+        the token before reading, and the size while reading)."""
+        if app.openapi_schema is None:
+            schema = build_openapi()
+            body = IngestRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                body.pop("$defs", {}), IngestRequest=body)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

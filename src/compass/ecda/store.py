@@ -1,0 +1,164 @@
+"""Durable query store of ``compass serve``: ingested queries, drift reports, the monitor's cursor.
+
+One SQLite file in WAL mode with ``synchronous=FULL``: every ingest is one transaction
+whose commit fsyncs the write-ahead log before the server answers, so an
+acknowledged query survives a killed process and a power loss alike (``NORMAL``
+would survive only the former). Queries get increasing sequence numbers; a client
+``id`` is unique, so a retried batch is stored once. The drift monitor reads
+queries after its cursor and writes its reports and the new cursor in one
+transaction, so a restart resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS queries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE,
+    text TEXT NOT NULL,
+    lang TEXT NOT NULL,
+    ts REAL,
+    received REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS drift_reports (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    lang TEXT NOT NULL,
+    window_no INTEGER NOT NULL,
+    time REAL NOT NULL,
+    report TEXT NOT NULL,
+    UNIQUE (lang, window_no)
+);
+CREATE TABLE IF NOT EXISTS monitor_cursor (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    seq INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO monitor_cursor VALUES (1, 0);
+"""
+
+
+@dataclass
+class StoredQuery:
+    seq: int
+    text: str
+    lang: str
+
+
+@dataclass
+class Ingested:
+    """What one ingest did: queries newly stored, and every query's sequence number
+    (a query whose ``id`` was stored before gets that earlier number)."""
+
+    stored: int
+    seqs: list[int]
+
+
+class QueryStore:
+    """Queries, drift reports and the monitor cursor in one SQLite file.
+
+    One connection serves every thread, behind a lock: SQLite runs one writer at a
+    time anyway, and each call holds the lock for one short transaction. Other
+    processes may read the file while the server writes (WAL).
+    """
+
+    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise ConfigError(f"query store {self.path} is a directory; give a file path")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._con = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
+                                    check_same_thread=False)
+        try:
+            if self._con.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+                raise ConfigError(f"query store {self.path}: SQLite could not switch to WAL mode")
+            self._con.execute("PRAGMA synchronous=FULL")
+            self._con.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            self._con.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+        except sqlite3.DatabaseError as exc:
+            self._con.close()
+            raise ConfigError(f"query store {self.path} is not a usable SQLite database ({exc})") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the write lock up front; committed (and fsynced)
+        when the block ends, rolled back if it raises."""
+        with self._lock:
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._con
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
+        with self._lock:
+            return self._con.execute(sql, args).fetchall()
+
+    def add(self, queries: Sequence[tuple[str | None, str, str, float | None]]) -> Ingested:
+        """Store ``(id, text, lang, ts)`` rows in one transaction, durable when this returns.
+
+        Rows whose ``id`` is already stored (a client retry, or a repeat within the
+        batch) are not stored again; they get the sequence number of the stored row.
+        """
+        now = time.time()
+        ids = [q[0] for q in queries if q[0] is not None]
+        with self._transaction() as con:
+            before = con.execute("SELECT COALESCE(MAX(seq), 0) FROM queries").fetchone()[0]
+            cur = con.executemany("INSERT OR IGNORE INTO queries (id, text, lang, ts, received) "
+                                  "VALUES (?, ?, ?, ?, ?)", [(*q, now) for q in queries])
+            stored = cur.rowcount
+            anonymous = iter(seq for (seq,) in con.execute(
+                "SELECT seq FROM queries WHERE seq > ? AND id IS NULL ORDER BY seq", (before,)))
+            by_id = dict(con.execute("SELECT q.id, q.seq FROM json_each(?) AS j "
+                                     "JOIN queries AS q ON q.id = j.value", (json.dumps(ids),)))
+        return Ingested(stored, [by_id[q[0]] if q[0] is not None else next(anonymous) for q in queries])
+
+    def last_seq(self) -> int:
+        return self._read("SELECT COALESCE(MAX(seq), 0) FROM queries")[0][0]
+
+    def cursor(self) -> int:
+        """Sequence number of the last query the drift monitor has processed."""
+        return self._read("SELECT seq FROM monitor_cursor")[0][0]
+
+    def after(self, seq: int, limit: int) -> list[StoredQuery]:
+        """Up to ``limit`` queries after sequence number ``seq``, in order."""
+        rows = self._read("SELECT seq, text, lang FROM queries WHERE seq > ? ORDER BY seq LIMIT ?",
+                          (seq, limit))
+        return [StoredQuery(*row) for row in rows]
+
+    def record(self, reports: Sequence[dict[str, Any]], cursor: int) -> None:
+        """Store drift reports (dicts with ``lang`` and ``window``) and advance the cursor,
+        in one transaction: either both happen or neither."""
+        now = time.time()
+        with self._transaction() as con:
+            con.executemany("INSERT INTO drift_reports (lang, window_no, time, report) VALUES (?, ?, ?, ?)",
+                            [(r["lang"], r["window"], now, json.dumps(r, ensure_ascii=False))
+                             for r in reports])
+            con.execute("UPDATE monitor_cursor SET seq = ?", (cursor,))
+
+    def windows(self) -> dict[str, int]:
+        """Reports stored per stream: where a restarted monitor's window numbers continue."""
+        return dict(self._read("SELECT lang, COUNT(*) FROM drift_reports GROUP BY lang"))
+
+    def latest_reports(self) -> dict[str, dict[str, Any]]:
+        """Each stream's most recent drift report, with the time it was stored."""
+        rows = self._read("SELECT lang, time, report FROM drift_reports WHERE seq IN "
+                          "(SELECT MAX(seq) FROM drift_reports GROUP BY lang) ORDER BY lang")
+        return {lang: {**json.loads(report), "time": stored} for lang, stored, report in rows}
