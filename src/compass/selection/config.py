@@ -29,6 +29,9 @@ class SelectConfig:
     neighbours: k of the k-nearest-neighbour density estimates.
     dedup_threshold: skip a pool record whose cosine to a picked record or a train
         record (raw embeddings) is at least this.
+    lang_calibration: rank pool records by similarity to usage divided by their
+        language's spread of similarities (see ``Problem.similarity_scale``), so languages
+        the encoder models noisily do not win nearest-neighbour contests.
     lang_cap: at most this share of the budget from one pool language.
     lang_penalty: subtract this times the URIEL distance to the target from scores.
     lang_distance: URIEL distance kind for ``lang-sim`` and ``lang_penalty``.
@@ -48,6 +51,7 @@ class SelectConfig:
     ratio_weight: float = 1.0
     neighbours: int = 10
     dedup_threshold: float = 0.97
+    lang_calibration: bool = True
     lang_cap: float | None = None
     lang_penalty: float = 0.0
     lang_distance: str = "syntactic"

@@ -35,6 +35,7 @@ class Problem:
     pool_cluster: np.ndarray = field(init=False)
     pool_in_support: np.ndarray = field(init=False)
     lang_ok: np.ndarray = field(init=False)
+    lang_scale: dict[str, float] = field(init=False)
 
     def __post_init__(self) -> None:
         self.usage_cluster, _ = self.clustering.assign(self.usage)
@@ -48,6 +49,7 @@ class Problem:
         if cfg.skip_langs:
             ok &= ~np.isin(self.pool_langs, cfg.skip_langs)
         self.lang_ok = ok
+        self.lang_scale = self._language_scales()
 
     @property
     def eligible(self) -> np.ndarray:
@@ -61,6 +63,32 @@ class Problem:
 
     def counts(self, labels: np.ndarray) -> np.ndarray:
         return np.bincount(labels, minlength=self.clustering.k)
+
+    def similarity_scale(self, rows: np.ndarray) -> np.ndarray:
+        """Per-record factor that puts every pool language's similarities to usage on one scale.
+
+        Even after centring, languages a small encoder models poorly (often low-resource
+        ones) have more dispersed similarities, so their records win nearest-neighbour
+        contests by noise, not meaning. Dividing by each language's spread (std of its
+        similarities to usage, on a seeded sample) relative to the mean spread removes
+        that edge. All ones with ``lang_calibration`` off.
+        """
+        return np.array([self.lang_scale.get(v, 1.0) for v in self.pool_langs[rows]], dtype=np.float32)
+
+    def _language_scales(self) -> dict[str, float]:
+        if not self.config.lang_calibration or not len(self.usage) or not len(self.pool):
+            return {}
+        rng = np.random.default_rng(self.config.seed)
+        usage = self.usage[rng.choice(len(self.usage), min(len(self.usage), 512), replace=False)]
+        spread = {}
+        names, inverse = np.unique(self.pool_langs, return_inverse=True)
+        for i, lang in enumerate(names):
+            members = np.flatnonzero(inverse == i)
+            sample = self.pool[rng.choice(members, min(len(members), 2048), replace=False)]
+            spread[str(lang)] = float((sample @ usage.T).std())
+        positive = [v for v in spread.values() if v > 0]
+        mean = float(np.mean(positive)) if positive else 1.0
+        return {lang: mean / v if v > 0 else 1.0 for lang, v in spread.items()}
 
 
 @dataclass
@@ -163,7 +191,7 @@ def ranked_queue(problem: Problem, rows: np.ndarray, quota: int) -> list[Queue]:
     """One queue: the cluster's records by k-NN similarity to usage (minus language penalty)."""
     cfg = problem.config
     score = knn_similarity(problem.pool[rows], problem.usage, cfg.neighbours, seed=cfg.seed)
-    score = score - language_penalty(problem, rows)
+    score = score * problem.similarity_scale(rows) - language_penalty(problem, rows)
     order = np.lexsort((rows, -score))
     return [Queue(rows[order], score[order], quota)]
 
@@ -260,7 +288,7 @@ class CompassStrategy(ClusterStrategy):
         if self._ratio is not None and problem.config.ratio_weight:
             bonus += problem.config.ratio_weight * self._ratio.gap_share(problem.pool[rows],
                                                                          problem.n_total)
-        sims = problem.usage[points] @ problem.pool[rows].T + bonus
+        sims = (problem.usage[points] @ problem.pool[rows].T) * problem.similarity_scale(rows) + bonus
         queues = []
         for p, q in zip(np.flatnonzero(quotas), quotas[quotas > 0]):
             order = np.lexsort((rows, -sims[p]))
