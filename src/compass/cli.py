@@ -42,6 +42,8 @@ def select_cmd(
     ratio_l2: float = typer.Option(1e-3, help="L2 penalty of the usage/train ratio model."),
     ratio_weight: float = typer.Option(1.0, help="Weight of a record's own gap share in ranking."),
     dedup_threshold: float = typer.Option(0.97, help="Cosine at which records are duplicates."),
+    lang_calibration: bool = typer.Option(True, "--lang-calibration/--no-lang-calibration",
+                                          help="Divide similarities by each language's spread."),
     lang_cap: float | None = typer.Option(None, help="Max share of the budget per language."),
     lang_penalty: float = typer.Option(0.0, help="Score penalty per unit of URIEL distance."),
     lang_distance: str = typer.Option("syntactic", help="URIEL distance kind: syntactic, "
@@ -59,8 +61,8 @@ def select_cmd(
         out=out, cache_dir=cache_dir, encoder=encoder, clusters=clusters, seed=seed,
         centre=centre, include_ood=include_ood, support_quantile=support_quantile,
         ratio_l2=ratio_l2, ratio_weight=ratio_weight, dedup_threshold=dedup_threshold, lang_cap=lang_cap,
-        lang_penalty=lang_penalty, lang_distance=lang_distance, only_langs=only_langs or None,
-        skip_langs=skip_langs or []))
+        lang_calibration=lang_calibration, lang_penalty=lang_penalty, lang_distance=lang_distance,
+        only_langs=only_langs or None, skip_langs=skip_langs or []))
     metrics = selection.report["metrics"]["train+selected"]
     typer.echo(f"selected {len(selection.records)} records -> {out / 'selected.jsonl'}")
     typer.echo(f"fit: KL {metrics['kl']:.4f}, coverage {metrics['coverage']:.3f}, "
@@ -279,6 +281,53 @@ def adapters_rollback(
 
     restored = _run(lambda: Registry(registry).rollback(lang, reason=reason))
     typer.echo(f"rolled back {lang}: {restored} is active again")
+
+
+@app.command("serve")
+def serve_cmd(
+    host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback exposes the "
+                             "service (and its bearer token, without TLS) to the network."),
+    port: int = typer.Option(8000),
+    reference: Path | None = typer.Option(None, help="Drift monitor reference (as for 'compass "
+                                          "monitor'); without it queries are stored but not monitored."),
+    registry: Path | None = typer.Option(None, help=REGISTRY_HELP),
+    db: Path | None = typer.Option(None, help="Query store (default: queries.sqlite next to the "
+                                   "registry)."),
+    window: int = typer.Option(200, help="Queries per window, per language."),
+    alpha: float = typer.Option(0.01, help="Target false-alarm rate per window."),
+    max_body: int = typer.Option(8 * 1024 * 1024, help="Largest request body, in bytes."),
+    max_batch: int = typer.Option(10_000, help="Most queries in one ingest request."),
+    cache_dir: Path | None = typer.Option(None, help="Embedding cache (default "
+                                             "$COMPASS_CACHE_DIR or ~/.cache/compass)."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
+) -> None:
+    """HTTP service: ingest queries durably, report drift, list/promote/roll back adapters.
+    Write endpoints need 'Authorization: Bearer $COMPASS_API_TOKEN'."""
+    import ipaddress
+    import os
+
+    import uvicorn
+
+    from .ecda import DriftMonitor, Registry
+    from .ecda.service import TOKEN_ENV, create_app
+
+    token = os.environ.get(TOKEN_ENV) or None
+    if token is None:
+        typer.secho(f"warning: {TOKEN_ENV} is not set: every write request (ingest, promote, "
+                    "rollback) will be refused with 503", fg="yellow", err=True)
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        loopback = False
+    if not loopback:
+        typer.secho(f"warning: binding to {host}, not loopback: put TLS in front of it", fg="yellow",
+                    err=True)
+    reg = _run(lambda: Registry(registry))
+    monitor = None if reference is None else _run(
+        lambda: DriftMonitor(reference, window, alpha, cache_dir=cache_dir))
+    service = _run(lambda: create_app(db or reg.path.with_name("queries.sqlite"), reg, monitor=monitor,
+                                      token=token, max_body=max_body, max_batch=max_batch))
+    uvicorn.run(service, host=host, port=port, access_log=access_log)
 
 
 def _run(call):

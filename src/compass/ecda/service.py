@@ -126,9 +126,9 @@ class MonitorWorker:
                     self._wake.wait(self.poll)
                     continue
                 reports = self.monitor.update([q.text for q in batch], [q.lang for q in batch])
+                self._seen = {"pending": self.monitor.pending, "skipped": dict(self.monitor.skipped)}
                 self.store.record([replace(r, window=offsets.get(r.lang, 0) + r.window).to_dict()
                                    for r in reports], batch[-1].seq)
-                self._seen = {"pending": self.monitor.pending, "skipped": dict(self.monitor.skipped)}
         except Exception as exc:  # the server keeps ingesting; /v1/drift shows why monitoring stopped
             log.exception("drift monitor stopped")
             self.error = f"{type(exc).__name__}: {exc}"
@@ -148,12 +148,9 @@ def _lower_priority(niceness: int = 10) -> None:
 async def _read_body(request: Request, limit: int) -> bytes:
     """The body, refused (413) as soon as its declared or its received size exceeds ``limit``."""
     too_large = f"request body exceeds the limit of {limit} bytes; send smaller batches"
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise HTTPException(400, f"invalid Content-Length {declared!r}")
-        if int(declared) > limit:
-            raise HTTPException(413, too_large)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:  # the HTTP server refuses malformed ones
+        raise HTTPException(413, too_large)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -229,8 +226,7 @@ def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
     @app.get("/v1/drift")
     def drift() -> dict[str, Any]:
         """The latest drift report of every monitored stream, and how far monitoring got."""
-        reports = store.latest_reports()
-        last, cursor = store.last_seq(), store.cursor()
+        last, cursor, reports = store.progress()
         out: dict[str, Any] = {
             "monitor": None if worker is None else worker.status(),
             "queries": {"last_seq": last, "monitored_through": cursor, "behind": last - cursor},

@@ -3,7 +3,8 @@
 One SQLite file in WAL mode with ``synchronous=FULL``: every ingest is one transaction
 whose commit fsyncs the write-ahead log before the server answers, so an
 acknowledged query survives a killed process and a power loss alike (``NORMAL``
-would survive only the former). Queries get increasing sequence numbers; a client
+would survive only the former). Queries get increasing sequence numbers (rows are never
+deleted, so no number is reused: the monitor's cursor relies on it); a client
 ``id`` is unique, so a retried batch is stored once. The drift monitor reads
 queries after its cursor and writes its reports and the new cursor in one
 transaction, so a restart resumes where it stopped.
@@ -25,7 +26,7 @@ from ..errors import ConfigError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS queries (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     id TEXT UNIQUE,
     text TEXT NOT NULL,
     lang TEXT NOT NULL,
@@ -33,7 +34,7 @@ CREATE TABLE IF NOT EXISTS queries (
     received REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS drift_reports (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     lang TEXT NOT NULL,
     window_no INTEGER NOT NULL,
     time REAL NOT NULL,
@@ -90,10 +91,6 @@ class QueryStore:
             self._con.close()
             raise ConfigError(f"query store {self.path} is not a usable SQLite database ({exc})") from None
 
-    def close(self) -> None:
-        with self._lock:
-            self._con.close()
-
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that takes the write lock up front; committed (and fsynced)
@@ -130,9 +127,6 @@ class QueryStore:
                                      "JOIN queries AS q ON q.id = j.value", (json.dumps(ids),)))
         return Ingested(stored, [by_id[q[0]] if q[0] is not None else next(anonymous) for q in queries])
 
-    def last_seq(self) -> int:
-        return self._read("SELECT COALESCE(MAX(seq), 0) FROM queries")[0][0]
-
     def cursor(self) -> int:
         """Sequence number of the last query the drift monitor has processed."""
         return self._read("SELECT seq FROM monitor_cursor")[0][0]
@@ -157,8 +151,17 @@ class QueryStore:
         """Reports stored per stream: where a restarted monitor's window numbers continue."""
         return dict(self._read("SELECT lang, COUNT(*) FROM drift_reports GROUP BY lang"))
 
-    def latest_reports(self) -> dict[str, dict[str, Any]]:
-        """Each stream's most recent drift report, with the time it was stored."""
-        rows = self._read("SELECT lang, time, report FROM drift_reports WHERE seq IN "
-                          "(SELECT MAX(seq) FROM drift_reports GROUP BY lang) ORDER BY lang")
-        return {lang: {**json.loads(report), "time": stored} for lang, stored, report in rows}
+    def progress(self) -> tuple[int, int, dict[str, dict[str, Any]]]:
+        """The last sequence number, the monitor cursor and each stream's latest drift report
+        (with the time it was stored), read in one transaction so they agree."""
+        with self._lock:
+            self._con.execute("BEGIN")
+            try:
+                last = self._con.execute("SELECT COALESCE(MAX(seq), 0) FROM queries").fetchone()[0]
+                cursor = self._con.execute("SELECT seq FROM monitor_cursor").fetchone()[0]
+                rows = self._con.execute(
+                    "SELECT lang, time, report FROM drift_reports WHERE seq IN "
+                    "(SELECT MAX(seq) FROM drift_reports GROUP BY lang) ORDER BY lang").fetchall()
+            finally:
+                self._con.execute("COMMIT")
+        return last, cursor, {lang: {**json.loads(report), "time": stored} for lang, stored, report in rows}

@@ -1,0 +1,368 @@
+"""compass serve: durable idempotent ingest, auth, input limits, adapter ids, background monitor,
+and a real server killed mid-ingest."""
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from compass.cli import app as cli_app
+from compass.ecda import DriftMonitor, Reference, Registry
+from compass.ecda.service import TOKEN_ENV, create_app
+
+from .conftest import blobs
+
+TOKEN = "test-token-5f2c"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def registry(tmp_path) -> Registry:
+    reg = Registry(tmp_path / "registry.sqlite")
+    for adapter_id, lang, parent in (("kor-1", "kor", None), ("kor-2", "kor", "kor-1"),
+                                     ("swh-1", "swh", None)):
+        folder = tmp_path / "adapters" / adapter_id
+        folder.mkdir(parents=True)
+        reg.register(adapter_id, lang, folder, parent=parent)
+    return reg
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "queries.sqlite"
+
+
+@pytest.fixture
+def client(db, registry):
+    with TestClient(create_app(db, registry, token=TOKEN, max_body=4096, max_batch=20)) as c:
+        yield c
+
+
+def queries(n: int, prefix: str = "q", lang: str = "en") -> list[dict]:
+    return [{"id": f"{prefix}{i}", "text": f"question {prefix}{i}", "lang": lang} for i in range(n)]
+
+
+def stored(db) -> list[tuple]:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute("SELECT seq, id, text, lang FROM queries ORDER BY seq").fetchall()
+    finally:
+        con.close()
+
+
+def registry_state(reg: Registry) -> tuple:
+    return [(v.id, v.status) for v in reg.list()], [(d.action, d.adapter) for d in reg.decisions()]
+
+
+def test_ingest_is_durable_and_idempotent(client, db):
+    batch = queries(3) + [{"text": "no id here", "lang": "ko", "ts": 1.7e9}]
+    first = client.post("/v1/queries", json={"queries": batch}, headers=AUTH)
+    assert first.status_code == 200, first.text
+    assert first.json() == {"stored": 4, "duplicates": 0, "seqs": [1, 2, 3, 4]}
+    assert [row[1:] for row in stored(db)] == [("q0", "question q0", "eng"), ("q1", "question q1", "eng"),
+                                               ("q2", "question q2", "eng"), (None, "no id here", "kor")]
+    # A retry (same ids) stores nothing again and answers with the stored numbers; a repeat
+    # inside one batch is stored once.
+    retry = client.post("/v1/queries", json={"queries": queries(4) + queries(1)}, headers=AUTH).json()
+    assert retry == {"stored": 1, "duplicates": 4, "seqs": [1, 2, 3, 5, 1]}
+    assert len(stored(db)) == 5
+
+
+@pytest.mark.parametrize("path", ["/v1/queries", "/v1/adapters/kor-1/promote", "/v1/adapters/kor-1/rollback"])
+@pytest.mark.parametrize("headers, status", [
+    ({}, 401), ({"Authorization": "Bearer wrong-token"}, 403), ({"Authorization": f"Basic {TOKEN}"}, 401),
+    ({"Authorization": f"Bearer {TOKEN}x"}, 403), ({"Authorization": TOKEN}, 401)])
+def test_writes_need_the_token(client, db, registry, path, headers, status):
+    registry.promote("kor-1")
+    before = registry_state(registry)
+    response = client.post(path, json={"queries": queries(2)}, headers=headers)
+    assert response.status_code == status
+    assert "token" in response.json()["detail"]
+    if status == 401:
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert stored(db) == [] and registry_state(registry) == before
+
+
+def test_server_without_token_refuses_writes(db, registry):
+    with TestClient(create_app(db, registry, token=None)) as c:
+        for path in ("/v1/queries", "/v1/adapters/kor-1/promote"):
+            response = c.post(path, json={"queries": queries(1)}, headers=AUTH)
+            assert response.status_code == 503 and TOKEN_ENV in response.json()["detail"]
+        assert c.get("/v1/adapters").status_code == 200
+    assert stored(db) == [] and registry.active("kor") is None
+
+
+def test_serve_cli_warns_without_token_and_binds_loopback(tmp_path, monkeypatch):
+    import uvicorn
+
+    ran = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: ran.update(app=app, **kw))
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    result = CliRunner().invoke(cli_app, ["serve", "--registry", str(tmp_path / "r.sqlite"),
+                                          "--port", "8123"])
+    assert result.exit_code == 0, result.output
+    assert f"warning: {TOKEN_ENV} is not set" in result.output
+    assert (ran["host"], ran["port"]) == ("127.0.0.1", 8123)
+    assert (tmp_path / "queries.sqlite").is_file()  # the query store sits next to the registry
+    with TestClient(ran["app"]) as c:
+        assert c.post("/v1/queries", json={"queries": queries(1)}, headers=AUTH).status_code == 503
+        assert c.get("/v1/drift").json()["reason"].startswith("no drift monitor")
+
+
+@pytest.mark.parametrize("body, reason", [
+    (b"{not json", "Invalid JSON"), (b"", "Invalid JSON"), (b"[]", "should be an object"),
+    (b'{"queries": []}', "at least 1 item"), (b'{"queries": "text"}', "valid array"),
+    (b'{"queries": [{"text": "", "lang": "en"}]}', "empty or only whitespace"),
+    (b'{"queries": [{"text": " \\n\\t", "lang": "en"}]}', "empty or only whitespace"),
+    (b'{"queries": [{"text": "hi"}]}', "Field required"),
+    (b'{"queries": [{"text": "hi", "lang": "xx-nonsense"}]}', "unknown language code"),
+    (b'{"queries": [{"text": 5, "lang": "en"}]}', "valid string"),
+    (b'{"queries": [{"text": "hi", "lang": "en", "id": ""}]}', "at least 1 character"),
+    (b'{"queries": [{"text": "hi", "lang": "en", "user": "x"}]}', "Extra inputs"),
+    (b'{"queries": [{"text": "hi", "lang": "en", "ts": "noon"}]}', "valid number"),
+])
+def test_malformed_input_gets_422_with_a_reason(client, db, body, reason):
+    response = client.post("/v1/queries", content=body, headers={**AUTH, "Content-Type": "application/json"})
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert any(reason in error["msg"] for error in detail), detail
+    assert all(error["loc"][0] == "body" for error in detail)
+    assert stored(db) == []
+
+
+def test_oversized_input_gets_413(client, db):
+    big = {"queries": [{"text": "x" * 5000, "lang": "en"}]}
+    response = client.post("/v1/queries", json=big, headers=AUTH)  # declared Content-Length
+    assert response.status_code == 413 and "limit of 4096 bytes" in response.json()["detail"]
+
+    def chunks():  # no Content-Length: the limit applies while reading
+        yield b'{"queries": [{"text": "'
+        for _ in range(10):
+            yield b"y" * 1000
+        yield b'", "lang": "en"}]}'
+
+    response = client.post("/v1/queries", content=chunks(), headers=AUTH)
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413 and "limit of 4096 bytes" in response.json()["detail"]
+    response = client.post("/v1/queries", json={"queries": queries(21)}, headers=AUTH)
+    assert response.status_code == 413 and "21 queries exceeds the limit of 20" in response.json()["detail"]
+    assert stored(db) == []
+
+
+@pytest.mark.parametrize("path", ["..%2F..%2Fetc", "..%2Fregistry.sqlite", "a/b", "%2E%2E", ".hidden",
+                                  "a%5Cb", "kor-1%00", "-x", "x" * 129])
+@pytest.mark.parametrize("action", ["promote", "rollback"])
+def test_adapter_ids_cannot_reach_outside_the_registry(client, registry, path, action):
+    registry.promote("kor-1")
+    before = registry_state(registry)
+    response = client.post(f"/v1/adapters/{path}/{action}", headers=AUTH)
+    assert response.status_code in (400, 404), response.text
+    if response.status_code == 400:
+        assert "invalid adapter id" in response.json()["detail"]
+    assert registry_state(registry) == before
+
+
+def test_promote_and_rollback_over_http(client, registry, tmp_path):
+    assert client.post("/v1/adapters/nope/promote", headers=AUTH).status_code == 404
+    registry.register("kor-0", "kor", tmp_path)
+    registry.reject("kor-0", "failed the gate")
+    response = client.post("/v1/adapters/kor-0/promote", headers=AUTH)
+    assert response.status_code == 409 and "rejected" in response.json()["detail"]
+    response = client.post("/v1/adapters/kor-1/promote", headers=AUTH)
+    assert response.status_code == 200 and response.json()["retired"] is None
+    response = client.post("/v1/adapters/kor-2/promote", params={"reason": "gate passed"}, headers=AUTH)
+    assert response.json()["active"]["status"] == "active" and response.json()["retired"] == "kor-1"
+    assert registry.active("kor").id == "kor-2" and registry.decisions()[-1].reason == "gate passed"
+    listing = client.get("/v1/adapters", params={"lang": "ko"}).json()["adapters"]
+    assert [(v["id"], v["status"]) for v in listing] == [("kor-1", "retired"), ("kor-2", "active"),
+                                                         ("kor-0", "rejected")]
+    assert client.get("/v1/adapters", params={"lang": "xx-nonsense"}).status_code == 400
+    # Only the active version rolls back, and only if it has a predecessor.
+    response = client.post("/v1/adapters/kor-1/rollback", headers=AUTH)
+    assert response.status_code == 409 and "not the active version" in response.json()["detail"]
+    response = client.post("/v1/adapters/kor-2/rollback", params={"reason": "complaints"}, headers=AUTH)
+    assert response.status_code == 200 and response.json()["active"]["id"] == "kor-1"
+    assert registry.active("kor").id == "kor-1" and registry.get("kor-2").reason == "rolled back: complaints"
+    client.post("/v1/adapters/swh-1/promote", headers=AUTH)
+    response = client.post("/v1/adapters/swh-1/rollback", headers=AUTH)
+    assert response.status_code == 409 and "no retired predecessor" in response.json()["detail"]
+    assert registry.active("swh").id == "swh-1"
+
+
+def test_openapi_and_docs_are_served(client):
+    schema = client.get("/openapi.json").json()
+    assert {"/v1/queries", "/v1/drift", "/v1/adapters", "/v1/adapters/{adapter_id}/promote",
+            "/v1/adapters/{adapter_id}/rollback"} <= schema["paths"].keys()
+    body = schema["paths"]["/v1/queries"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    components = schema["components"]
+    assert body == {"$ref": "#/components/schemas/IngestRequest"}
+    assert components["schemas"]["IngestRequest"]["properties"]["queries"]["items"] == {
+        "$ref": "#/components/schemas/QueryIn"}
+    assert {"text", "lang"} <= set(components["schemas"]["QueryIn"]["required"])
+    assert components["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert schema["paths"]["/v1/queries"]["post"]["security"] == [{"HTTPBearer": []}]
+    assert "swagger" in client.get("/docs").text.lower()
+
+
+CENTRES = np.random.default_rng(3).standard_normal((4, 16))
+CENTRES /= np.linalg.norm(CENTRES, axis=1, keepdims=True)
+
+
+class TopicMonitor(DriftMonitor):
+    """Embeds 'topic<k> ...' texts as noisy copies of topic centre k: no encoder needed."""
+
+    def update(self, texts, langs=None):
+        topics = [int(t.split()[0].removeprefix("topic")) for t in texts]
+        x = CENTRES[topics] + 0.15 * np.random.default_rng(len(texts)).standard_normal((len(texts), 16))
+        return self.update_embeddings(x / np.linalg.norm(x, axis=1, keepdims=True), langs)
+
+
+def topic_batch(topics, start: int, lang: str = "ko") -> dict:
+    return {"queries": [{"id": f"t{start + i}", "text": f"topic{k} query {start + i}", "lang": lang}
+                        for i, k in enumerate(topics)]}
+
+
+def monitored(client, timeout: float = 20.0) -> dict:
+    """/v1/drift once the monitor has caught up with every stored query."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = client.get("/v1/drift").json()
+        assert state["monitor"]["error"] is None
+        if state["queries"]["behind"] == 0:
+            return state
+        time.sleep(0.05)
+    raise AssertionError(f"monitor did not catch up: {state}")
+
+
+def test_background_monitor_reports_drift_and_resumes_after_restart(db, registry):
+    reference = Reference.from_embeddings(blobs([100] * 4, CENTRES, seed=1), target_lang="kor", clusters=4)
+
+    def serve():
+        monitor = TopicMonitor(reference, window=50, alpha=0.01, n_boot=2000)
+        return TestClient(create_app(db, registry, monitor=monitor, token=TOKEN, chunk=64))
+
+    stationary = np.random.default_rng(0).integers(0, 4, 150)
+    with serve() as c:
+        assert c.post("/v1/queries", json=topic_batch(stationary, 0), headers=AUTH).status_code == 200
+        assert c.post("/v1/queries", json=topic_batch([0] * 10, 150, "en"), headers=AUTH).status_code == 200
+        state = monitored(c)
+        assert state["monitor"]["running"] and state["monitor"]["skipped"] == {"eng": 10}
+        assert state["reports"]["kor"]["window"] == 2 and state["drift"] == []
+    with serve() as c:  # a restart: the cursor says where to go on, window numbers continue
+        assert monitored(c)["queries"]["monitored_through"] == 160
+        c.post("/v1/queries", json=topic_batch([0] * 100, 160), headers=AUTH)
+        state = monitored(c)
+        assert state["reports"]["kor"]["window"] == 4 and state["drift"] == ["kor"]
+        assert state["queries"] == {"last_seq": 260, "monitored_through": 260, "behind": 0}
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT window_no, report FROM drift_reports ORDER BY seq").fetchall()
+    assert [w for w, _ in rows] == [0, 1, 2, 3, 4]
+    assert [json.loads(r)["drift"] for _, r in rows] == [False, False, False, True, True]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(tmp_path, db) -> tuple[subprocess.Popen, str]:
+    """``compass serve`` in a subprocess on a free loopback port; the process and its ingest URL."""
+    port = free_port()
+    with open(tmp_path / f"server-{port}.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "compass.cli", "serve", "--port", str(port), "--db", str(db),
+             "--registry", str(tmp_path / "registry.sqlite"), "--no-access-log"],
+            env={**os.environ, TOKEN_ENV: TOKEN}, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError((tmp_path / f"server-{port}.log").read_text())
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/drift", timeout=1).status_code == 200:
+                return proc, f"http://127.0.0.1:{port}/v1/queries"
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("server did not start")
+
+
+def test_killed_server_loses_no_acknowledged_query(tmp_path, db):
+    """SIGKILL mid-ingest, restart on the same store, resend what was not acknowledged:
+    every acknowledged query is stored exactly once, with the number it was acknowledged with."""
+    batches = [[{"id": f"b{b}-{i}", "text": f"query {b}.{i}", "lang": "en"} for i in range(100)]
+               for b in range(120)]
+    todo = list(range(len(batches)))
+    acked: dict[str, int] = {}
+    unacked: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def send(client: httpx.Client, url: str, b: int) -> None:
+        response = client.post(url, json={"queries": batches[b]}, headers=AUTH, timeout=30)
+        assert response.status_code == 200, response.text
+        with lock:
+            acked.update(zip((q["id"] for q in batches[b]), response.json()["seqs"]))
+
+    def sender(url: str) -> None:
+        with httpx.Client() as client:
+            while True:
+                with lock:
+                    if not todo:
+                        return
+                    b = todo.pop(0)
+                try:
+                    send(client, url, b)
+                except httpx.TransportError:  # the server died: this batch is unacknowledged
+                    with lock:
+                        unacked.append(b)
+                    return
+                except BaseException as exc:
+                    errors.append(exc)
+                    return
+
+    server, url = start_server(tmp_path, db)
+    try:
+        threads = [threading.Thread(target=sender, args=(url,)) for _ in range(3)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while len(acked) < 2000 and not errors and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait()
+        for t in threads:
+            t.join()
+    finally:
+        server.kill()
+        server.wait()
+    assert not errors and len(acked) >= 2000
+    assert len(unacked) == 3 and todo, "the kill should interrupt every sender mid-ingest"
+    before = {row[1]: row[0] for row in stored(db)}
+    assert all(before[i] == seq for i, seq in acked.items())  # acknowledged: on disk, same number
+
+    server, url = start_server(tmp_path, db)
+    try:
+        with httpx.Client() as client:
+            for b in unacked + todo:  # resend with the same ids
+                send(client, url, b)
+        server.send_signal(signal.SIGTERM)  # graceful; uvicorn re-raises the signal when done
+        assert server.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        server.kill()
+        server.wait()
+    rows = stored(db)
+    ids = [row[1] for row in rows]
+    assert len(ids) == len(set(ids)) == 120 * 100 == len(acked)
+    assert {row[1]: row[0] for row in rows} == acked
