@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sib200_quality.py
 	$(BIN)/python benchmarks/embed_throughput.py
 	$(BIN)/python benchmarks/select_scale.py
+	$(BIN)/python benchmarks/serve_ingest.py --monitor
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
