@@ -4,13 +4,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import SENTENCES
 
 from compass.adapt import TrainConfig, evaluate, train
 from compass.adapt.batching import tokenise
 from compass.data import Record
 from compass.errors import ConfigError, DataError
-
-from .conftest import SENTENCES
 
 
 def write_jsonl(path, rows):

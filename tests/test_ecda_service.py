@@ -14,14 +14,13 @@ import time
 import httpx
 import numpy as np
 import pytest
+from conftest import blobs
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from compass.cli import app as cli_app
 from compass.ecda import DriftMonitor, Reference, Registry
 from compass.ecda.service import TOKEN_ENV, create_app
-
-from .conftest import blobs
 
 TOKEN = "test-token-5f2c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
