@@ -60,12 +60,16 @@ def score(causal_lm, tokenizer, examples: list[Example], batch_size: int) -> tup
     return sums, counts
 
 
-def bootstrap_diff(a_num, a_den, b_num, b_den, *, n: int, seed: int) -> tuple[float, float]:
-    """95% interval of ratio(a) − ratio(b), resampling items jointly (paired)."""
+def bootstrap_draws(a_num, a_den, b_num, b_den, *, n: int, seed: int) -> np.ndarray:
+    """``n`` resampled values of ratio(a) − ratio(b), resampling items jointly (paired)."""
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(a_num), size=(n, len(a_num)))
-    diff = a_num[idx].sum(1) / a_den[idx].sum(1) - b_num[idx].sum(1) / b_den[idx].sum(1)
-    lo, hi = np.percentile(diff, [2.5, 97.5])
+    return a_num[idx].sum(1) / a_den[idx].sum(1) - b_num[idx].sum(1) / b_den[idx].sum(1)
+
+
+def bootstrap_diff(a_num, a_den, b_num, b_den, *, n: int, seed: int) -> tuple[float, float]:
+    """95% interval of ratio(a) − ratio(b) (see :func:`bootstrap_draws`)."""
+    lo, hi = np.percentile(bootstrap_draws(a_num, a_den, b_num, b_den, n=n, seed=seed), [2.5, 97.5])
     return float(lo), float(hi)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..adapt.evaluate import bootstrap_draws
 from ..fsutil import atomic_write_text
 from .config import ExperimentConfig
 from .runner import Cell, plan
@@ -118,10 +119,7 @@ def _compare(config: ExperimentConfig, scores, n_boot: int | None = None) -> lis
 
 def _paired_bootstrap(a_num, a_den, b_num, b_den, n: int, seed: int) -> tuple[float, np.ndarray]:
     diff = a_num.sum() / a_den.sum() - b_num.sum() / b_den.sum()
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(a_num), size=(n, len(a_num)))
-    boot = a_num[idx].sum(1) / a_den[idx].sum(1) - b_num[idx].sum(1) / b_den[idx].sum(1)
-    return float(diff), boot
+    return float(diff), bootstrap_draws(a_num, a_den, b_num, b_den, n=n, seed=seed)
 
 
 def _comparison(target, set_name, subset, strategy, baseline, diff, boot) -> dict[str, Any]:
