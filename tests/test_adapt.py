@@ -121,3 +121,36 @@ def test_bad_training_options_and_empty_data(tiny_model, tmp_path):
         train(str(empty), tmp_path / "o", model=tiny_model["a"], max_steps=1)
     assert not (tmp_path / "o").exists()
     assert np.isfinite(TrainConfig().learning_rate)
+
+
+def _lora_weights(folder):
+    from safetensors.numpy import load_file
+
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+def _distance(a, b):
+    return float(np.sqrt(sum(((a[k] - b[k]) ** 2).sum() for k in a)))
+
+
+def test_continue_training_with_replay_and_l2_pull(tiny_model, data, tmp_path):
+    first = tmp_path / "v1"
+    train(data["train"], first, model=tiny_model["a"], max_steps=3, batch_size=2, learning_rate=1e-2,
+          rank=4, alpha=8)
+    runs = {}
+    for name, pull in (("free", 0.0), ("pulled", 1e4)):
+        runs[name] = train(None, tmp_path / name, selected=data["aux"], replay=data["train"],
+                           init_adapter=first, model=tiny_model["a"], max_steps=3, batch_size=2,
+                           learning_rate=1e-2, rank=16, replay_share=0.5, l2_pull=pull)
+    prov = runs["free"]
+    # the continued adapter keeps its own shape; 6 selected + 6 replayed examples (share 0.5)
+    assert prov["config"]["rank"] == 4 and prov["init_adapter"] == str(first.resolve())
+    assert prov["data"]["replay"]["records"] == 6 and prov["examples"] == 12
+    start = _lora_weights(first)
+    free = _distance(_lora_weights(tmp_path / "free"), start)
+    pulled = _distance(_lora_weights(tmp_path / "pulled"), start)
+    assert 0 < pulled < 0.5 * free
+    with pytest.raises(ConfigError, match="not a PEFT adapter"):
+        train(data["train"], tmp_path / "x", init_adapter=tmp_path, model=tiny_model["a"], max_steps=1)
+    with pytest.raises(ConfigError, match="replay_share"):
+        TrainConfig(replay_share=1.0)

@@ -74,9 +74,14 @@ def select_cmd(
 
 @app.command("train")
 def train_cmd(
-    train: list[str] = typer.Option(..., metavar="SRC", help="Target-language training data."),
+    train: list[str] | None = typer.Option(None, metavar="SRC", help="Target-language training data."),
     out: Path = typer.Option(..., help="Adapter directory to write."),
     selected: str | None = typer.Option(None, help="A 'compass select' --out directory or a source."),
+    init_adapter: Path | None = typer.Option(None, help="Continue training this adapter directory."),
+    replay: list[str] | None = typer.Option(None, metavar="SRC", help="Earlier training data to replay "
+                                            "(with --init-adapter, so the update does not forget)."),
+    replay_share: float = typer.Option(0.2, help="Share of examples drawn from --replay."),
+    l2_pull: float = typer.Option(0.0, help="L2 pull toward the starting weights (0: off)."),
     model: str | None = typer.Option(None, help="Base model: hub id or folder; default the bundled "
                                      "Gemma 3 270M."),
     rank: int = typer.Option(16), alpha: int = typer.Option(32), dropout: float = typer.Option(0.05),
@@ -91,17 +96,17 @@ def train_cmd(
     seed: int = typer.Option(0),
     overwrite: bool = typer.Option(False, help="Replace an existing adapter."),
 ) -> None:
-    """Train a LoRA adapter (standard PEFT format) on train + selected data."""
+    """Train a LoRA adapter (standard PEFT format) on train + selected data, or continue one."""
     from .adapt import TrainConfig
     from .adapt import train as train_fn
 
     modules = target_modules if target_modules == "all-linear" else target_modules.split(",")
     prov = _run(lambda: train_fn(train, out, selected=selected, model=model, overwrite=overwrite,
-                                 config=TrainConfig(
+                                 init_adapter=init_adapter, replay=replay, config=TrainConfig(
         rank=rank, alpha=alpha, dropout=dropout, target_modules=modules, learning_rate=learning_rate,
         schedule=schedule, warmup_ratio=warmup_ratio, epochs=epochs, max_steps=max_steps,
         batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, aux_weight=aux_weight,
-        seed=seed)))
+        replay_share=replay_share, l2_pull=l2_pull, seed=seed)))
     typer.echo(f"adapter -> {out} ({prov['steps']} steps, loss {prov['first_loss']:.3f} -> "
                f"{prov['final_loss']:.3f}, {prov['tokens_per_second']:.0f} tokens/s, "
                f"{prov['wall_seconds']:.0f} s)")

@@ -18,6 +18,10 @@ class TrainConfig:
     aux_weight: share of the training examples drawn from the selected auxiliary data
         (sampled with the seed); ``None`` uses every train and auxiliary record once.
     max_steps: overrides ``epochs`` when given.
+    replay_share: share of the training examples drawn from ``replay`` data (earlier
+        training data, when continuing an adapter), so an update does not forget.
+    l2_pull: weight of an L2 penalty pulling the LoRA weights toward the weights the
+        run started from (the adapter it continues); 0 disables it.
     """
 
     rank: int = 16
@@ -34,6 +38,8 @@ class TrainConfig:
     max_length: int = 256
     aux_weight: float | None = None
     weight_decay: float = 0.0
+    replay_share: float = 0.2
+    l2_pull: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -51,6 +57,10 @@ class TrainConfig:
             raise ConfigError("epochs must be > 0")
         if self.aux_weight is not None and not 0.0 <= self.aux_weight < 1.0:
             raise ConfigError("aux_weight must be in [0, 1)")
+        if not 0.0 <= self.replay_share < 1.0:
+            raise ConfigError("replay_share must be in [0, 1)")
+        if self.l2_pull < 0:
+            raise ConfigError("l2_pull must be ≥ 0")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -18,7 +18,7 @@ import numpy as np
 from ..data import Record, load
 from ..errors import ConfigError, DataError
 from .batching import Example, collate, length_batches, target_nll, tokenise
-from .models import load_base
+from .models import check_adapter, load_base
 
 LETTERS = "ABCDEFGHIJ"
 METRICS = ("nll", "mcq")
@@ -140,7 +140,7 @@ def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] 
         if name == "base":
             sums, counts = score(base, tokenizer, examples, batch_size)
         else:
-            _check_adapter(Path(name), info)
+            check_adapter(Path(name), info)
             try:
                 wrapped = PeftModel.from_pretrained(base, name)
             except (RuntimeError, ValueError, KeyError) as exc:
@@ -178,17 +178,6 @@ def _groups(records: list[Record], field: str) -> np.ndarray:
     if missing is not None:
         raise DataError(f"group_by field {field!r} missing", source=missing.id, field=field)
     return np.array([str(r.meta[field]) for r in records])
-
-
-def _check_adapter(path: Path, info) -> None:
-    if not (path / "adapter_config.json").is_file():
-        raise ConfigError(f"{path}: not a PEFT adapter folder (no adapter_config.json)")
-    meta = path / "compass.json"
-    if meta.is_file():
-        trained_on = json.loads(meta.read_text()).get("base_revision")
-        if trained_on and trained_on != info.revision:
-            raise ConfigError(f"adapter {path} was trained on base {trained_on}, "
-                              f"not on {info.name} ({info.revision})")
 
 
 def format_table(results: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ Hugging Face folder under the cache directory; later loads read that folder.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -110,3 +111,15 @@ def load_base(spec: str | None, *, cache_dir: str | Path | None = None):
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(device), tokenizer, info
+
+
+def check_adapter(path: Path, info: ModelInfo) -> None:
+    """A PEFT adapter folder, trained (per its ``compass.json``) on this base model."""
+    if not (path / "adapter_config.json").is_file():
+        raise ConfigError(f"{path}: not a PEFT adapter folder (no adapter_config.json)")
+    meta = path / "compass.json"
+    if meta.is_file():
+        trained_on = json.loads(meta.read_text()).get("base_revision")
+        if trained_on and trained_on != info.revision:
+            raise ConfigError(f"adapter {path} was trained on base {trained_on}, "
+                              f"not on {info.name} ({info.revision})")

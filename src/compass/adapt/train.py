@@ -18,7 +18,7 @@ from ..errors import ConfigError, DataError
 from ..fsutil import atomic_directory
 from .batching import Example, collate, length_batches, target_nll, tokenise
 from .config import TrainConfig
-from .models import load_base
+from .models import check_adapter, load_base
 
 
 def records_hash(records: list[Record]) -> str:
@@ -39,12 +39,23 @@ def load_selected(spec: str | Path) -> tuple[list[Record], dict[str, Any] | None
 
 def mix(train: list[Example], aux: list[Example], weight: float | None, seed: int) -> list[Example]:
     """All train examples plus auxiliary ones making up ``weight`` of the total."""
-    if weight is None or not aux:
+    if weight is None or not aux or not train:
         return train + aux
     n_aux = int(round(weight / (1.0 - weight) * len(train)))
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(aux), n_aux, replace=n_aux > len(aux))
     return train + [aux[i] for i in picks]
+
+
+def add_replay(examples: list[Example], replay: list[Example], share: float, seed: int) -> list[Example]:
+    """``examples`` plus replayed ones making up ``share`` of the total (without
+    replacement while the replay data lasts)."""
+    if not replay or share <= 0:
+        return examples
+    n = int(round(share / (1.0 - share) * len(examples)))
+    rng = np.random.default_rng(seed + 1)
+    picks = rng.choice(len(replay), n, replace=n > len(replay))
+    return examples + [replay[i] for i in picks]
 
 
 def _lr_lambda(config: TrainConfig, total: int):
@@ -65,37 +76,43 @@ def _lr_lambda(config: TrainConfig, total: int):
 
 def train(train: Any, out: str | Path, *, selected: Any = None, model: str | None = None,
           config: TrainConfig | None = None, overwrite: bool = False, progress: bool | None = None,
-          cache_dir: str | Path | None = None, **options: Any) -> dict[str, Any]:
+          cache_dir: str | Path | None = None, init_adapter: str | Path | None = None,
+          replay: Any = None, **options: Any) -> dict[str, Any]:
     """Train a LoRA adapter and write it to ``out`` (PEFT format + ``compass.json``).
 
-    ``train`` is the target-language data (source string(s) or records); ``selected``
-    a ``compass select`` output directory or source. ``options`` are
-    :class:`TrainConfig` fields. Returns the provenance written to ``compass.json``.
+    ``train`` is the target-language data (source string(s) or records; ``None`` for
+    none); ``selected`` a ``compass select`` output directory or source. To update an
+    adapter instead of starting afresh, ``init_adapter`` is its directory (its LoRA
+    shape wins over ``rank``/``alpha``/``target_modules``) and ``replay`` earlier
+    training data mixed in at ``replay_share``; ``l2_pull`` keeps the weights near the
+    adapter's. ``options`` are :class:`TrainConfig` fields. Returns the provenance
+    written to ``compass.json``.
     """
     import torch
-    from peft import LoraConfig, get_peft_model
     from tqdm.auto import tqdm
 
     config = config or TrainConfig(**options)
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"{out} already holds an adapter; pass --overwrite to replace it")
-    train_recs = load(train, name="train")
+    train_recs = load(train, name="train") if train is not None else []
     aux_recs, selection_report = load_selected(selected) if selected is not None else ([], None)
+    replay_recs = load(replay, name="replay") if replay is not None else []
     torch.manual_seed(config.seed)
     base, tokenizer, info = load_base(model, cache_dir=cache_dir)
     tok_train = tokenise(train_recs, tokenizer, config.max_length)
     tok_aux = tokenise(aux_recs, tokenizer, config.max_length)
+    tok_replay = tokenise(replay_recs, tokenizer, config.max_length)
     examples = mix(tok_train.examples, tok_aux.examples, config.aux_weight, config.seed)
+    examples = add_replay(examples, tok_replay.examples, config.replay_share, config.seed)
     if not examples:
-        raise DataError("no trainable examples (every record lost its targets to truncation)")
+        raise DataError("no trainable examples (no data, or every record lost its targets to truncation)")
 
-    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                      target_modules=config.target_modules, task_type="CAUSAL_LM")
-    peft_model = get_peft_model(base, lora)
+    peft_model = _lora_model(base, config, info, init_adapter)
     causal_lm = peft_model.get_base_model()
     device = next(peft_model.parameters()).device
     params = [p for p in peft_model.parameters() if p.requires_grad]
+    anchor = [p.detach().clone() for p in params] if config.l2_pull > 0 else None
     optim = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     per_epoch = math.ceil(len(examples) / config.batch_size)
     total_micro = config.max_steps * config.grad_accum if config.max_steps else math.ceil(
@@ -115,7 +132,10 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
                 break
             ids, attn, target = collate([examples[i] for i in batch], tokenizer.pad_token_id, device)
             nll, _ = target_nll(causal_lm, ids, attn, target)
-            (nll.mean() / config.grad_accum).backward()
+            loss = nll.mean()
+            if anchor is not None:
+                loss = loss + config.l2_pull * sum(((p - a) ** 2).sum() for p, a in zip(params, anchor))
+            (loss / config.grad_accum).backward()
             tokens += int(attn.sum())
             losses.append(float(nll.detach().mean()))
             micro += 1
@@ -132,15 +152,15 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
     wall = time.perf_counter() - start
     provenance = {
         "base_model": info.name, "base_model_path": info.path, "base_revision": info.revision,
-        "data": {"train": {"records": len(train_recs), "sha256": records_hash(train_recs),
-                           "examples": len(tok_train.examples), "truncated": tok_train.truncated,
-                           "dropped": tok_train.dropped},
-                 "selected": {"records": len(aux_recs), "sha256": records_hash(aux_recs),
-                              "examples": len(tok_aux.examples), "truncated": tok_aux.truncated,
-                              "dropped": tok_aux.dropped}},
+        "init_adapter": str(Path(init_adapter).resolve()) if init_adapter is not None else None,
+        "data": {name: {"records": len(recs), "sha256": records_hash(recs), "examples": len(tok.examples),
+                        "truncated": tok.truncated, "dropped": tok.dropped}
+                 for name, recs, tok in (("train", train_recs, tok_train), ("selected", aux_recs, tok_aux),
+                                         ("replay", replay_recs, tok_replay))},
+        "examples": len(examples),
         "selection_report": selection_report and {k: selection_report.get(k) for k in
                                                   ("config", "sizes", "metrics", "languages")},
-        "config": config.to_dict(),
+        "config": {**config.to_dict(), **_lora_shape(peft_model)},
         "steps": step, "micro_batches": micro,
         "final_loss": float(np.mean(losses[-max(1, config.grad_accum * 5):])),
         "first_loss": float(np.mean(losses[:max(1, config.grad_accum)])),
@@ -150,6 +170,30 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
     reference = Path(selected) / "reference.npz" if selected is not None else None
     _write_adapter(peft_model, out, provenance, overwrite, reference)
     return provenance
+
+
+def _lora_model(base, config: TrainConfig, info, init_adapter: str | Path | None):
+    """A fresh LoRA on ``base``, or the adapter in ``init_adapter`` made trainable again."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if init_adapter is None:
+        return get_peft_model(base, LoraConfig(
+            r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+            target_modules=config.target_modules, task_type="CAUSAL_LM"))
+    check_adapter(Path(init_adapter), info)
+    try:
+        return PeftModel.from_pretrained(base, str(init_adapter), is_trainable=True)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ConfigError(f"adapter {init_adapter} does not fit base model {info.name}: "
+                          f"{str(exc).splitlines()[0]}") from None
+
+
+def _lora_shape(peft_model) -> dict[str, Any]:
+    """The LoRA shape actually trained (a continued adapter keeps its own)."""
+    lora = peft_model.peft_config["default"]
+    modules = lora.target_modules
+    return {"rank": lora.r, "alpha": lora.lora_alpha,
+            "target_modules": modules if isinstance(modules, str) else sorted(modules)}
 
 
 def _write_adapter(peft_model, out: Path, provenance: dict[str, Any], overwrite: bool,
@@ -177,6 +221,8 @@ LoRA (rank {c['rank']}, alpha {c['alpha']}, modules `{c['target_modules']}`) on
 
 * Target-language train data: {d['train']['records']} records (sha256 {d['train']['sha256']}).
 * Selected auxiliary data: {d['selected']['records']} records (sha256 {d['selected']['sha256']}).
+* Replayed earlier training data: {d['replay']['records']} records (sha256 {d['replay']['sha256']});
+  continued from: {p['init_adapter'] or 'a fresh LoRA'}.
 * {p['steps']} optimizer steps, final loss {p['final_loss']:.4f}, {p['tokens_per_second']} tokens/s,
   {p['wall_seconds']} s.
 
