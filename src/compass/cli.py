@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .errors import CompassError
+from .errors import CompassError, ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="COMPASS: distribution-aware multilingual data selection for LoRA adapters.")
@@ -170,6 +170,9 @@ def experiment(
     typer.echo("results: " + ", ".join(str(p) for p in paths.values()))
 
 
+REGISTRY_HELP = "Registry file (default $COMPASS_REGISTRY, else ~/.cache/compass/registry.sqlite)."
+
+
 @app.command("monitor")
 def monitor_cmd(
     reference: Path = typer.Option(..., help="A 'compass select --out' directory, or an adapter "
@@ -183,14 +186,47 @@ def monitor_cmd(
     seed: int = typer.Option(0, help="Seed of the bootstrap calibration."),
     cache_dir: Path | None = typer.Option(None, help="Embedding cache (default "
                                              "$COMPASS_CACHE_DIR or ~/.cache/compass)."),
+    update: bool = typer.Option(False, help="On drift, run the update policy and the registry."),
+    registry: Path | None = typer.Option(None, help=REGISTRY_HELP + " With --update: its active "
+                                         "adapter for the language is the one updated."),
+    pool: list[str] | None = typer.Option(None, metavar="SRC", help="With --update: the auxiliary pool."),
+    preserve: list[str] | None = typer.Option(None, metavar="SRC", help="With --update: held-out old "
+                                              "usage (the gate's preservation set)."),
+    trained: list[str] | None = typer.Option(None, metavar="SRC", help="With --update: what the active "
+                                             "adapter was trained on (train data and selection)."),
+    workdir: Path = typer.Option(Path("ecda-updates"), help="With --update: where candidates go."),
+    model: str | None = typer.Option(None, help="With --update: base model (default bundled Gemma)."),
+    budget: int = typer.Option(200, help="With --update: records selected per update."),
+    min_queries: int = typer.Option(400, help="With --update: queries after an alarm per update."),
+    delta: float = typer.Option(0.005, help="Gate: least relative NLL gain on new usage."),
+    epsilon: float = typer.Option(0.01, help="Gate: most relative NLL loss on old usage."),
+    replay_share: float = typer.Option(0.2, help="Share of replayed earlier training data."),
+    l2_pull: float = typer.Option(0.0, help="L2 pull toward the previous adapter's weights."),
 ) -> None:
-    """Replay a query log in windows against a reference and flag drift per language."""
-    from .ecda import replay, summarise
+    """Replay a query log in windows against a reference and flag drift per language;
+    with --update, drift triggers a gated adapter update recorded in the registry."""
+    from .ecda import PolicyConfig, UpdatePolicy, replay, summarise
 
-    reports, monitor = _run(lambda: replay(reference, stream, window=window, alpha=alpha, out=out,
-                                           seed=seed, cache_dir=cache_dir))
+    def run():
+        policy = None
+        if update:
+            if not pool or not preserve:
+                raise ConfigError("--update needs --pool and --preserve")
+            policy = UpdatePolicy(registry, pool, preserve, workdir=workdir, trained=trained, model=model,
+                                  cache_dir=cache_dir, config=PolicyConfig(
+                                      budget=budget, min_queries=min_queries, delta=delta, epsilon=epsilon,
+                                      replay_share=replay_share, l2_pull=l2_pull, seed=seed))
+        return replay(reference, stream, window=window, alpha=alpha, out=out, seed=seed,
+                      cache_dir=cache_dir, policy=policy)
+
+    reports, loop = _run(run)
+    monitor = loop.monitor
+    for outcome in loop.outcomes:
+        typer.echo(f"update {outcome.action} (parent {outcome.parent}): {outcome.reason}")
     for lang, s in summarise(reports).items():
-        limits = monitor.thresholds[lang]
+        limits = monitor.thresholds.get(lang)
+        if limits is None:
+            continue
         first = "none" if s["first_drift"] is None else f"window {s['first_drift']}"
         typer.echo(f"{lang}: {s['windows']} windows, {s['drift']} with drift (first: {first}); "
                    f"thresholds JS {limits['js']:.4f}, novelty {limits['novelty']:.3f}")
@@ -205,10 +241,51 @@ def monitor_cmd(
     typer.echo(f"events: {out}")
 
 
+@app.command("simulate")
+def simulate_cmd(
+    root: Path = typer.Option(Path("../shared/data/sib200"), help="SIB-200 root directory."),
+    lang: str = typer.Option("swh_Latn", help="Target language (SIB-200 folder name)."),
+    out: Path = typer.Option(Path("runs/simulate"), help="Output directory (must be new or empty)."),
+    phase: list[str] | None = typer.Option(None, help="Comma-separated topics of one phase, in order; "
+                                           "repeat per phase (default: two phases, see docs/ECDA.md)."),
+    windows: str = typer.Option("8,8", help="Windows per phase, comma-separated."),
+    window: int = typer.Option(100, help="Queries per window."),
+    budget: int = typer.Option(250, help="Initial selection budget."),
+    update_budget: int = typer.Option(100, help="Records selected per update."),
+    min_queries: int = typer.Option(300, help="Queries collected after an alarm per update."),
+    delta: float = typer.Option(0.005), epsilon: float = typer.Option(0.01),
+    replay_share: float = typer.Option(0.2), l2_pull: float = typer.Option(0.0),
+    pool_langs: str | None = typer.Option(None, help="Comma-separated pool languages (default 24)."),
+    model: str | None = typer.Option(None, help="Base model (default bundled Gemma 3 270M)."),
+    seed: int = typer.Option(0),
+) -> None:
+    """ECDA vs stale, naive fine-tune and full retrain on a SIB-200 stream that shifts topics."""
+    from .ecda import PolicyConfig
+    from .ecda.simulate import Scenario, simulate
+
+    def run():
+        extra = {"phases": [p.split(",") for p in phase]} if phase else {}
+        if pool_langs:
+            extra["pool_langs"] = pool_langs.split(",")
+        try:
+            counts = [int(w) for w in windows.split(",")]
+        except ValueError:
+            raise ConfigError(f"--windows {windows!r}: give integers separated by commas") from None
+        scenario = Scenario(str(root), lang=lang, windows=counts, window=window, budget=budget, model=model,
+                            seed=seed, policy=PolicyConfig(budget=update_budget, min_queries=min_queries,
+                                                           delta=delta, epsilon=epsilon,
+                                                           replay_share=replay_share, l2_pull=l2_pull),
+                            **extra)
+        return simulate(scenario, out, log=typer.echo)
+
+    result = _run(run)
+    typer.echo((out / "simulation.md").read_text())
+    typer.echo(f"results: {out / 'simulation.json'} ({result['wall_seconds']:.0f} s)")
+
+
 adapters_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                            help="Adapter versions: list, show, register, promote, rollback.")
 app.add_typer(adapters_app, name="adapters")
-REGISTRY_HELP = "Registry file (default $COMPASS_REGISTRY, else ~/.cache/compass/registry.sqlite)."
 
 
 @adapters_app.command("list")

@@ -109,12 +109,15 @@ def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] 
     ``group_by``: a ``meta`` field (or ``lang``) for the per-group breakdown; default
     ``lang`` for nll, the subject category for mcq. ``item_scores`` adds every item's
     id and score per model (summed NLL and token count, or 0/1 correctness), which
-    paired comparisons between runs need. ``include_base=False`` scores only the adapters.
+    paired comparisons between runs need. ``include_base=False`` scores only the adapters;
+    ``bootstrap=0`` skips the intervals.
     """
     from peft import PeftModel
 
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r} (choose from {', '.join(METRICS)})")
+    if bootstrap < 0:
+        raise ConfigError(f"bootstrap must be ≥ 0, got {bootstrap}")
     if not include_base and not adapters:
         raise ConfigError("nothing to evaluate: no adapters and include_base=False")
     records = load(data, name="evaluation data")
@@ -161,10 +164,10 @@ def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] 
                                   for name, (num, den) in raw.items()}
     key = "nll" if metric == "nll" else "acc"
     for name in names[1:] if include_base else ():
-        lo, hi = bootstrap_diff(*raw[name], *raw["base"], n=bootstrap, seed=seed)
+        ci = list(bootstrap_diff(*raw[name], *raw["base"], n=bootstrap, seed=seed)) if bootstrap else None
         m = results["models"][name]
         m["diff_to_base"] = {key: m["overall"][key] - results["models"]["base"]["overall"][key],
-                             "ci95": [lo, hi]}
+                             "ci95": ci}
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(results, indent=2))
@@ -188,6 +191,6 @@ def format_table(results: dict[str, Any]) -> str:
         second = m["overall"]["ppl" if key == "nll" else "acc_norm"]
         diff = m.get("diff_to_base")
         delta = f"{diff[key]:+.4f}" if diff else ""
-        ci = f"[{diff['ci95'][0]:+.4f}, {diff['ci95'][1]:+.4f}]" if diff else ""
+        ci = f"[{diff['ci95'][0]:+.4f}, {diff['ci95'][1]:+.4f}]" if diff and diff["ci95"] else ""
         lines.append(f"{name[-40:]:<40}{m['overall'][key]:>9.4f}{second:>10.3f}{delta:>10}{ci:>22}")
     return "\n".join(lines)

@@ -3,13 +3,13 @@
 ``monitor.update(texts, langs)`` (or ``update_embeddings``) buffers queries into
 count-based windows, one stream per reference language plus one over all languages
 when there are several, and returns a :class:`DriftReport` for every window that
-completed. It runs inside a user's own pipeline; ``replay`` drives it over a log.
+completed. It runs inside a user's own pipeline; :mod:`compass.ecda.loop` drives it
+over a log and acts on its alarms.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -17,12 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from ..data import load
 from ..embed import EmbeddingCache, embed_texts
 from ..errors import ConfigError
-from ..fsutil import atomic_write_text
 from ..langs import normalize_lang
 from ..selection.reference import Reference
 from .detectors import PageHinkley, calibrate, js_divergence
@@ -36,7 +33,9 @@ class DriftReport:
 
     ``reason`` names what fired (``js``, ``novelty``, ``page-hinkley(js)``,
     ``page-hinkley(novelty)``); ``action`` is ``alert`` on drift when no policy acts on
-    it, else ``none``.
+    it, ``collect`` while a policy gathers the new usage set, ``promote:<id>`` /
+    ``reject:<id>`` on the window after which an update ran (``update`` holds its
+    numbers), else ``none``.
     """
 
     window: int
@@ -51,9 +50,12 @@ class DriftReport:
     reason: str
     histogram: list[int]
     action: str = "none"
+    update: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         row = asdict(self)
+        if row["update"] is None:
+            del row["update"]
         row["threshold"] = {"js": row.pop("js_threshold"), "novelty": row.pop("novelty_threshold")}
         return row
 
@@ -140,6 +142,11 @@ class DriftMonitor:
                 for key, s in self._streams.items()}
 
     @property
+    def completed(self) -> int:
+        """Windows completed so far (the most of any stream)."""
+        return max(s.done for s in self._streams.values())
+
+    @property
     def pending(self) -> dict[str, int]:
         """Queries buffered per stream, waiting for their window to fill."""
         return {key: len(s.labels) for key, s in self._streams.items()}
@@ -186,26 +193,6 @@ class DriftMonitor:
             done += stream.add(labels[rows], novel[rows], rows)
         done.sort(key=lambda item: item[0])  # in stream order; stable, so languages before "all"
         return [report for _, report in done]
-
-
-def replay(reference: Reference | str | Path, stream: Any, *, window: int = 200, alpha: float = 0.01,
-           out: str | Path | None = None, seed: int = 0, cache_dir: str | Path | None = None,
-           progress: bool | None = None, chunk: int = 2048) -> tuple[list[DriftReport], DriftMonitor]:
-    """Run a monitor over a query log (any source :func:`compass.data.load` reads; records
-    need ``text`` and ``lang``, or the reference's target language is assumed). With
-    ``out``, one JSON line per window is written there, whole or not at all."""
-    monitor = DriftMonitor(reference, window, alpha, seed=seed, cache_dir=cache_dir)
-    records = load(stream, name="stream", default_lang=monitor.reference.target_lang)
-    reports: list[DriftReport] = []
-    show = progress if progress is not None else sys.stderr.isatty()
-    with tqdm(total=len(records), desc="monitoring", unit="query", disable=not show) as bar:
-        for start in range(0, len(records), chunk):
-            batch = records[start:start + chunk]
-            reports += monitor.update([r.text for r in batch], [r.lang for r in batch])
-            bar.update(len(batch))
-    if out is not None:
-        atomic_write_text(out, "".join(r.to_json() + "\n" for r in reports))
-    return reports, monitor
 
 
 def summarise(reports: list[DriftReport]) -> dict[str, dict[str, Any]]:

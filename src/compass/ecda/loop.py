@@ -1,0 +1,125 @@
+"""The ECDA loop: a drift monitor whose alarms run an update policy.
+
+Once ``confirm`` windows in a row alarm, the loop collects the target language's
+queries from the first of them on; once ``min_queries`` are in, the policy makes a
+gated candidate. A promoted
+candidate's selection becomes the new reference (the monitor restarts from it, so
+the new traffic stops alarming); a rejected one leaves everything as it was and the
+next alarm starts a new collection.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ..data import Record, load
+from ..errors import ConfigError
+from ..fsutil import atomic_write_text
+from ..selection.reference import Reference
+from .monitor import DriftMonitor, DriftReport
+from .policy import UpdateOutcome, UpdatePolicy
+
+
+class AdaptiveMonitor:
+    """``update(records) -> [DriftReport]`` like :class:`DriftMonitor`, plus the policy.
+
+    Without a policy it only monitors (any reference). With one, the reference must
+    cover a single language (run one loop per language). Window numbers run on across
+    reference changes.
+    """
+
+    def __init__(self, reference: Reference | str | Path, policy: UpdatePolicy | None = None, *,
+                 window: int = 200, alpha: float = 0.01, seed: int = 0,
+                 cache_dir: str | Path | None = None) -> None:
+        self.window, self.alpha, self.seed, self.cache_dir = window, alpha, seed, cache_dir
+        self.policy = policy
+        self.outcomes: list[UpdateOutcome] = []
+        self._offset = 0  # windows completed under earlier references
+        self._queries: list[Record] = []  # the target's queries from absolute index _first on
+        self._first = 0
+        self._collect_from: int | None = None
+        self._run: list[int] = []  # first query of each alarmed window in the current run
+        self._due: UpdateOutcome | None = None
+        self.monitor = self._monitor(reference)
+        if policy is not None and len(self.monitor.reference.languages) != 1:
+            raise ConfigError(f"updates need a single-language reference; this one has "
+                              f"{self.monitor.reference.languages} (run one loop per language)")
+        self.lang = self.monitor.reference.languages[0]
+
+    def _monitor(self, reference: Reference | str | Path) -> DriftMonitor:
+        """A fresh monitor; its window 0 starts at the next query of the target language."""
+        self._base = self._first + len(self._queries)
+        return DriftMonitor(reference, self.window, self.alpha, seed=self.seed, cache_dir=self.cache_dir)
+
+    def update(self, records: list[Record]) -> list[DriftReport]:
+        out: list[DriftReport] = []
+        for start in range(0, len(records), self.window):
+            chunk = records[start:start + self.window]
+            self._queries += [r for r in chunk if r.lang == self.lang]
+            reports = [replace(r, window=r.window + self._offset)
+                       for r in self.monitor.update([r.text for r in chunk], [r.lang for r in chunk])]
+            if self.policy is not None:
+                self._act(reports)
+            out += reports
+        return out
+
+    def _act(self, reports: list[DriftReport]) -> None:
+        for report in reports:
+            if self._collect_from is not None:
+                report.action = "collect"
+                continue
+            if not report.drift:
+                self._run = []
+                continue
+            self._run.append(self._base + (report.window - self._offset) * self.window)
+            if len(self._run) >= self.policy.config.confirm:
+                self._collect_from, self._run = max(self._first, self._run[0]), []
+                report.action = "collect"
+        if self._due is not None and reports:
+            reports[0].action, reports[0].update = self._due.action, self._due.to_dict()
+            self._due = None
+        need = self.policy.config.min_queries
+        if self._collect_from is not None and self._first + len(self._queries) - self._collect_from >= need:
+            lo = self._collect_from - self._first
+            outcome = self.policy.update(self.lang, self._queries[lo:lo + need])
+            self.outcomes.append(outcome)
+            self._collect_from = None
+            if reports:
+                reports[-1].action, reports[-1].update = outcome.action, outcome.to_dict()
+            else:
+                self._due = outcome
+            if outcome.promoted:
+                self._offset += self.monitor.completed
+                self.monitor = self._monitor(Reference.load(outcome.selection))
+        # keep what a collection may need: from its start, the current run's, or two windows back
+        end = self._first + len(self._queries)
+        start = self._collect_from if self._collect_from is not None else min(
+            self._run[:1] + [end - 2 * self.window])
+        drop = max(0, start - self._first)
+        self._queries, self._first = self._queries[drop:], self._first + drop
+
+
+def replay(reference: Reference | str | Path, stream: Any, *, window: int = 200, alpha: float = 0.01,
+           out: str | Path | None = None, seed: int = 0, cache_dir: str | Path | None = None,
+           progress: bool | None = None, policy: UpdatePolicy | None = None,
+           chunk: int = 2048) -> tuple[list[DriftReport], AdaptiveMonitor]:
+    """Run the loop over a query log (any source :func:`compass.data.load` reads; records
+    need ``text`` and ``lang``, or the reference's target language is assumed). With
+    ``out``, one JSON line per window is written there, whole or not at all."""
+    loop = AdaptiveMonitor(reference, policy, window=window, alpha=alpha, seed=seed, cache_dir=cache_dir)
+    records = load(stream, name="stream", default_lang=loop.monitor.reference.target_lang)
+    reports: list[DriftReport] = []
+    show = progress if progress is not None else sys.stderr.isatty()
+    with tqdm(total=len(records), desc="monitoring", unit="query", disable=not show) as bar:
+        for start in range(0, len(records), chunk):
+            batch = records[start:start + chunk]
+            reports += loop.update(batch)
+            bar.update(len(batch))
+    if out is not None:
+        atomic_write_text(out, "".join(r.to_json() + "\n" for r in reports))
+    return reports, loop

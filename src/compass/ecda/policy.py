@@ -1,0 +1,203 @@
+"""What ECDA does on drift: re-select for the new gap, continue training, gate, record.
+
+The recent queries become the new usage set (a held-out share of them is the
+adaptation set); a fresh COMPASS selection fills the gap between that usage and
+everything the current adapter was trained on (novel queries open clusters of their
+own, because clustering runs on the new usage with the old training data); the
+current adapter continues training on the selection plus a replay share of its
+earlier data, optionally pulled toward its old weights; and the candidate is promoted
+only if it helps the new traffic without hurting the old (the gate). Every candidate,
+promoted or not, is registered with its numbers and reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..adapt import TrainConfig, evaluate, train
+from ..data import Record, load
+from ..data.sources import stable_bucket
+from ..errors import ConfigError
+from ..fsutil import atomic_write_text
+from ..langs import normalize_lang
+from ..selection import select
+from .registry import Registry
+
+TRAINED = "trained.jsonl"
+
+
+@dataclass
+class PolicyConfig:
+    """Options of an ECDA update.
+
+    budget: auxiliary records selected per update.
+    confirm: alarms in consecutive windows before an update starts (a single alarm
+        may be one of the ``alpha`` false alarms; the collection still begins at the
+        first alarmed window of the run).
+    min_queries: queries collected from that window on before the update runs.
+    holdout: share of them held out (by a stable hash of the id) as the adaptation set.
+    delta: promote only if the adaptation-set NLL improves by at least this share...
+    epsilon: ...and the preservation-set NLL worsens by at most this share.
+    replay_share / l2_pull: see :class:`compass.adapt.TrainConfig`.
+    select / train: further :class:`SelectConfig` / :class:`TrainConfig` options.
+    """
+
+    budget: int = 200
+    confirm: int = 2
+    min_queries: int = 400
+    holdout: float = 0.25
+    delta: float = 0.005
+    epsilon: float = 0.01
+    replay_share: float = 0.2
+    l2_pull: float = 0.0
+    seed: int = 0
+    select: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.budget < 1 or self.min_queries < 2 or self.confirm < 1:
+            raise ConfigError("policy budget and confirm must be ≥ 1 and min_queries ≥ 2")
+        if not 0.0 < self.holdout < 1.0:
+            raise ConfigError("policy holdout must be in (0, 1)")
+        if self.delta < 0 or self.epsilon < 0:
+            raise ConfigError("gate delta and epsilon must be ≥ 0")
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(**{"seed": self.seed, **self.train, "replay_share": self.replay_share,
+                              "l2_pull": self.l2_pull})
+
+
+@dataclass
+class UpdateOutcome:
+    """One update: the candidate, the gate's verdict and numbers, where its files are."""
+
+    adapter: str
+    parent: str
+    promoted: bool
+    reason: str
+    numbers: dict[str, float]
+    selection: str
+    tokens: int
+
+    @property
+    def action(self) -> str:
+        return f"{'promote' if self.promoted else 'reject'}:{self.adapter}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "action": self.action}
+
+
+def gate(current: dict[str, float], candidate: dict[str, float], *, delta: float,
+         epsilon: float) -> tuple[bool, str, dict[str, float]]:
+    """Promote iff adaptation NLL falls by ≥ ``delta`` and preservation NLL rises by ≤
+    ``epsilon`` (both relative to the current adapter). Returns (ok, reason, numbers)."""
+    gain = (current["adaptation"] - candidate["adaptation"]) / current["adaptation"]
+    loss = (candidate["preservation"] - current["preservation"]) / current["preservation"]
+    numbers = {"adaptation_nll": candidate["adaptation"], "adaptation_nll_current": current["adaptation"],
+               "preservation_nll": candidate["preservation"],
+               "preservation_nll_current": current["preservation"],
+               "adaptation_gain": gain, "preservation_loss": loss, "delta": delta, "epsilon": epsilon}
+    if gain < delta:
+        return False, f"adaptation NLL improved by {gain:.2%} < delta {delta:.2%}", numbers
+    if loss > epsilon:
+        return False, f"preservation NLL worsened by {loss:.2%} > epsilon {epsilon:.2%}", numbers
+    return True, f"adaptation NLL −{gain:.2%}, preservation {loss:+.2%}", numbers
+
+
+class UpdatePolicy:
+    """Turns a language's recent queries into a gated candidate adapter.
+
+    ``pool``: the auxiliary pool (any source). ``preservation``: held-out old usage of
+    the language(s) (any source; records of other languages are ignored per update).
+    ``trained``: what the currently active adapter was trained on (train + selection),
+    needed once: each update writes the cumulative data of its candidate to
+    ``workdir/<id>/trained.jsonl`` and later updates read it from there.
+    """
+
+    def __init__(self, registry: Registry | str | Path | None, pool: Any, preservation: Any, *,
+                 workdir: str | Path, trained: Any = None, config: PolicyConfig | None = None,
+                 model: str | None = None, cache_dir: str | Path | None = None,
+                 progress: bool | None = None) -> None:
+        self.registry = registry if isinstance(registry, Registry) else Registry(registry)
+        self.pool, self.trained, self.model = pool, trained, model
+        self.preservation = load(preservation, name="preservation")
+        self.workdir = Path(workdir)
+        self.config = config or PolicyConfig()
+        self.cache_dir, self.progress = cache_dir, progress
+
+    def update(self, lang: str, queries: list[Record]) -> UpdateOutcome:
+        """Run one update for ``lang`` on its recent ``queries``; register and gate it."""
+        lang, cfg = normalize_lang(lang), self.config
+        current = self.registry.active(lang)
+        if current is None:
+            raise ConfigError(f"no active adapter for {lang}: register and promote one first")
+        preserve = [r for r in self.preservation if r.lang == lang]
+        if not preserve:
+            raise ConfigError(f"the preservation set has no {lang} records")
+        usage, adaptation = self._split(queries)
+        history = self._history(current.id)
+        new_id = self._new_id(lang)
+        folder = self.workdir / new_id
+        selection = select(usage, self.pool, cfg.budget, train=history, target_lang=lang,
+                           out=folder / "selection", cache_dir=self.cache_dir, progress=self.progress,
+                           **{"seed": cfg.seed, **cfg.select})
+        prov = train(None, folder / "adapter", selected=folder / "selection", model=self.model,
+                     init_adapter=current.path, replay=history, config=cfg.train_config(),
+                     cache_dir=self.cache_dir, progress=self.progress, overwrite=True)
+        scores = self._score(adaptation, preserve, [current.path, str(folder / "adapter")])
+        ok, reason, numbers = gate(scores[current.path], scores[str(folder / "adapter")],
+                                   delta=cfg.delta, epsilon=cfg.epsilon)
+        numbers["tokens"] = prov["tokens"]
+        atomic_write_text(folder / TRAINED, "".join(
+            json.dumps(r.to_dict(), ensure_ascii=False) + "\n"
+            for r in history + load(str(folder / "selection" / "selected.jsonl"), name="selected")))
+        provenance = {**prov, "ecda": {"queries": len(queries), "usage": len(usage),
+                                       "adaptation": len(adaptation), "preservation": len(preserve),
+                                       "selection": str(folder / "selection"),
+                                       "selection_sizes": selection.report["sizes"],
+                                       "policy": asdict(cfg)}}
+        self.registry.register(new_id, lang, folder / "adapter", parent=current.id,
+                               provenance=provenance, metrics=numbers)
+        if ok:
+            self.registry.promote(new_id, reason=reason, numbers=numbers)
+        else:
+            self.registry.reject(new_id, reason, numbers=numbers)
+        return UpdateOutcome(new_id, current.id, ok, reason, numbers, str(folder / "selection"),
+                             prov["tokens"])
+
+    def _split(self, queries: list[Record]) -> tuple[list[Record], list[Record]]:
+        cut = int(round(self.config.holdout * 10_000))
+        held = [stable_bucket(f"{q.id}\x00{q.text}", 10_000) < cut for q in queries]
+        usage = [q for q, h in zip(queries, held) if not h]
+        adaptation = [q for q, h in zip(queries, held) if h]
+        if not usage or not adaptation:
+            raise ConfigError(f"{len(queries)} queries are too few to split into usage and adaptation sets")
+        return usage, adaptation
+
+    def _history(self, adapter_id: str) -> list[Record]:
+        saved = self.workdir / adapter_id / TRAINED
+        if saved.is_file():
+            return load(str(saved), name="trained data")
+        if self.trained is None:
+            raise ConfigError(f"what adapter {adapter_id!r} was trained on is unknown: pass `trained` "
+                              "(its train data and selection) to the policy")
+        return load(self.trained, name="trained data")
+
+    def _new_id(self, lang: str) -> str:
+        taken = {v.id for v in self.registry.list()}
+        n = len(self.registry.list(lang)) + 1
+        while f"{lang}-u{n}" in taken:
+            n += 1
+        return f"{lang}-u{n}"
+
+    def _score(self, adaptation: list[Record], preserve: list[Record],
+               adapters: list[str]) -> dict[str, dict[str, float]]:
+        """Per-token NLL of each adapter on both gate sets, in one pass over the model."""
+        rows = [replace(r, id=f"{name}:{r.id}", meta={**r.meta, "gate": name})
+                for name, recs in (("adaptation", adaptation), ("preservation", preserve)) for r in recs]
+        res = evaluate(rows, model=self.model, adapters=adapters, include_base=False, group_by="gate",
+                       cache_dir=self.cache_dir, bootstrap=0)
+        return {a: {g: m["nll"] for g, m in res["models"][a]["by_group"].items()} for a in adapters}
