@@ -212,3 +212,15 @@ def test_adapters_cli(tmp_path):
     for bad in (["show", "../etc"], ["promote", "missing"], ["rollback", "ko"]):
         result = runner.invoke(app, ["adapters", *bad, *reg])
         assert result.exit_code == 2 and "error:" in result.output
+
+
+def test_rollback_with_expected_refuses_a_version_that_is_no_longer_active(tmp_path):
+    registry = Registry(tmp_path / "r.sqlite")
+    for i in (1, 2, 3):
+        (tmp_path / f"a{i}").mkdir()
+        registry.register(f"kor-{i}", "kor", tmp_path / f"a{i}", parent=f"kor-{i - 1}" if i > 1 else None)
+        registry.promote(f"kor-{i}")
+    with pytest.raises(ConfigError, match="'kor-2' is not the active version of kor"):
+        registry.rollback("kor", expected="kor-2")
+    assert registry.active("kor").id == "kor-3"
+    assert registry.rollback("kor", expected="kor-3") == "kor-2"

@@ -247,11 +247,13 @@ class Registry:
                         (time.time(), reason, adapter_id))
             self._log(con, "reject", row["lang"], adapter_id, None, reason, numbers)
 
-    def rollback(self, lang: str, *, reason: str = "") -> str:
+    def rollback(self, lang: str, *, reason: str = "", expected: str | None = None) -> str:
         """Retire a language's active version and reactivate the one before it.
 
         The one before is the active version's parent if that was retired, else the
-        most recently retired version registered before it. Returns its id.
+        most recently retired version registered before it. Returns its id. With
+        ``expected``, the rollback happens only if that version is the active one when
+        the write lock is held (no other writer can slip in between check and change).
         """
         lang = normalize_lang(lang)
         with self._transaction() as con:
@@ -259,6 +261,9 @@ class Registry:
                                   (lang,)).fetchone()
             if current is None:
                 raise ConfigError(f"no active adapter for {lang}: nothing to roll back")
+            if expected is not None and current["id"] != expected:
+                raise ConfigError(f"adapter {expected!r} is not the active version of {lang} "
+                                  f"({current['id']!r} is): only the active version rolls back")
             target = con.execute(
                 "SELECT id FROM adapters WHERE lang = ? AND status = 'retired' AND rowid < ? "
                 "ORDER BY id = ? DESC, updated DESC, rowid DESC LIMIT 1",

@@ -174,7 +174,6 @@ def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
     store = QueryStore(db)
     reg = registry if isinstance(registry, Registry) else Registry(registry)
     worker = None if monitor is None else MonitorWorker(monitor, store, chunk=chunk)
-    registry_lock = threading.Lock()  # serialises this server's check-then-change adapter requests
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -253,27 +252,22 @@ def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
     @app.post("/v1/adapters/{adapter_id}/promote", dependencies=[Depends(authorize)])
     def promote(adapter_id: str, reason: str = Query("", max_length=1000)) -> dict[str, Any]:
         """Make this version its language's active one; the previous active one is retired."""
-        with registry_lock:
-            version(adapter_id)
-            try:
-                retired = reg.promote(adapter_id, reason=reason)
-            except ConfigError as exc:
-                raise HTTPException(409, str(exc)) from None
+        version(adapter_id)  # 404 if unknown
+        try:
+            retired = reg.promote(adapter_id, reason=reason)
+        except ConfigError as exc:
+            raise HTTPException(409, str(exc)) from None
         return {"active": reg.get(adapter_id).to_dict(), "retired": retired}
 
     @app.post("/v1/adapters/{adapter_id}/rollback", dependencies=[Depends(authorize)])
     def rollback(adapter_id: str, reason: str = Query("", max_length=1000)) -> dict[str, Any]:
         """Roll back this version, which must be its language's active one: it is retired
         and the version it replaced is active again."""
-        with registry_lock:
-            current = version(adapter_id)
-            if current.status != "active":
-                raise HTTPException(409, f"adapter {adapter_id!r} is {current.status}, not the active "
-                                         f"version of {current.lang}: only the active version rolls back")
-            try:
-                restored = reg.rollback(current.lang, reason=reason)
-            except ConfigError as exc:
-                raise HTTPException(409, str(exc)) from None
+        current = version(adapter_id)
+        try:
+            restored = reg.rollback(current.lang, reason=reason, expected=adapter_id)
+        except ConfigError as exc:
+            raise HTTPException(409, str(exc)) from None
         return {"rolled_back": adapter_id, "active": reg.get(restored).to_dict()}
 
     build_openapi = app.openapi
