@@ -71,3 +71,13 @@ def test_simulation_runs_every_arm_and_records_decisions(tiny_model, sib_root, t
     assert (out / "simulation.md").read_text().startswith("| arm |")
     with pytest.raises(ConfigError, match="not empty"):
         simulate(scenario, out)
+
+
+def test_monitor_update_needs_pool_and_preservation(tmp_path):
+    from typer.testing import CliRunner
+
+    from compass.cli import app
+
+    result = CliRunner().invoke(app, ["monitor", "--reference", str(tmp_path), "--stream", "x.jsonl",
+                                      "--out", str(tmp_path / "e.jsonl"), "--update"])
+    assert result.exit_code == 2 and "--update needs --pool and --preserve" in result.output
