@@ -248,7 +248,7 @@ def simulate_cmd(
     out: Path = typer.Option(Path("runs/simulate"), help="Output directory (must be new or empty)."),
     phase: list[str] | None = typer.Option(None, help="Comma-separated topics of one phase, in order; "
                                            "repeat per phase (default: two phases, see docs/ECDA.md)."),
-    windows: str = typer.Option("8,8", help="Windows per phase, comma-separated."),
+    windows: str = typer.Option("8,5", help="Windows per phase, comma-separated."),
     window: int = typer.Option(100, help="Queries per window."),
     budget: int = typer.Option(250, help="Initial selection budget."),
     update_budget: int = typer.Option(100, help="Records selected per update."),

@@ -144,8 +144,11 @@ class UpdatePolicy:
         selection = select(usage, self.pool, cfg.budget, train=history, target_lang=lang,
                            out=folder / "selection", cache_dir=self.cache_dir, progress=self.progress,
                            **{"seed": cfg.seed, **cfg.select})
+        # Replay the language's own earlier data: the new selection is mostly other
+        # languages, and without target-language text the update drifts away from it.
+        replay = [r for r in history if r.lang == lang] or history
         prov = train(None, folder / "adapter", selected=folder / "selection", model=self.model,
-                     init_adapter=current.path, replay=history, config=cfg.train_config(),
+                     init_adapter=current.path, replay=replay, config=cfg.train_config(),
                      cache_dir=self.cache_dir, progress=self.progress, overwrite=True)
         scores = self._score(adaptation, preserve, [current.path, str(folder / "adapter")])
         ok, reason, numbers = gate(scores[current.path], scores[str(folder / "adapter")],

@@ -58,7 +58,7 @@ class Scenario:
     lang: str = "swh_Latn"
     pool_langs: list[str] = field(default_factory=lambda: list(POOL_LANGS))
     phases: list[list[str]] = field(default_factory=lambda: [list(p) for p in PHASES])
-    windows: list[int] = field(default_factory=lambda: [8, 8])
+    windows: list[int] = field(default_factory=lambda: [8, 5])
     window: int = 100
     budget: int = 250
     policy: PolicyConfig = field(default_factory=lambda: PolicyConfig(budget=100, min_queries=300))
