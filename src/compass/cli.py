@@ -99,6 +99,7 @@ def train_cmd(
     """Train a LoRA adapter (standard PEFT format) on train + selected data, or continue one."""
     from .adapt import TrainConfig
     from .adapt import train as train_fn
+    from .adapt.distributed import launched_rank
 
     modules = target_modules if target_modules == "all-linear" else target_modules.split(",")
     prov = _run(lambda: train_fn(train, out, selected=selected, model=model, overwrite=overwrite,
@@ -107,9 +108,10 @@ def train_cmd(
         schedule=schedule, warmup_ratio=warmup_ratio, epochs=epochs, max_steps=max_steps,
         batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, aux_weight=aux_weight,
         replay_share=replay_share, l2_pull=l2_pull, seed=seed)))
-    typer.echo(f"adapter -> {out} ({prov['steps']} steps, loss {prov['first_loss']:.3f} -> "
-               f"{prov['final_loss']:.3f}, {prov['tokens_per_second']:.0f} tokens/s, "
-               f"{prov['wall_seconds']:.0f} s)")
+    if launched_rank() == 0:  # under torchrun / accelerate launch, one summary
+        typer.echo(f"adapter -> {out} ({prov['steps']} steps, loss {prov['first_loss']:.3f} -> "
+                   f"{prov['final_loss']:.3f}, {prov['tokens_per_second']:.0f} tokens/s, "
+                   f"{prov['wall_seconds']:.0f} s)")
 
 
 @app.command("evaluate")

@@ -23,6 +23,11 @@ class Example:
     record_id: str
     lang: str
 
+    @property
+    def n_targets(self) -> int:
+        """Tokens scored: those after ``target_start`` (what :func:`target_nll` returns)."""
+        return len(self.input_ids) - self.target_start
+
 
 @dataclass
 class Tokenised:

@@ -18,6 +18,7 @@ from ..errors import ConfigError, DataError
 from ..fsutil import atomic_directory
 from .batching import Example, collate, length_batches, target_nll, tokenise
 from .config import TrainConfig
+from .distributed import World
 from .models import check_adapter, load_base
 
 
@@ -87,11 +88,18 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
     training data mixed in at ``replay_share``; ``l2_pull`` keeps the weights near the
     adapter's. ``options`` are :class:`TrainConfig` fields. Returns the provenance
     written to ``compass.json``.
+
+    Under ``torchrun``/``accelerate launch`` the processes share each global batch of
+    ``batch_size`` examples (see :mod:`compass.adapt.distributed`); rank 0 writes.
     """
     import torch
     from tqdm.auto import tqdm
 
     config = config or TrainConfig(**options)
+    world = World.join()
+    if config.batch_size < world.size:
+        raise ConfigError(f"batch_size {config.batch_size} is the global batch: it needs at least one "
+                          f"example for each of the {world.size} processes")
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"{out} already holds an adapter; pass --overwrite to replace it")
@@ -112,6 +120,7 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
     causal_lm = peft_model.get_base_model()
     device = next(peft_model.parameters()).device
     params = [p for p in peft_model.parameters() if p.requires_grad]
+    world.broadcast(params)
     anchor = [p.detach().clone() for p in params] if config.l2_pull > 0 else None
     optim = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     per_epoch = math.ceil(len(examples) / config.batch_size)
@@ -124,22 +133,26 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
     peft_model.train()
     start, tokens, step, micro, losses = time.perf_counter(), 0, 0, 0, []
     show = progress if progress is not None else sys.stderr.isatty()
-    bar = tqdm(total=total_steps, desc="training", unit="step", disable=not show)
+    bar = tqdm(total=total_steps, desc="training", unit="step", disable=not (show and world.main))
     epoch = 0
     while micro < total_micro:
         for batch in length_batches(lengths, config.batch_size, seed=config.seed + epoch):
             if micro >= total_micro:
                 break
-            ids, attn, target = collate([examples[i] for i in batch], tokenizer.pad_token_id, device)
-            nll, _ = target_nll(causal_lm, ids, attn, target)
-            loss = nll.mean()
-            if anchor is not None:
+            mine, loss = world.shard(batch), torch.zeros((), device=device)
+            if len(mine):  # a tail batch smaller than the world idles some ranks
+                ids, attn, target = collate([examples[i] for i in mine], tokenizer.pad_token_id, device)
+                nll, _ = target_nll(causal_lm, ids, attn, target)
+                loss = world.mean(nll, sum(examples[i].n_targets for i in batch))
+            losses.append(world.average(float(loss.detach())))
+            if anchor is not None:  # on idle ranks too: the gradient average counts it once
                 loss = loss + config.l2_pull * sum(((p - a) ** 2).sum() for p, a in zip(params, anchor))
-            (loss / config.grad_accum).backward()
-            tokens += int(attn.sum())
-            losses.append(float(nll.detach().mean()))
+            if loss.requires_grad:  # else an idle rank has nothing to add
+                (loss / config.grad_accum).backward()
+            tokens += sum(len(examples[i].input_ids) for i in batch)
             micro += 1
             if micro % config.grad_accum == 0 or micro == total_micro:
+                world.average_grads(params)
                 optim.step()
                 sched.step()
                 optim.zero_grad(set_to_none=True)
@@ -165,10 +178,13 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
         "final_loss": float(np.mean(losses[-max(1, config.grad_accum * 5):])),
         "first_loss": float(np.mean(losses[:max(1, config.grad_accum)])),
         "wall_seconds": round(wall, 2), "tokens": tokens, "tokens_per_second": round(tokens / wall, 1),
+        "processes": world.size,
     }
     # The selection's drift-monitor reference travels with the adapter built from it.
     reference = Path(selected) / "reference.npz" if selected is not None else None
-    _write_adapter(peft_model, out, provenance, overwrite, reference)
+    if world.main:
+        _write_adapter(peft_model, out, provenance, overwrite, reference)
+    world.barrier()
     return provenance
 
 
