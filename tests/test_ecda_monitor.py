@@ -188,7 +188,8 @@ def test_adapter_directory_carries_the_reference(tmp_path, reference):
     provenance = {"base_model": "m", "base_revision": "r", "steps": 1, "final_loss": 1.0,
                   "tokens_per_second": 1.0, "wall_seconds": 1.0,
                   "config": {"rank": 1, "alpha": 1, "target_modules": "all-linear"},
-                  "data": {"train": {"records": 1, "sha256": "x"}, "selected": {"records": 1, "sha256": "y"}}}
+                  "init_adapter": None, "data": {name: {"records": 1, "sha256": "x"}
+                                                 for name in ("train", "selected", "replay")}}
     _write_adapter(StubModel(), tmp_path / "adapter", provenance, False, tmp_path / "sel" / "reference.npz")
     assert Reference.load(tmp_path / "adapter").k == reference.k
 
