@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from ..data import Record, load
 from ..errors import ConfigError
 from ..fsutil import atomic_write_text
+from ..langs import normalize_lang
 from ..selection.reference import Reference
 from .monitor import DriftMonitor, DriftReport
 from .policy import UpdateOutcome, UpdatePolicy
@@ -60,10 +61,11 @@ class AdaptiveMonitor:
         out: list[DriftReport] = []
         for start in range(0, len(records), self.window):
             chunk = records[start:start + self.window]
-            self._queries += [r for r in chunk if r.lang == self.lang]
+            langs = [normalize_lang(r.lang) for r in chunk]
             reports = [replace(r, window=r.window + self._offset)
-                       for r in self.monitor.update([r.text for r in chunk], [r.lang for r in chunk])]
+                       for r in self.monitor.update([r.text for r in chunk], langs)]
             if self.policy is not None:
+                self._queries += [r for r, lang in zip(chunk, langs) if lang == self.lang]
                 self._act(reports)
             out += reports
         return out
