@@ -20,6 +20,21 @@ from .langsim import distance_or_max, rank_languages
 from .linalg import exact_dot
 
 
+def language_ok(config: SelectConfig, langs: np.ndarray) -> np.ndarray:
+    """Pool records whose language ``only_langs``/``skip_langs`` allow."""
+    ok = np.ones(len(langs), dtype=bool)
+    if config.only_langs is not None:
+        ok &= np.isin(langs, config.only_langs)
+    if config.skip_langs:
+        ok &= ~np.isin(langs, config.skip_langs)
+    return ok
+
+
+def eligible_rows(config: SelectConfig, lang_ok: np.ndarray, in_support: np.ndarray) -> np.ndarray:
+    """Language-eligible and, unless ``include_ood``, inside the target support."""
+    return lang_ok if config.include_ood else lang_ok & in_support
+
+
 @dataclass
 class Problem:
     """Everything a strategy sees: centred embeddings, the target clustering, eligibility."""
@@ -43,19 +58,12 @@ class Problem:
         self.train_cluster, _ = self.clustering.assign(self.train)
         self.pool_cluster, sims = self.clustering.assign(self.pool)
         self.pool_in_support = sims >= self.clustering.radius
-        cfg = self.config
-        ok = np.ones(len(self.pool), dtype=bool)
-        if cfg.only_langs is not None:
-            ok &= np.isin(self.pool_langs, cfg.only_langs)
-        if cfg.skip_langs:
-            ok &= ~np.isin(self.pool_langs, cfg.skip_langs)
-        self.lang_ok = ok
+        self.lang_ok = language_ok(self.config, self.pool_langs)
         self.lang_scale = self._language_scales()
 
     @property
     def eligible(self) -> np.ndarray:
-        """Language-eligible and, unless ``include_ood``, inside the target support."""
-        return self.lang_ok if self.config.include_ood else self.lang_ok & self.pool_in_support
+        return eligible_rows(self.config, self.lang_ok, self.pool_in_support)
 
     @property
     def n_total(self) -> int:
