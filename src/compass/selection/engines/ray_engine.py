@@ -202,7 +202,9 @@ class _Run:
             num_cpus=1)
         sums: list[ShardSums | None] = [None] * len(self.shards)
         for row in ds.iter_rows():
-            got: ShardSums = pickle.loads(row["result"])
+            got = pickle.loads(row["result"])
+            if isinstance(got, CompassError):
+                raise got
             sums[got.index] = got
         return sums  # type: ignore[return-value]
 
@@ -397,7 +399,13 @@ class ShardEmbedder:
         for spec in batch["shard"]:
             raw = json.loads(spec)
             shard = Shard(raw["index"], raw["path"], tuple(tuple(o) for o in raw["options"]), raw["cache"])
-            out.append(pickle.dumps(embed_shard(shard, self.encoder, self.batch_size)))
+            try:
+                result: ShardSums | CompassError = embed_shard(shard, self.encoder, self.batch_size)
+            except CompassError as exc:  # returned, not raised: Ray Data would keep only a traceback
+                result = exc
+            except Exception as exc:
+                result = CompassError(f"embedding {shard.path} failed: {type(exc).__name__}: {exc}")
+            out.append(pickle.dumps(result))
         return {"result": np.array(out, dtype=object)}
 
 
@@ -410,11 +418,11 @@ def _ray_session(address: str | None) -> Iterator[Any]:
         import ray.data  # noqa: F401
     except ImportError:
         raise ConfigError(f"engine 'ray' needs Ray: {INSTALL_HINT}") from None
+    if address:
+        _check_reachable(address)
     if ray.is_initialized():
         yield ray
         return
-    if address:
-        _check_reachable(address)
     try:
         ray.init(address=address, log_to_driver=False, include_dashboard=False,
                  configure_logging=False, runtime_env=_runtime_env())
