@@ -232,11 +232,6 @@ class Queue:
     complete: bool = True  # False: ``rows`` is a shortlist, the head of a longer ordering
 
 
-class ShortlistExhausted(Exception):
-    """A queue reached the end of its shortlist still short of its quota: the picks are
-    only exact with a deeper shortlist."""
-
-
 def ranked_queue(problem: Problem, rows: np.ndarray, quota: int) -> list[Queue]:
     """One queue: the cluster's records by k-NN similarity to usage (minus language penalty)."""
     cfg = problem.config
@@ -314,14 +309,15 @@ class Filler:
         self.chosen: list[int] = []
         self.scores: list[float] = []
 
-    def fill(self, queues: list[Queue]) -> None:
-        """Round-robin over the queues until each meets its quota or runs dry; raises
-        :class:`ShortlistExhausted` when an incomplete queue runs dry first."""
+    def fill(self, queues: list[Queue]) -> bool:
+        """Round-robin over the queues until each meets its quota or runs dry. False when an
+        incomplete queue (a shortlist) ran dry first: only a deeper one gives exact picks."""
         picked: np.ndarray | None = None
         n_picked = 0
         pointer = [0] * len(queues)
         left = [q.quota for q in queues]
         active = [i for i, q in enumerate(queues) if q.quota > 0]
+        exact = True
         while active:  # round-robin: every queue gets its turn until its quota is met
             still = []
             for i in active:
@@ -349,8 +345,9 @@ class Filler:
                 if left[i] > 0 and pointer[i] < len(queue.rows):
                     still.append(i)
                 elif left[i] > 0 and not queue.complete:
-                    raise ShortlistExhausted(i)
+                    exact = False
             active = still
+        return exact
 
     def picks(self, weights: np.ndarray, allocated: np.ndarray, notes: list[str],
               n_eligible: int) -> Picks:

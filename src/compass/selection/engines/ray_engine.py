@@ -7,9 +7,10 @@ clusters, count supply, and shortlist each usage point's best candidates.
 
 Driver: usage and train (small), per-language sums -> language means, k-means on
 U ∪ T, allocation, the calibration sample (at most 2,048 rows per language), the
-merged shortlists (about 2·B + 8·|U| rows) and the fill itself, with the local
-engine's code. A queue that runs out of its shortlist deepens every shortlist and
-repeats the shortlist pass, so the picks are exactly the local engine's.
+merged shortlists (each usage point's best Q_c + 16 rows, Q_c its cluster's quota;
+one vector per distinct row) and the fill itself, with the local engine's code. A
+cluster whose shortlist runs dry (near-duplicates, capped languages) gets deeper ones
+and the shortlist pass repeats, so the picks are exactly the local engine's.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from ..strategies import (
     Filler,
     Picks,
     Queue,
-    ShortlistExhausted,
     allocate,
     calibration_sample,
     compass_scorer,
@@ -64,7 +64,8 @@ from .shards import (
 
 SUPPORTED = ("compass", "random")
 INSTALL_HINT = "pip install 'compass-peft[ray]'"
-SHORTLIST_SLACK = 8  # extra shortlist rows per usage point, beyond twice its quota
+SHORTLIST_SLACK = 16  # a usage point's shortlist: its cluster's quota + SLACK rows to start
+DEEPEN = 4  # a cluster whose shortlist ran dry gets DEEPEN times deeper ones
 
 
 @dataclass
@@ -266,23 +267,32 @@ class _Run:
 
     def _fill(self, ctx: Context, demand: np.ndarray, usage_cluster: np.ndarray, weights: np.ndarray,
               allocated: np.ndarray, notes: list[str], n_eligible: int) -> Picks:
+        """The local fill on merged shortlists; clusters where a shortlist ran dry get
+        ``DEEPEN`` times deeper ones and the shortlist pass runs again."""
         quotas = {int(c): point_quotas(demand, usage_cluster, int(c), int(allocated[c]))
                   for c in np.flatnonzero(allocated)}
-        depth = 2
+        # A queue skips rows its siblings took (fewer than the cluster's quota), near-duplicates
+        # and capped languages: the cluster's quota plus slack is exact unless many of the latter.
+        depth = {c: np.full(len(q), int(allocated[c]) + SHORTLIST_SLACK) for c, (_, q) in quotas.items()}
+        passes = 0
         while True:
-            ctx.queues = {c: (points, depth * q + SHORTLIST_SLACK) for c, (points, q) in quotas.items()}
+            passes += 1
+            ctx.queues = {c: (points, depth[c]) for c, (points, _) in quotas.items()}
             counts, lists, vectors, langs = self._shortlists(ctx)
             filler = Filler(self.config, vectors, langs)
-            try:
-                for c, (_, q) in quotas.items():
-                    filler.fill([Queue(*lists.get((c, j), (np.zeros(0, np.int64), np.zeros(0, np.float32))),
-                                       int(q[j]), complete=len(lists.get((c, j), ((),))[0]) >= counts[c])
-                                 for j in range(len(q))])
-            except ShortlistExhausted:
-                depth *= 4
-                continue
-            self.timings["shortlist_depth"] = depth
-            return filler.picks(weights, allocated, notes, n_eligible)
+            short = []
+            for c, (_, q) in quotas.items():
+                empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+                queues = [Queue(*lists.get((c, j), empty), int(q[j]),
+                                complete=len(lists.get((c, j), empty)[0]) >= counts[c])
+                          for j in range(len(q))]
+                if not filler.fill(queues):
+                    short.append(c)
+            if not short:
+                self.timings["shortlist_passes"] = passes
+                return filler.picks(weights, allocated, notes, n_eligible)
+            for c in short:
+                depth[c] *= DEEPEN
 
     def _shortlists(self, ctx: Context):
         """Merge every shard's shortlists into the global best ``depth`` per queue."""
@@ -302,7 +312,7 @@ class _Run:
                 lists[key] = (rows[top], scores[top])
             vectors.update(zip(got["rows"].tolist(), got["vectors"]))
             langs.update(zip(got["rows"].tolist(), got["langs"].tolist()))
-            if len(vectors) > 4 * sum(len(d) for _, d in ctx.queues.values()) * SHORTLIST_SLACK:
+            if len(vectors) > 4 * sum(int(d.sum()) for _, d in ctx.queues.values()):
                 _prune(lists, vectors, langs)
         _prune(lists, vectors, langs)
         return counts, lists, vectors, langs
