@@ -301,19 +301,23 @@ class _Run:
         vectors: dict[int, np.ndarray] = {}
         langs: dict[int, str] = {}
         calls = [(shard_shortlists, s, int(self.offsets[s.index])) for s in self.shards]
+        limit = 100_000
         for got in self._map(ctx, calls):
             for c, n in got["counts"].items():
                 counts[c] += n
+            survivors: set[int] = set()
             for key, (rows, scores) in got["lists"].items():
                 if key in lists:
                     rows = np.concatenate([lists[key][0], rows])
                     scores = np.concatenate([lists[key][1], scores])
                 top = np.lexsort((rows, -scores))[:ctx.queues[key[0]][1][key[1]]]
                 lists[key] = (rows[top], scores[top])
-            vectors.update(zip(got["rows"].tolist(), got["vectors"]))
-            langs.update(zip(got["rows"].tolist(), got["langs"].tolist()))
-            if len(vectors) > 4 * sum(int(d.sum()) for _, d in ctx.queues.values()):
-                _prune(lists, vectors, langs)
+                survivors.update(rows[top].tolist())
+            for row, vector, lang in zip(got["rows"].tolist(), got["vectors"], got["langs"].tolist()):
+                if row in survivors:  # copies: a view would keep the shard's whole array alive
+                    vectors[row], langs[row] = vector.copy(), lang
+            if len(vectors) > limit:  # rows pushed out of every shortlist since the last prune
+                limit = 2 * _prune(lists, vectors, langs) + 100_000
         _prune(lists, vectors, langs)
         return counts, lists, vectors, langs
 
@@ -387,13 +391,14 @@ def _call(fn: Callable, shard: Shard, ctx: Context, *args: Any) -> Any:
     return fn(shard, ctx, *args)
 
 
-def _prune(lists: dict, vectors: dict, langs: dict) -> None:
-    """Forget vectors no shortlist refers to any more."""
+def _prune(lists: dict, vectors: dict, langs: dict) -> int:
+    """Forget vectors no shortlist refers to any more; returns how many remain."""
     live = set()
     for rows, _ in lists.values():
         live.update(rows.tolist())
     for row in [r for r in vectors if r not in live]:
         del vectors[row], langs[row]
+    return len(vectors)
 
 
 class ShardEmbedder:
