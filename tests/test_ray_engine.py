@@ -52,12 +52,12 @@ def run(corpus, tmp_path, **kw):
 
 
 @pytest.mark.parametrize("options", [{"strategy": "compass"}, {"strategy": "random"},
-                                     {"strategy": "compass", "lang_cap": 0.2, "seed": 3}],
+                                     {"strategy": "compass", "lang_cap": 0.1, "seed": 3}],
                          ids=["compass", "random", "compass-lang-cap"])
 def test_ray_picks_exactly_what_local_picks(ray_local, corpus, tmp_path, options):
     local = run(corpus, tmp_path, **options)
     remote = run(corpus, tmp_path, engine="ray", ray_workers=2, embed_batch_size=64, **options)
-    assert len(local.records) >= 0.9 * BUDGET  # a tight lang_cap leaves some short
+    assert len(local.records) >= min(BUDGET, 8 * 20)  # 8 languages, capped at 20 each
     assert [r["id"] for r in remote.records] == [r["id"] for r in local.records]  # same order
     assert [r["score"] for r in remote.records] == [r["score"] for r in local.records]
     for key in ("sizes", "clusters", "languages", "metrics", "notes", "map"):
