@@ -16,7 +16,7 @@ from compass.embed.encoders import HashedNgramEncoder
 from compass.errors import CompassError, ConfigError, DataError
 from compass.selection import select
 
-N_POOL, N_SHARDS, BUDGET = 3000, 6, 200
+N_POOL, N_SHARDS, BUDGET = 2000, 4, 150
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def run(corpus, tmp_path, **kw):
 def test_ray_picks_exactly_what_local_picks(ray_local, corpus, tmp_path, options):
     local = run(corpus, tmp_path, **options)
     remote = run(corpus, tmp_path, engine="ray", ray_workers=2, embed_batch_size=64, **options)
-    assert len(local.records) >= min(BUDGET, 8 * 20)  # 8 languages, capped at 20 each
+    assert len(local.records) >= min(BUDGET, 8 * 15)  # 8 languages, capped at 15 each
     assert [r["id"] for r in remote.records] == [r["id"] for r in local.records]  # same order
     assert [r["score"] for r in remote.records] == [r["score"] for r in local.records]
     for key in ("sizes", "clusters", "languages", "metrics", "notes", "map"):
@@ -69,23 +69,10 @@ def test_ray_picks_exactly_what_local_picks(ray_local, corpus, tmp_path, options
         assert remote.report["timings"]["shortlist_passes"] > 1
 
 
-def test_rerun_reuses_cached_shards_next_to_the_data(ray_local, corpus, tmp_path):
-    counter = tmp_path / "calls.log"
-    pool = tmp_path / "pool"
-    synthetic.write_shards(synthetic.records(600, seed=5, prefix="q"), pool, 3)
-    args = (corpus["usage"], str(pool), 50)
-    select(*args, encoder=CountingEncoder(counter), engine="ray")  # no cache_dir: beside the data
-    caches = sorted((pool / ".compass-cache").glob("*.parquet"))
-    first = _embedded(counter)
-    assert len(caches) == 3 and first >= 600
-    mtimes = [p.stat().st_mtime_ns for p in caches]
-    select(*args, encoder=CountingEncoder(counter), engine="ray")
-    assert _embedded(counter) == first  # nothing embedded again
-    assert [p.stat().st_mtime_ns for p in caches] == mtimes
-
-
 def test_worker_crash_fails_with_cause_leaves_no_output_and_rerun_reuses_cache(ray_local, corpus,
                                                                                 tmp_path):
+    """Caches land beside the data (no cache_dir); finished shards survive the crash and are
+    reused, byte for byte, by the re-run, which embeds only the rest."""
     pool, counter, out = tmp_path / "pool", tmp_path / "calls.log", tmp_path / "out"
     rows = synthetic.records(1200, seed=6, prefix="c")
     rows[-1]["text"] = "CRASH " + rows[-1]["text"]
