@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from compass.cli import app
 from compass.data import synthetic
 from compass.embed.encoders import HashedNgramEncoder
 from compass.errors import CompassError, ConfigError, DataError
@@ -105,11 +107,27 @@ def test_bad_row_names_file_and_row(ray_local, corpus, tmp_path):
                cache_dir=tmp_path / "c")
 
 
+def test_cli_engine_ray(ray_local, corpus, tmp_path):
+    out = tmp_path / "sel"
+    result = CliRunner().invoke(app, [
+        "select", "--usage", corpus["usage"], "--pool", corpus["pool"], "--budget", "20",
+        "--encoder", "hashed-ngram", "--out", str(out), "--cache-dir", str(tmp_path / "c"),
+        "--engine", "ray", "--ray-workers", "2", "--embed-batch-size", "32"])
+    assert result.exit_code == 0, result.output
+    assert len((out / "selected.jsonl").read_text().splitlines()) == 20
+    assert {"report.json", "report.html", "reference.npz"} <= {p.name for p in out.iterdir()}
+
+
 def test_unreachable_address_is_a_clear_error(corpus, tmp_path):
     pytest.importorskip("ray")
-    with pytest.raises(ConfigError, match=r"cannot reach the Ray cluster at 127\.0\.0\.1:9"):
-        select(corpus["usage"], corpus["pool"], 10, encoder="hashed-ngram", engine="ray",
-               ray_address="127.0.0.1:9", cache_dir=tmp_path)
+    out = tmp_path / "sel"
+    result = CliRunner().invoke(app, [
+        "select", "--usage", corpus["usage"], "--pool", corpus["pool"], "--budget", "10",
+        "--encoder", "hashed-ngram", "--out", str(out), "--engine", "ray",
+        "--ray-address", "127.0.0.1:9"])
+    assert result.exit_code == 2
+    assert "cannot reach the Ray cluster at 127.0.0.1:9" in result.output
+    assert not out.exists()
 
 
 def test_unsupported_strategy_names_the_supported_ones(corpus, tmp_path):

@@ -440,7 +440,7 @@ def _ray_session(address: str | None) -> Iterator[Any]:
         return
     try:
         ray.init(address=address, log_to_driver=False, include_dashboard=False,
-                 configure_logging=False, runtime_env=_runtime_env())
+                 configure_logging=False, runtime_env=None if address else _runtime_env())
     except Exception as exc:
         raise ConfigError(f"cannot connect to Ray at {address or 'a new local instance'}: {exc}") from None
     try:
@@ -450,7 +450,8 @@ def _ray_session(address: str | None) -> Iterator[Any]:
 
 
 def _runtime_env() -> dict[str, Any]:
-    """Workers import compass from where the driver does (a source checkout included)."""
+    """A new local instance's workers import compass from where the driver does (a source
+    checkout included); a cluster's nodes have their own installation."""
     import compass
 
     src = str(Path(compass.__file__).resolve().parents[1])
