@@ -30,8 +30,17 @@ import numpy as np
 
 from ...data import Record, Source
 from ...data.sources import shard_paths
-from ...embed import EmbeddingCache, Encoder, embed_texts, get_encoder
+from ...embed import (
+    EmbeddingCache,
+    Encoder,
+    centre_by_language,
+    embed_texts,
+    get_encoder,
+    language_sums,
+    means_from_sums,
+)
 from ...errors import CompassError, ConfigError
+from ..config import SelectConfig
 from ..core import Outcome, fit_target_clusters, selection_metrics
 from ..density import reference_sample
 from ..strategies import (
@@ -76,8 +85,8 @@ class RayOptions:
     cache_dir: str | Path | None = None  # default: .compass-cache/ beside each shard
 
 
-def select_ray(usage: list[Record], train: list[Record], pool: Any, config: Any, encoder: str | Encoder,
-               options: RayOptions, progress: bool | None = None
+def select_ray(usage: list[Record], train: list[Record], pool: Any, config: SelectConfig,
+               encoder: str | Encoder, options: RayOptions, progress: bool | None = None
                ) -> tuple[Outcome, list[Record], dict[str, np.ndarray] | None]:
     """Select from ``pool`` (file sources) on Ray; returns what the local engine returns."""
     if config.strategy not in SUPPORTED:
@@ -122,7 +131,8 @@ class _Run:
     """One selection on Ray. Holds only per-shard counts, the target side and shortlists."""
 
     def __init__(self, ray: Any, shards: list[Shard], usage: list[Record], train: list[Record],
-                 config: Any, encoder: str | Encoder, options: RayOptions, progress: bool | None) -> None:
+                 config: SelectConfig, encoder: str | Encoder, options: RayOptions,
+                 progress: bool | None) -> None:
         self.ray, self.shards, self.config, self.encoder = ray, shards, config, encoder
         self.usage_recs, self.train_recs, self.options, self.progress = usage, train, options, progress
         self.timings: dict[str, float] = {}
@@ -169,8 +179,7 @@ class _Run:
             picks = self._fill(ctx, demand, usage_cluster, weights, allocated, notes, n_eligible)
             where = self._locate(picks.indices)
         else:
-            ok_total = sum(n for lang, n in totals.items() if language_ok(cfg, np.array([lang]))[0])
-            ranks = random_ranks(ok_total, cfg.budget, np.random.default_rng(cfg.seed))
+            ranks = random_ranks(self._ok_count(totals), cfg.budget, np.random.default_rng(cfg.seed))
             where = self._ok_positions(ctx, self._locate_ok(ranks))
             picks = Picks(np.array([self.offsets[s] + p for s, p in where], dtype=np.int64),
                           np.zeros(len(ranks), dtype=np.float32))
@@ -218,19 +227,13 @@ class _Run:
         means = None
         if self.config.centre:
             langs = np.array([r.lang for r in recs])
-            total: dict[str, np.ndarray] = {}
-            count: dict[str, int] = {}
-            for lang in np.unique(langs):
-                total[str(lang)] = x[langs == lang].sum(axis=0, dtype=np.float64)
-                count[str(lang)] = int((langs == lang).sum())
+            total, count = language_sums(x, langs)
             for s in sums:
                 for lang, v in s.sums.items():
                     total[lang] = total[lang] + v if lang in total else v
                     count[lang] = count.get(lang, 0) + s.counts[lang]
-            means = {lang: (v / count[lang]).astype(np.float32) for lang, v in total.items()}
-            for lang in np.unique(langs):
-                x[langs == lang] -= means[str(lang)]
-            x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+            means = means_from_sums(total, count)
+            centre_by_language(x, langs, means=means)
         n_u = len(self.usage_recs)
         return x[:n_u], x[n_u:], means
 
@@ -329,8 +332,7 @@ class _Run:
 
     def _locate_ok(self, ranks: np.ndarray) -> list[tuple[int, int]]:
         """(shard, rank among its language-eligible rows) of each global eligible rank."""
-        per_shard = [sum(n for lang, n in counts.items() if language_ok(self.config, np.array([lang]))[0])
-                     for counts in self.lang_counts]
+        per_shard = [self._ok_count(counts) for counts in self.lang_counts]
         starts = np.concatenate([[0], np.cumsum(per_shard)])
         shard = np.searchsorted(starts, ranks, side="right") - 1
         return [(int(s), int(r - starts[s])) for s, r in zip(shard, ranks)]
@@ -345,6 +347,11 @@ class _Run:
         for s, got in self._map(ctx, calls, with_index=True):
             position.update({(s, k): int(p) for k, p in zip(by_shard[s], got)})
         return [(s, position[(s, k)]) for s, k in where]
+
+    def _ok_count(self, counts: dict[str, int]) -> int:
+        """Rows whose language only_langs/skip_langs allow, from per-language counts."""
+        langs = np.array(list(counts), dtype=str)
+        return sum(counts[str(v)] for v in langs[language_ok(self.config, langs)])
 
     def _fetch(self, ctx: Context, where: list[tuple[int, int]]):
         """Records, vectors and clusters of the picks, in pick order."""

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ...data import Record, Source
-from ...embed import Encoder
+from ...embed import Encoder, centre_by_language, language_sums
 from ...errors import ConfigError, DataError
 from ...fsutil import atomic_write_bytes
 from ..clustering import Clustering
@@ -76,11 +76,7 @@ def embed_shard(shard: Shard, encoder: Encoder, batch_size: int) -> ShardSums:
         for start in range(0, len(records), batch_size):
             x[start:start + batch_size] = encoder.encode([r.text for r in records[start:start + batch_size]])
         write_cache(shard, records, x)
-    counts, sums = {}, {}
-    for lang in np.unique(langs):
-        rows = langs == lang
-        counts[str(lang)] = int(rows.sum())
-        sums[str(lang)] = x[rows].sum(axis=0, dtype=np.float64)
+    sums, counts = language_sums(x, langs)
     return ShardSums(shard.index, len(langs), counts, sums, cached)
 
 
@@ -121,9 +117,7 @@ class Context:
         """The shard's languages and centred embeddings (centred exactly as the local engine)."""
         langs, x = read_cache(shard)
         if self.means is not None:
-            for lang in np.unique(langs):
-                x[langs == lang] -= self.means[str(lang)]
-            x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+            centre_by_language(x, langs, means=self.means)
         return langs, x
 
     def eligibility(self, langs: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
