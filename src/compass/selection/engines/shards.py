@@ -61,13 +61,11 @@ class ShardSums:
     rows: int
     counts: dict[str, int]
     sums: dict[str, np.ndarray]
-    cached: bool  # the embeddings came from the cache
 
 
 def embed_shard(shard: Shard, encoder: Encoder, batch_size: int) -> ShardSums:
     """Embed a shard into its cache file unless that exists already; return its sums."""
-    cached = Path(shard.cache).is_file()
-    if cached:
+    if Path(shard.cache).is_file():
         langs, x = read_cache(shard)
     else:
         records = shard.records()
@@ -77,7 +75,7 @@ def embed_shard(shard: Shard, encoder: Encoder, batch_size: int) -> ShardSums:
             x[start:start + batch_size] = encoder.encode([r.text for r in records[start:start + batch_size]])
         write_cache(shard, records, x)
     sums, counts = language_sums(x, langs)
-    return ShardSums(shard.index, len(langs), counts, sums, cached)
+    return ShardSums(shard.index, len(langs), counts, sums)
 
 
 def write_cache(shard: Shard, records: list[Record], x: np.ndarray) -> None:
