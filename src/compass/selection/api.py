@@ -13,17 +13,18 @@ from typing import Any
 import numpy as np
 
 from ..data import Record, Source, load
-from ..embed import EmbeddingCache, centre_by_language, embed_texts, language_means
+from ..embed import DEFAULT_ENCODER, EmbeddingCache, Encoder, centre_by_language, embed_texts, language_means
 from ..errors import ConfigError
 from ..fsutil import atomic_directory
 from ..langs import normalize_lang
 from .config import SelectConfig
-from .core import EmbeddedResult, select_embedded
+from .core import Outcome, select_embedded
 from .reference import Reference
 
 SourceLike = str | Source | Iterable[str | Source | Record]
 EXAMPLES_PER_CLUSTER = 3
 MAP_POINTS = 600
+ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -57,6 +58,8 @@ class Selection:
 def select(usage: SourceLike, pool: SourceLike, budget: int, *, train: SourceLike | None = None,
            strategy: str = "compass", target_lang: str | None = None, out: str | Path | None = None,
            cache_dir: str | Path | None = None, progress: bool | None = None,
+           engine: str = "local", ray_address: str | None = None, ray_workers: int | None = None,
+           embed_batch_size: int = 256, encoder: str | Encoder = DEFAULT_ENCODER,
            **options: Any) -> Selection:
     """Select ``budget`` pool records for the target language.
 
@@ -64,7 +67,14 @@ def select(usage: SourceLike, pool: SourceLike, budget: int, *, train: SourceLik
     lists of them, or lists of :class:`Record`. ``options`` are :class:`SelectConfig`
     fields (``clusters``, ``seed``, ``centre``, ``lang_cap``, ...). With ``out`` the
     result is also written there.
+
+    ``engine="ray"`` embeds and scores the pool on a Ray cluster (``ray_address``; a
+    local one when ``None``) with ``ray_workers`` embedding actors; it picks exactly what
+    the local engine picks, caching pool embeddings as Parquet next to the data (or
+    under ``cache_dir``). ``encoder`` is a name or an :class:`Encoder` object.
     """
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
     timings: dict[str, float] = {}
     start = time.perf_counter()
     target = normalize_lang(target_lang) if target_lang else None
@@ -74,36 +84,30 @@ def select(usage: SourceLike, pool: SourceLike, budget: int, *, train: SourceLik
         if len(langs) != 1:
             raise ConfigError(f"usage mixes languages {langs}; pass target_lang")
         target = langs[0]
-    config = SelectConfig(budget=budget, strategy=strategy, target_lang=target, **options)
+    enc_name = encoder if isinstance(encoder, str) else encoder.name
+    config = SelectConfig(budget=budget, strategy=strategy, target_lang=target, encoder=enc_name,
+                          **options)
     config.only_langs = [normalize_lang(c) for c in config.only_langs] if config.only_langs else None
     config.skip_langs = [normalize_lang(c) for c in config.skip_langs]
     train_recs = load(train, name="train", default_lang=target) if train is not None else []
-    pool_recs = load(pool, name="pool")
-    timings["load"] = time.perf_counter() - start
+    if engine == "ray":
+        from .engines.ray_engine import RayOptions, select_ray
 
+        timings["load"] = time.perf_counter() - start
+        outcome, picked_recs, means = select_ray(
+            usage_recs, train_recs, pool, config, encoder,
+            RayOptions(ray_address, ray_workers, embed_batch_size, cache_dir), progress=progress)
+    else:
+        outcome, picked_recs, means = _select_local(usage_recs, train_recs, pool, config, encoder,
+                                                    cache_dir, progress, timings, start)
+    timings.update(outcome.timings)
     start = time.perf_counter()
-    all_recs = usage_recs + train_recs + pool_recs
-    x = embed_texts([r.text for r in all_recs], config.encoder,
-                    cache=EmbeddingCache(cache_dir), progress=progress)
-    means = None
-    if config.centre:
-        langs = [r.lang for r in all_recs]
-        means = language_means(x, langs)
-        centre_by_language(x, langs, means=means)
-        means = {lang: means[lang] for lang in {r.lang for r in usage_recs}}
-    timings["embed"] = time.perf_counter() - start
-    n_u, n_t = len(usage_recs), len(train_recs)
-    result = select_embedded(x[:n_u], x[n_u:n_u + n_t], x[n_u + n_t:],
-                             np.array([r.lang for r in pool_recs]), target, config)
-    timings.update(result.timings)
-    start = time.perf_counter()
-    problem = result.problem
     reference = Reference.from_embeddings(
-        problem.usage, langs=[r.lang for r in usage_recs], target_lang=target, train=problem.train,
-        centroids=problem.clustering.centroids, radius=problem.clustering.radius, seed=config.seed,
+        outcome.usage, langs=[r.lang for r in usage_recs], target_lang=target, train=outcome.train,
+        centroids=outcome.clustering.centroids, radius=outcome.clustering.radius, seed=config.seed,
         encoder=config.encoder, means=means)
     timings["reference"] = time.perf_counter() - start
-    selection = _assemble(result, config, usage_recs, train_recs, pool_recs, timings)
+    selection = _assemble(outcome, config, usage_recs, train_recs, picked_recs, timings)
     selection.reference = reference
     selection.report["reference"] = {"file": "reference.npz", "clusters": reference.k,
                                      "radius": round(reference.radius, 6), "encoder": reference.encoder,
@@ -113,25 +117,44 @@ def select(usage: SourceLike, pool: SourceLike, budget: int, *, train: SourceLik
     return selection
 
 
-def _assemble(result: EmbeddedResult, config: SelectConfig, usage: list[Record],
-              train: list[Record], pool: list[Record], timings: dict[str, float]) -> Selection:
-    problem, picks = result.problem, result.picks
-    k = problem.clustering.k
-    pick_cluster = problem.pool_cluster[picks.indices]
-    records = [{"id": pool[i].id, "text": pool[i].text, "lang": pool[i].lang,
-                "cluster": int(c), "score": round(float(s), 6),
-                **({"prompt": pool[i].prompt, "completion": pool[i].completion}
-                   if pool[i].prompt is not None else {})}
-               for i, c, s in zip(picks.indices, pick_cluster, picks.scores)]
-    u_counts = problem.counts(problem.usage_cluster)
-    t_counts = problem.counts(problem.train_cluster)
+def _select_local(usage_recs: list[Record], train_recs: list[Record], pool: SourceLike,
+                  config: SelectConfig, encoder: str | Encoder, cache_dir: str | Path | None,
+                  progress: bool | None, timings: dict[str, float],
+                  start: float) -> tuple[Outcome, list[Record], dict[str, np.ndarray] | None]:
+    """Everything in this process: embed usage, train and pool together, then select."""
+    pool_recs = load(pool, name="pool")
+    timings["load"] = time.perf_counter() - start
+    start = time.perf_counter()
+    all_recs = usage_recs + train_recs + pool_recs
+    x = embed_texts([r.text for r in all_recs], encoder, cache=EmbeddingCache(cache_dir),
+                    progress=progress)
+    means = None
+    if config.centre:
+        langs = [r.lang for r in all_recs]
+        means = language_means(x, langs)
+        centre_by_language(x, langs, means=means)
+        means = {lang: means[lang] for lang in {r.lang for r in usage_recs}}
+    timings["embed"] = time.perf_counter() - start
+    n_u, n_t = len(usage_recs), len(train_recs)
+    result = select_embedded(x[:n_u], x[n_u:n_u + n_t], x[n_u + n_t:],
+                             np.array([r.lang for r in pool_recs]), config.target_lang, config)
+    return result.outcome(), [pool_recs[i] for i in result.picks.indices], means
+
+
+def _assemble(outcome: Outcome, config: SelectConfig, usage: list[Record], train: list[Record],
+              picked: list[Record], timings: dict[str, float]) -> Selection:
+    picks, pick_cluster = outcome.picks, outcome.pick_cluster
+    k = outcome.clustering.k
+    records = [{"id": r.id, "text": r.text, "lang": r.lang, "cluster": int(c), "score": round(float(s), 6),
+                **({"prompt": r.prompt, "completion": r.completion} if r.prompt is not None else {})}
+               for r, c, s in zip(picked, pick_cluster, picks.scores)]
+    u_counts = np.bincount(outcome.usage_cluster, minlength=k)
+    t_counts = np.bincount(outcome.train_cluster, minlength=k)
     filled = np.bincount(pick_cluster, minlength=k)
-    eligible = problem.eligible
-    supply = np.bincount(problem.pool_cluster[eligible], minlength=k)
     clusters = []
     for c in range(k):
         in_c = np.flatnonzero(pick_cluster == c)
-        usage_rows = np.flatnonzero(problem.usage_cluster == c)[:EXAMPLES_PER_CLUSTER]
+        usage_rows = np.flatnonzero(outcome.usage_cluster == c)[:EXAMPLES_PER_CLUSTER]
         clusters.append({
             "cluster": c,
             "u_share": round(float(u_counts[c] / len(usage)), 6),
@@ -141,35 +164,35 @@ def _assemble(result: EmbeddedResult, config: SelectConfig, usage: list[Record],
             "gap": None if picks.weights is None else round(float(picks.weights[c]), 3),
             "allocated": None if picks.allocated is None else int(picks.allocated[c]),
             "filled": int(filled[c]),
-            "supply": int(supply[c]),
+            "supply": int(outcome.supply[c]),
             "languages": dict(Counter(records[i]["lang"] for i in in_c).most_common()),
             "usage_examples": [usage[i].text[:200] for i in usage_rows],
             "selected_examples": [records[i]["text"][:200] for i in in_c[:EXAMPLES_PER_CLUSTER]],
         })
     report = {
         "config": config.to_dict(),
-        "sizes": {"usage": len(usage), "train": len(train), "pool": len(pool),
-                  "eligible": int(eligible.sum()), "out_of_support": int((~problem.pool_in_support).sum()),
+        "sizes": {"usage": len(usage), "train": len(train), "pool": outcome.n_pool,
+                  "eligible": outcome.n_eligible, "out_of_support": outcome.n_out_of_support,
                   "selected": len(records)},
         "clusters": clusters,
         "languages": dict(Counter(r["lang"] for r in records).most_common()),
-        "metrics": result.metrics,
+        "metrics": outcome.metrics,
         "notes": picks.notes,
         "timings": {k_: round(v, 3) for k_, v in timings.items()},
-        "map": _map(problem, picks.indices),
+        "map": _map(outcome, config.seed),
     }
     return Selection(records, report)
 
 
-def _map(problem, picked: np.ndarray) -> dict[str, Any]:
+def _map(outcome: Outcome, seed: int) -> dict[str, Any]:
     """A 2-D PCA view of centroids and a sample of usage/train/selected points."""
-    rng = np.random.default_rng(problem.config.seed)
-    parts = {"usage": problem.usage, "train": problem.train, "selected": problem.pool[picked]}
+    rng = np.random.default_rng(seed)
+    centroids = outcome.clustering.centroids
+    parts = {"usage": outcome.usage, "train": outcome.train, "selected": outcome.picked}
     sample = {name: x[np.sort(rng.choice(len(x), min(len(x), MAP_POINTS // 3), replace=False))]
               for name, x in parts.items() if len(x)}
-    basis_data = np.concatenate([problem.clustering.centroids, *sample.values()])
+    basis_data = np.concatenate([centroids, *sample.values()])
     mean = basis_data.mean(axis=0)
     _, _, vt = np.linalg.svd(basis_data - mean, full_matrices=False)
     project = lambda x: np.round((x - mean) @ vt[:2].T, 4).tolist()  # noqa: E731
-    return {"centroids": project(problem.clustering.centroids),
-            **{name: project(x) for name, x in sample.items()}}
+    return {"centroids": project(centroids), **{name: project(x) for name, x in sample.items()}}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
+from .linalg import exact_dot
+
 MAX_REFERENCE = 8192  # larger reference sets are subsampled: estimates barely change
 
 
@@ -13,9 +15,7 @@ def knn_similarity(queries: np.ndarray, reference: np.ndarray, k: int, *, seed: 
     """Mean cosine of each query to its ``k`` nearest reference points (0 if none)."""
     if len(reference) == 0:
         return np.zeros(len(queries), dtype=np.float32)
-    if len(reference) > MAX_REFERENCE:
-        rows = np.random.default_rng(seed).choice(len(reference), MAX_REFERENCE, replace=False)
-        reference = reference[np.sort(rows)]
+    reference = reference_sample(reference, seed)
     k_eff = min(k + int(exclude_self), len(reference))
     index = faiss.IndexFlatIP(reference.shape[1])
     index.add(np.ascontiguousarray(reference, dtype=np.float32))
@@ -26,6 +26,32 @@ def knn_similarity(queries: np.ndarray, reference: np.ndarray, k: int, *, seed: 
             sims = sims[:, 1:]
         out[start:start + chunk] = sims.mean(axis=1)
     return out
+
+
+def reference_sample(reference: np.ndarray, seed: int = 0) -> np.ndarray:
+    """At most ``MAX_REFERENCE`` rows of ``reference`` (seeded, in order): what k-NN searches."""
+    if len(reference) <= MAX_REFERENCE:
+        return reference
+    rows = np.random.default_rng(seed).choice(len(reference), MAX_REFERENCE, replace=False)
+    return reference[np.sort(rows)]
+
+
+def near_duplicates(queries: np.ndarray, reference: np.ndarray, threshold: float,
+                    margin: float = 1e-4) -> np.ndarray:
+    """Queries whose nearest ``reference`` point (:func:`reference_sample`) has cosine >= threshold.
+
+    FAISS finds the nearest neighbours fast in float32; rows within ``margin`` of the
+    threshold are decided again with :func:`exact_dot`, so the answer does not depend on
+    how the queries were batched (the Ray engine asks shard by shard).
+    """
+    if len(reference) == 0 or not len(queries):
+        return np.zeros(len(queries), dtype=bool)
+    reference = reference_sample(reference)
+    near = knn_similarity(queries, reference, 1)
+    close = np.flatnonzero(np.abs(near - threshold) <= margin)
+    if len(close):
+        near[close] = exact_dot(queries[close], reference).max(axis=1)
+    return near >= threshold
 
 
 class UsageTrainRatio:
@@ -57,7 +83,8 @@ class UsageTrainRatio:
         return self
 
     def log_ratio(self, x: np.ndarray) -> np.ndarray:
-        return x @ self.coef_ + np.float32(self.intercept_)
+        """float32 log ratio per row, batch-invariant (see :mod:`compass.selection.linalg`)."""
+        return exact_dot(x, self.coef_[None, :])[:, 0] + np.float32(self.intercept_)
 
     def gap_share(self, x: np.ndarray, n_total: int) -> np.ndarray:
         """Share of the ideal mass at ``x`` that train lacks, max(0, 1 − |T|·p_T/(N·p_U)),

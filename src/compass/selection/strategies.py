@@ -15,8 +15,24 @@ import numpy as np
 from .allocation import largest_remainder, water_fill
 from .clustering import Clustering
 from .config import SelectConfig
-from .density import UsageTrainRatio, knn_similarity
+from .density import UsageTrainRatio, knn_similarity, near_duplicates
 from .langsim import distance_or_max, rank_languages
+from .linalg import exact_dot
+
+
+def language_ok(config: SelectConfig, langs: np.ndarray) -> np.ndarray:
+    """Pool records whose language ``only_langs``/``skip_langs`` allow."""
+    ok = np.ones(len(langs), dtype=bool)
+    if config.only_langs is not None:
+        ok &= np.isin(langs, config.only_langs)
+    if config.skip_langs:
+        ok &= ~np.isin(langs, config.skip_langs)
+    return ok
+
+
+def eligible_rows(config: SelectConfig, lang_ok: np.ndarray, in_support: np.ndarray) -> np.ndarray:
+    """Language-eligible and, unless ``include_ood``, inside the target support."""
+    return lang_ok if config.include_ood else lang_ok & in_support
 
 
 @dataclass
@@ -42,19 +58,12 @@ class Problem:
         self.train_cluster, _ = self.clustering.assign(self.train)
         self.pool_cluster, sims = self.clustering.assign(self.pool)
         self.pool_in_support = sims >= self.clustering.radius
-        cfg = self.config
-        ok = np.ones(len(self.pool), dtype=bool)
-        if cfg.only_langs is not None:
-            ok &= np.isin(self.pool_langs, cfg.only_langs)
-        if cfg.skip_langs:
-            ok &= ~np.isin(self.pool_langs, cfg.skip_langs)
-        self.lang_ok = ok
+        self.lang_ok = language_ok(self.config, self.pool_langs)
         self.lang_scale = self._language_scales()
 
     @property
     def eligible(self) -> np.ndarray:
-        """Language-eligible and, unless ``include_ood``, inside the target support."""
-        return self.lang_ok if self.config.include_ood else self.lang_ok & self.pool_in_support
+        return eligible_rows(self.config, self.lang_ok, self.pool_in_support)
 
     @property
     def n_total(self) -> int:
@@ -73,22 +82,46 @@ class Problem:
         similarities to usage, on a seeded sample) relative to the mean spread removes
         that edge. All ones with ``lang_calibration`` off.
         """
-        return np.array([self.lang_scale.get(v, 1.0) for v in self.pool_langs[rows]], dtype=np.float32)
+        return scale_of(self.lang_scale, self.pool_langs[rows])
 
     def _language_scales(self) -> dict[str, float]:
         if not self.config.lang_calibration or not len(self.usage) or not len(self.pool):
             return {}
-        rng = np.random.default_rng(self.config.seed)
-        usage = self.usage[rng.choice(len(self.usage), min(len(self.usage), 512), replace=False)]
-        spread = {}
         names, inverse = np.unique(self.pool_langs, return_inverse=True)
-        for i, lang in enumerate(names):
-            members = np.flatnonzero(inverse == i)
-            sample = self.pool[rng.choice(members, min(len(members), 2048), replace=False)]
-            spread[str(lang)] = float((sample @ usage.T).std())
-        positive = [v for v in spread.values() if v > 0]
-        mean = float(np.mean(positive)) if positive else 1.0
-        return {lang: mean / v if v > 0 else 1.0 for lang, v in spread.items()}
+        members = {str(lang): np.flatnonzero(inverse == i) for i, lang in enumerate(names)}
+        usage_rows, ranks = calibration_sample(self.config.seed, len(self.usage),
+                                               {lang: len(m) for lang, m in members.items()})
+        usage = self.usage[usage_rows]
+        return language_scales({lang: spread(self.pool[members[lang][r]], usage)
+                                for lang, r in ranks.items()})
+
+
+USAGE_SAMPLE, LANG_SAMPLE = 512, 2048  # sizes of the seeded lang_calibration sample
+
+
+def calibration_sample(seed: int, n_usage: int,
+                       lang_counts: dict[str, int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The seeded sample ``lang_calibration`` measures spreads on: usage rows, and for each
+    pool language (sorted) the ranks of its sampled records among that language's records
+    in pool order. Ranks, not rows: an engine that knows only per-language counts (Ray)
+    draws the same sample and fetches the rows by rank."""
+    rng = np.random.default_rng(seed)
+    usage_rows = rng.choice(n_usage, min(n_usage, USAGE_SAMPLE), replace=False)
+    ranks = {lang: rng.choice(n, min(n, LANG_SAMPLE), replace=False)
+             for lang, n in sorted(lang_counts.items())}
+    return usage_rows, ranks
+
+
+def spread(sample: np.ndarray, usage: np.ndarray) -> float:
+    """Std of one language's similarities to the usage sample."""
+    return float((sample @ usage.T).std())
+
+
+def language_scales(spreads: dict[str, float]) -> dict[str, float]:
+    """Each language's factor: mean spread / its spread (1 for a degenerate language)."""
+    positive = [v for v in spreads.values() if v > 0]
+    mean = float(np.mean(positive)) if positive else 1.0
+    return {lang: mean / v if v > 0 else 1.0 for lang, v in spreads.items()}
 
 
 @dataclass
@@ -112,8 +145,13 @@ class RandomStrategy(Strategy):
 
     def select(self, problem: Problem, rng: np.random.Generator) -> Picks:
         candidates = np.flatnonzero(problem.lang_ok)
-        chosen = rng.permutation(candidates)[: problem.config.budget]
+        chosen = candidates[random_ranks(len(candidates), problem.config.budget, rng)]
         return Picks(chosen, np.zeros(len(chosen), dtype=np.float32))
+
+
+def random_ranks(n_eligible: int, budget: int, rng: np.random.Generator) -> np.ndarray:
+    """Which eligible records (by rank in pool order) ``random`` takes, in pick order."""
+    return rng.permutation(n_eligible)[:budget]
 
 
 class LangSimStrategy(Strategy):
@@ -157,27 +195,33 @@ class ClusterStrategy(Strategy):
 
     def select(self, problem: Problem, rng: np.random.Generator) -> Picks:
         cfg = problem.config
-        k = problem.clustering.k
         weights = self.weights(problem)
         eligible = problem.eligible
-        supply = np.bincount(problem.pool_cluster[eligible], minlength=k)
-        allocated = water_fill(weights, supply, cfg.budget)
-        notes = []
-        if allocated.sum() < min(cfg.budget, supply.sum()):
-            # Gaps exhausted their supply: spend the rest like usage, where supply remains.
-            fallback = problem.counts(problem.usage_cluster).astype(np.float64)
-            allocated += water_fill(fallback, supply - allocated, cfg.budget - allocated.sum())
-            notes.append("under-served clusters ran out of eligible pool records; the rest of "
-                         "the budget follows the usage distribution")
-        filler = _Filler(problem, eligible & (allocated > 0)[problem.pool_cluster])
+        supply = np.bincount(problem.pool_cluster[eligible], minlength=problem.clustering.k)
+        allocated, notes = allocate(weights, supply, problem.counts(problem.usage_cluster), cfg.budget)
+        candidates = eligible & (allocated > 0)[problem.pool_cluster]
+        if len(problem.train) and cfg.dedup_threshold < 1.0:
+            rows = np.flatnonzero(candidates)
+            candidates[rows[near_duplicates(problem.pool[rows], problem.train, cfg.dedup_threshold)]] = False
+        filler = Filler(cfg, problem.pool, problem.pool_langs)
         for cluster in np.flatnonzero(allocated):
-            rows = np.flatnonzero(filler.candidates & (problem.pool_cluster == cluster))
+            rows = np.flatnonzero(candidates & (problem.pool_cluster == cluster))
             filler.fill(self.queues(problem, int(cluster), rows, int(allocated[cluster]), rng))
-        chosen = np.asarray(filler.chosen, dtype=np.int64)
-        if len(chosen) < cfg.budget:
-            notes.append(f"filled {len(chosen)} of the budget of {cfg.budget}: "
-                         f"the eligible pool ({int(eligible.sum())} records) ran short")
-        return Picks(chosen, np.asarray(filler.scores, dtype=np.float32), weights, allocated, notes)
+        return filler.picks(weights, allocated, notes, int(eligible.sum()))
+
+
+def allocate(weights: np.ndarray, supply: np.ndarray, usage_counts: np.ndarray,
+             budget: int) -> tuple[np.ndarray, list[str]]:
+    """Per-cluster counts: water-filling by ``weights``; what the gaps cannot absorb follows
+    the usage distribution where supply remains."""
+    allocated = water_fill(weights, supply, budget)
+    notes = []
+    if allocated.sum() < min(budget, supply.sum()):
+        allocated += water_fill(usage_counts.astype(np.float64), supply - allocated,
+                                budget - allocated.sum())
+        notes.append("under-served clusters ran out of eligible pool records; the rest of "
+                     "the budget follows the usage distribution")
+    return allocated, notes
 
 
 @dataclass
@@ -185,50 +229,95 @@ class Queue:
     rows: np.ndarray  # pool rows, best first
     scores: np.ndarray
     quota: int
+    complete: bool = True  # False: ``rows`` is a shortlist, the head of a longer ordering
 
 
 def ranked_queue(problem: Problem, rows: np.ndarray, quota: int) -> list[Queue]:
     """One queue: the cluster's records by k-NN similarity to usage (minus language penalty)."""
     cfg = problem.config
+    langs = problem.pool_langs[rows]
     score = knn_similarity(problem.pool[rows], problem.usage, cfg.neighbours, seed=cfg.seed)
-    score = score * problem.similarity_scale(rows) - language_penalty(problem, rows)
+    score = score * problem.similarity_scale(rows) - penalty_of(
+        cfg.lang_penalty, language_distances(cfg, problem.target_lang, langs), langs)
     order = np.lexsort((rows, -score))
     return [Queue(rows[order], score[order], quota)]
 
 
-def language_penalty(problem: Problem, rows: np.ndarray) -> np.ndarray:
-    cfg = problem.config
-    if not cfg.lang_penalty:
-        return np.zeros(len(rows), dtype=np.float32)
-    langs = problem.pool_langs[rows]
-    dist = {lang: distance_or_max(cfg.lang_distance, problem.target_lang, lang)
+def language_distances(config: SelectConfig, target_lang: str, langs: np.ndarray) -> dict[str, float]:
+    """URIEL distance of each of ``langs`` to the target (empty when no penalty applies)."""
+    if not config.lang_penalty:
+        return {}
+    return {str(lang): distance_or_max(config.lang_distance, target_lang, str(lang))
             for lang in np.unique(langs)}
-    return cfg.lang_penalty * np.array([dist[v] for v in langs], dtype=np.float32)
 
 
-class _Filler:
-    """Shared state of one selection: what is taken, per-language counts, duplicates."""
+def penalty_of(weight: float, distances: dict[str, float], langs: np.ndarray) -> np.ndarray:
+    if not weight:
+        return np.zeros(len(langs), dtype=np.float32)
+    return weight * np.array([distances[v] for v in langs], dtype=np.float32)
 
-    def __init__(self, problem: Problem, candidates: np.ndarray) -> None:
-        cfg = problem.config
-        self.problem, self.candidates = problem, candidates.copy()
-        self.cap = int(np.ceil(cfg.lang_cap * cfg.budget)) if cfg.lang_cap else None
+
+def scale_of(lang_scale: dict[str, float], langs: np.ndarray) -> np.ndarray:
+    return np.array([lang_scale.get(v, 1.0) for v in langs], dtype=np.float32)
+
+
+@dataclass
+class RowScorer:
+    """How a compass usage point ranks pool records: calibrated similarity, plus the
+    record's own gap share, minus its language penalty. Picklable, so Ray workers score
+    their shards exactly as the local engine scores the whole pool."""
+
+    usage: np.ndarray
+    lang_scale: dict[str, float]
+    distances: dict[str, float]
+    lang_penalty: float
+    ratio: UsageTrainRatio | None
+    ratio_weight: float
+    n_total: int
+
+    def __call__(self, points: np.ndarray, vectors: np.ndarray, langs: np.ndarray) -> np.ndarray:
+        """``(len(points), len(vectors))`` scores."""
+        bonus = -penalty_of(self.lang_penalty, self.distances, langs)
+        if self.ratio is not None and self.ratio_weight:
+            bonus += self.ratio_weight * self.ratio.gap_share(vectors, self.n_total)
+        return exact_dot(self.usage[points], vectors) * scale_of(self.lang_scale, langs) + bonus
+
+
+def point_quotas(demand: np.ndarray, usage_cluster: np.ndarray, cluster: int,
+                 quota: int) -> tuple[np.ndarray, np.ndarray]:
+    """The cluster's usage points that get a queue, and their quotas: the cluster's quota
+    split in proportion to each point's gap share (evenly when none has one)."""
+    points = np.flatnonzero(usage_cluster == cluster)
+    demand = demand[points]
+    quotas = largest_remainder(demand if demand.sum() > 0 else np.ones(len(points)), quota)
+    return points[quotas > 0], quotas[quotas > 0]
+
+
+class Filler:
+    """Shared state of one selection: what is taken, per-language counts, duplicates.
+
+    ``vectors`` and ``langs`` are indexed by pool row: the pool arrays in the local
+    engine, the shortlisted rows in the Ray engine.
+    """
+
+    def __init__(self, config: SelectConfig, vectors, langs) -> None:
+        self.vectors, self.langs = vectors, langs
+        self.threshold, self.budget = config.dedup_threshold, config.budget
+        self.cap = int(np.ceil(config.lang_cap * config.budget)) if config.lang_cap else None
         self.per_lang: dict[str, int] = {}
-        self.taken = np.zeros(len(problem.pool), dtype=bool)
+        self.taken: set[int] = set()
         self.chosen: list[int] = []
         self.scores: list[float] = []
-        if len(problem.train) and cfg.dedup_threshold < 1.0:
-            rows = np.flatnonzero(candidates)
-            near = knn_similarity(problem.pool[rows], problem.train, 1)
-            self.candidates[rows[near >= cfg.dedup_threshold]] = False
 
-    def fill(self, queues: list[Queue]) -> None:
-        pool, threshold = self.problem.pool, self.problem.config.dedup_threshold
-        picked = np.empty((sum(q.quota for q in queues), pool.shape[1]), dtype=np.float32)
+    def fill(self, queues: list[Queue]) -> bool:
+        """Round-robin over the queues until each meets its quota or runs dry. False when an
+        incomplete queue (a shortlist) ran dry first: only a deeper one gives exact picks."""
+        picked: np.ndarray | None = None
         n_picked = 0
         pointer = [0] * len(queues)
         left = [q.quota for q in queues]
         active = [i for i, q in enumerate(queues) if q.quota > 0]
+        exact = True
         while active:  # round-robin: every queue gets its turn until its quota is met
             still = []
             for i in active:
@@ -236,15 +325,18 @@ class _Filler:
                 while pointer[i] < len(queue.rows):
                     row, score = int(queue.rows[pointer[i]]), float(queue.scores[pointer[i]])
                     pointer[i] += 1
-                    lang = self.problem.pool_langs[row]
-                    if self.taken[row] or (self.cap is not None and
-                                           self.per_lang.get(lang, 0) >= self.cap):
+                    lang = self.langs[row]
+                    if row in self.taken or (self.cap is not None and
+                                             self.per_lang.get(lang, 0) >= self.cap):
                         continue
-                    if n_picked and (picked[:n_picked] @ pool[row]).max() >= threshold:
+                    vector = self.vectors[row]
+                    if n_picked and (picked[:n_picked] @ vector).max() >= self.threshold:
                         continue
-                    picked[n_picked] = pool[row]
+                    if picked is None:
+                        picked = np.empty((sum(q.quota for q in queues), len(vector)), np.float32)
+                    picked[n_picked] = vector
                     n_picked += 1
-                    self.taken[row] = True
+                    self.taken.add(row)
                     self.per_lang[lang] = self.per_lang.get(lang, 0) + 1
                     self.chosen.append(row)
                     self.scores.append(score)
@@ -252,7 +344,18 @@ class _Filler:
                     break
                 if left[i] > 0 and pointer[i] < len(queue.rows):
                     still.append(i)
+                elif left[i] > 0 and not queue.complete:
+                    exact = False
             active = still
+        return exact
+
+    def picks(self, weights: np.ndarray, allocated: np.ndarray, notes: list[str],
+              n_eligible: int) -> Picks:
+        if len(self.chosen) < self.budget:
+            notes = [*notes, f"filled {len(self.chosen)} of the budget of {self.budget}: "
+                             f"the eligible pool ({n_eligible} records) ran short"]
+        return Picks(np.asarray(self.chosen, dtype=np.int64), np.asarray(self.scores, dtype=np.float32),
+                     weights, allocated, notes)
 
 
 class CompassStrategy(ClusterStrategy):
@@ -268,45 +371,49 @@ class CompassStrategy(ClusterStrategy):
     name = "compass"
 
     def weights(self, problem: Problem) -> np.ndarray:
-        u = problem.counts(problem.usage_cluster) / len(problem.usage)
-        return np.maximum(0.0, u * problem.n_total - problem.counts(problem.train_cluster))
+        return compass_weights(problem.counts(problem.usage_cluster), len(problem.usage),
+                               problem.counts(problem.train_cluster), problem.n_total)
 
     def select(self, problem: Problem, rng: np.random.Generator) -> Picks:
-        self._demand = usage_demand(problem)
-        self._ratio = None
-        if len(problem.train):
-            self._ratio = UsageTrainRatio(problem.config.ratio_l2, seed=problem.config.seed).fit(
-                problem.usage, problem.train)
+        self._demand = usage_demand(problem.config, problem.usage, problem.train,
+                                    problem.n_total)
+        self._scorer = compass_scorer(problem.config, problem.usage, problem.train, problem.lang_scale,
+                                      language_distances(problem.config, problem.target_lang,
+                                                         problem.pool_langs), problem.n_total)
         return super().select(problem, rng)
 
     def queues(self, problem: Problem, cluster: int, rows: np.ndarray, quota: int,
                rng: np.random.Generator) -> list[Queue]:
-        points = np.flatnonzero(problem.usage_cluster == cluster)
-        demand = self._demand[points]
-        quotas = largest_remainder(demand if demand.sum() > 0 else np.ones(len(points)), quota)
-        bonus = -language_penalty(problem, rows)
-        if self._ratio is not None and problem.config.ratio_weight:
-            bonus += problem.config.ratio_weight * self._ratio.gap_share(problem.pool[rows],
-                                                                         problem.n_total)
-        sims = (problem.usage[points] @ problem.pool[rows].T) * problem.similarity_scale(rows) + bonus
-        queues = []
-        for p, q in zip(np.flatnonzero(quotas), quotas[quotas > 0]):
-            order = np.lexsort((rows, -sims[p]))
-            queues.append(Queue(rows[order], sims[p][order], int(q)))
-        return queues
+        points, quotas = point_quotas(self._demand, problem.usage_cluster, cluster, quota)
+        sims = self._scorer(points, problem.pool[rows], problem.pool_langs[rows])
+        orders = [np.lexsort((rows, -sim)) for sim in sims]
+        return [Queue(rows[o], sim[o], int(q)) for sim, o, q in zip(sims, orders, quotas)]
 
 
-def usage_demand(problem: Problem) -> np.ndarray:
+def compass_weights(usage_counts: np.ndarray, n_usage: int, train_counts: np.ndarray,
+                    n_total: int) -> np.ndarray:
+    return np.maximum(0.0, usage_counts / n_usage * n_total - train_counts)
+
+
+def compass_scorer(config: SelectConfig, usage: np.ndarray, train: np.ndarray,
+                   lang_scale: dict[str, float], distances: dict[str, float],
+                   n_total: int) -> RowScorer:
+    ratio = None
+    if len(train):
+        ratio = UsageTrainRatio(config.ratio_l2, seed=config.seed).fit(usage, train)
+    return RowScorer(usage, lang_scale, distances, config.lang_penalty, ratio, config.ratio_weight,
+                     n_total)
+
+
+def usage_demand(cfg: SelectConfig, usage: np.ndarray, train: np.ndarray, n_total: int) -> np.ndarray:
     """Gap share of every usage point, from a ratio model fitted on the other fold."""
-    cfg = problem.config
-    usage, train = problem.usage, problem.train
     if not len(train) or len(usage) < 4:
         return np.ones(len(usage))
     folds = np.array_split(np.random.default_rng(cfg.seed).permutation(len(usage)), 2)
     demand = np.empty(len(usage))
     for held, fit in (folds, folds[::-1]):
         ratio = UsageTrainRatio(cfg.ratio_l2, seed=cfg.seed).fit(usage[fit], train)
-        demand[held] = ratio.gap_share(usage[held], problem.n_total)
+        demand[held] = ratio.gap_share(usage[held], n_total)
     return demand
 
 
