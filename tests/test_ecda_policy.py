@@ -62,7 +62,7 @@ def test_simulation_runs_every_arm_and_records_decisions(tiny_model, sib_root, t
     assert candidate.parent == "v0" and candidate.status == "active" and versions["v0"].status == "retired"
     assert {"adaptation_gain", "preservation_loss", "tokens"} <= set(candidate.metrics)
     assert candidate.provenance["ecda"]["queries"] == 200
-    assert candidate.provenance["data"]["replay"]["records"] == 30 + 92  # v0 selection + train
+    assert candidate.provenance["data"]["replay"]["records"] == 92  # the swh train data, replayed first
     assert [d.action for d in registry.decisions()] == ["promote", "promote"]
     trained = (out / "ecda" / candidate.id / "trained.jsonl").read_text().splitlines()
     assert len(trained) == 30 + 92 + 20
