@@ -139,7 +139,7 @@ def simulate(s: Scenario, out: str | Path, *, cache_dir: str | Path | None = Non
                    cache_dir=cache_dir, bootstrap=0)
     nll = {"base": _by_phase(res["models"]["base"])}
     nll.update({arm: _by_phase(res["models"][path]) for arm, path in adapters.items()})
-    result = {"scenario": {**asdict(s), "policy": asdict(s.policy)}, "nll": nll, "tokens": tokens,
+    result = {"scenario": asdict(s), "nll": nll, "tokens": tokens,
               "detection": _detection(s, reports), "wall_seconds": round(time.perf_counter() - start, 1),
               "updates": [o.to_dict() for o in loop.outcomes]}
     result["bars"] = _bars(result)
