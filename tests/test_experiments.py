@@ -33,6 +33,9 @@ def minimal(**extra):
     ({"train": {"rank": 0}}, "LoRA rank"),
     ({"select": {"clustres": 3}}, r"select: unknown option\(s\) \['clustres'\]"),
     ({"sedes": [0]}, r"unknown key\(s\) \['sedes'\]"),
+    ({"probe": {"per_langs": 8}}, r"probe: unknown option\(s\) \['per_langs'\]"),
+    ({"probe": {"per_lang": 0}}, "probe per_lang must be a positive integer"),
+    ({"probe": {}, "select": {"lang_distances": {"zul": 0.1}}}, "lang_distances or a probe, not both"),
 ])
 def test_config_errors_name_the_field(change, message):
     with pytest.raises(ConfigError, match=message):
@@ -213,3 +216,25 @@ def test_paper_config_fixture_run_resume_and_reproduce(tiny_model, tmp_path, mon
     changed = from_dict({**copy.deepcopy(data), "budget": 5}, origin="paper.yaml")
     with pytest.raises(ConfigError, match="made with other settings"):
         run_experiment(changed, progress=False)
+
+
+def test_transfer_probe_runs_once_per_target_and_feeds_the_penalty(tiny_model, tmp_path, monkeypatch):
+    data = _paper_fixture(tmp_path, tiny_model["a"])
+    data.update(strategies=["compass"], baseline="compass", seeds=[0, 1], targets=data["targets"][:1],
+                probe={"per_lang": 2, "target_size": 3, "max_length": 32},
+                select={**data["select"], "lang_penalty": 0.5})
+    data["targets"][0]["eval"] = {"aya_nll": data["targets"][0]["eval"]["aya_nll"]}
+    config = from_dict(data, origin="paper.yaml")
+    assert "transfer probe {'per_lang': 2" in describe(config)
+    import compass.adapt.probe as probe_module
+
+    real_probe, probes = probe_module.probe, []
+    monkeypatch.setattr(probe_module, "probe", lambda *a, **k: probes.append(a) or real_probe(*a, **k))
+    run_experiment(config, progress=False)
+    assert len(probes) == 1  # two seeds, one probe
+    measured = json.loads((config.out / "probe" / "swh.json").read_text())
+    assert set(measured["distances"]) == {"ben", "kor", "eng", "fra", "deu"}
+    assert min(measured["distances"].values()) == 0.0 and max(measured["distances"].values()) == 1.0
+    for cell in plan(config)[1:]:
+        report = json.loads((cell.directory(config.out) / "selection" / "report.json").read_text())
+        assert report["config"]["lang_distances"] == measured["distances"]

@@ -61,6 +61,20 @@ def test_language_cap_and_eligibility(scenario):
     assert set(scenario[4][res.picks.indices]) == {"zul"}
 
 
+def test_given_lang_distances_replace_uriel_in_the_penalty(scenario):
+    langs = scenario[4]
+    # URIEL: Zulu is closer to Swahili than Korean, so the penalty favours Zulu ...
+    # (supply in the missing topics, not the penalty, limits the favoured language)
+    uriel = langs[run(scenario, lang_penalty=50.0).picks.indices]
+    assert ((uriel == "zul").sum(), (uriel == "kor").sum()) == (37, 23)
+    # ... measured distances saying the opposite win; a language missing from them counts as 1.
+    given = langs[run(scenario, lang_penalty=50.0, lang_distances={"kor": 0.0}).picks.indices]
+    assert ((given == "zul").sum(), (given == "kor").sum()) == (23, 37)
+    # lang-sim stays the URIEL baseline
+    sim = run(scenario, strategy="lang-sim", lang_penalty=50.0, lang_distances={"kor": 0.0})
+    assert set(langs[sim.picks.indices]) == {"zul"}
+
+
 def test_clusters_larger_than_data_is_a_clear_error(scenario):
     with pytest.raises(ConfigError, match="clusters=1000 is larger than the 320"):
         run(scenario, clusters=1000)
@@ -68,7 +82,8 @@ def test_clusters_larger_than_data_is_a_clear_error(scenario):
 
 @pytest.mark.parametrize("bad,match", [({"budget": 0}, "budget must be a positive"),
                                        ({"strategy": "best"}, "unknown strategy 'best'"),
-                                       ({"lang_distance": "vibes"}, "unknown lang_distance")])
+                                       ({"lang_distance": "vibes"}, "unknown lang_distance"),
+                                       ({"lang_distances": {"zul": 1.5}}, r"lang_distances\['zul'\]")])
 def test_config_validation(bad, match):
     with pytest.raises(ConfigError, match=match):
         SelectConfig(**{"budget": 10, **bad})

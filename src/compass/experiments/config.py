@@ -11,6 +11,8 @@ Schema (see ``experiments/sib200.yaml``)::
     baseline: lang-sim      # differences and p-values are taken against this one
     model: null             # base model id or path; null = bundled Gemma 3 270M
     select: {...}           # SelectConfig fields shared by every strategy
+    probe: {...}            # optional ProbeConfig fields: measure each target's language
+                            # distances with the transfer probe; lang_penalty then uses them
     train: {...}            # TrainConfig fields (seed comes from ``seeds``)
     evaluate: {batch_size: 16, max_length: 256, bootstrap: 1000}
     targets:
@@ -35,6 +37,7 @@ import yaml
 
 from ..adapt.config import TrainConfig
 from ..adapt.evaluate import METRICS
+from ..adapt.probe import ProbeConfig
 from ..data import Source
 from ..errors import ConfigError
 from ..langs import normalize_lang
@@ -79,6 +82,7 @@ class ExperimentConfig:
     targets: list[Target]
     model: str | None = None
     select: dict[str, Any] = field(default_factory=dict)
+    probe: dict[str, Any] | None = None
     train: dict[str, Any] = field(default_factory=dict)
     evaluate: dict[str, Any] = field(default_factory=dict)
     origin: str = "<dict>"
@@ -241,6 +245,16 @@ def _build(data: dict[str, Any], origin: str) -> ExperimentConfig:
         raise ConfigError(f"{origin}: train: unknown option(s) {sorted(bad)}")
     TrainConfig(**train)  # validates values now, not after hours of selection
     SelectConfig(budget=budget, **select)
+    probe = data.get("probe")
+    if probe is not None:
+        if not isinstance(probe, dict):
+            raise ConfigError(f"{origin}: probe must be a mapping of probe options (or absent)")
+        bad = set(probe) - {f.name for f in fields(ProbeConfig)}
+        if bad:
+            raise ConfigError(f"{origin}: probe: unknown option(s) {sorted(bad)}")
+        if "lang_distances" in select:
+            raise ConfigError(f"{origin}: give select.lang_distances or a probe, not both")
+        ProbeConfig(**probe)
     evaluate = data.get("evaluate") or {}
     bad = set(evaluate) - set(EVAL_OPTIONS)
     if bad:
@@ -249,7 +263,7 @@ def _build(data: dict[str, Any], origin: str) -> ExperimentConfig:
     return ExperimentConfig(
         name=str(data["name"]), out=Path(data.get("out") or f"runs/{data['name']}"), seeds=seeds,
         budget=budget, strategies=list(strategies), baseline=baseline, targets=targets,
-        model=data.get("model"), select=select, train=train, evaluate=evaluate, origin=origin)
+        model=data.get("model"), select=select, probe=probe, train=train, evaluate=evaluate, origin=origin)
 
 
 def _targets(value: Any, origin: str) -> list[Target]:

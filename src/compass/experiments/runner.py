@@ -57,6 +57,8 @@ def cell_settings(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
         settings.update(seed=cell.seed, train=config.train_config(cell.seed).to_dict())
     if cell.strategy not in ("base", "none"):
         settings.update(budget=config.budget, select=config.select_options(cell.seed))
+        if config.probe is not None:
+            settings.update(probe=config.probe)
     return settings
 
 
@@ -74,7 +76,8 @@ def describe(config: ExperimentConfig) -> str:
              f"  model: {config.model or 'bundled Gemma 3 270M'}; budget {config.budget}; "
              f"seeds {config.seeds}; baseline {config.baseline}",
              f"  strategies: {', '.join(config.strategies)}",
-             f"  train: {config.train or 'defaults'}; select: {config.select or 'defaults'}"]
+             f"  train: {config.train or 'defaults'}; select: {config.select or 'defaults'}"
+             + (f"; transfer probe {config.probe}" if config.probe is not None else "")]
     for target in config.targets:
         lines.append(f"  target {target.lang}")
         roles = [("usage", target.usage), ("train", target.train), ("pool", target.pool)]
@@ -142,9 +145,12 @@ class Runner:
             self.echo(f"  select {cell.strategy} (budget {config.budget})")
             from ..selection import select
 
+            options = config.select_options(cell.seed)
+            if config.probe is not None:
+                options["lang_distances"] = self.lang_distances(target)
             select(target.usage, target.pool, config.budget, train=target.train or None,
                    strategy=cell.strategy, target_lang=target.lang, out=selection,
-                   cache_dir=self.cache_dir, progress=self.progress, **config.select_options(cell.seed))
+                   cache_dir=self.cache_dir, progress=self.progress, **options)
         if cell.strategy != "base":
             if not (adapter / "compass.json").is_file():
                 self.echo("  train")
@@ -160,6 +166,18 @@ class Runner:
         self.echo("  evaluate")
         results = {e.name: self._evaluate(e, target, adapters) for e in target.evals}
         atomic_write_text(directory / "eval.json", json.dumps(results))
+
+    def lang_distances(self, target: Target) -> dict[str, float]:
+        """The target's transfer-probe distances, measured once per experiment and kept in
+        ``OUT/probe/<target>.json`` (the probe's seed is its own, so every cell shares them)."""
+        from ..adapt.probe import probe, read_distances
+
+        path = self.config.out / "probe" / f"{target.key}.json"
+        if not path.is_file():
+            self.echo(f"  transfer probe for {target.lang} (once per target)")
+            probe(target.usage, target.pool, path, model=self.config.model, cache_dir=self.cache_dir,
+                  **self.config.probe)
+        return read_distances(path)
 
     def _evaluate(self, eval_set, target: Target, adapters: list[str]) -> dict[str, Any]:
         from ..adapt import evaluate

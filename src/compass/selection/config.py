@@ -33,8 +33,12 @@ class SelectConfig:
         language's spread of similarities (see ``Problem.similarity_scale``), so languages
         the encoder models noisily do not win nearest-neighbour contests.
     lang_cap: at most this share of the budget from one pool language.
-    lang_penalty: subtract this times the URIEL distance to the target from scores.
+    lang_penalty: subtract this times the language's distance to the target from scores.
     lang_distance: URIEL distance kind for ``lang-sim`` and ``lang_penalty``.
+    lang_distances: per-language distances in [0, 1] that ``lang_penalty`` uses instead
+        of URIEL's (e.g. from :func:`compass.adapt.probe.transfer_distances`, which
+        measures what helps the model rather than what is related); languages not in
+        it count as 1. ``lang-sim`` always ranks by URIEL.
     only_langs / skip_langs: pool languages eligible / not eligible.
     """
 
@@ -55,6 +59,7 @@ class SelectConfig:
     lang_cap: float | None = None
     lang_penalty: float = 0.0
     lang_distance: str = "syntactic"
+    lang_distances: dict[str, float] | None = None
     only_langs: list[str] | None = None
     skip_langs: list[str] = field(default_factory=list)
 
@@ -73,6 +78,9 @@ class SelectConfig:
         if self.lang_distance not in DISTANCE_KINDS:
             raise ConfigError(f"unknown lang_distance {self.lang_distance!r} "
                               f"(choose from {', '.join(DISTANCE_KINDS)})")
+        for lang, value in (self.lang_distances or {}).items():
+            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ConfigError(f"lang_distances[{lang!r}] must be a number in [0, 1], got {value!r}")
         if self.neighbours < 1:
             raise ConfigError("neighbours must be at least 1")
 

@@ -16,7 +16,7 @@ from .allocation import largest_remainder, water_fill
 from .clustering import Clustering
 from .config import SelectConfig
 from .density import UsageTrainRatio, knn_similarity, near_duplicates
-from .langsim import distance_or_max, rank_languages
+from .langsim import UNKNOWN_DISTANCE, distance_or_max, rank_languages
 from .linalg import exact_dot
 
 
@@ -244,9 +244,13 @@ def ranked_queue(problem: Problem, rows: np.ndarray, quota: int) -> list[Queue]:
 
 
 def language_distances(config: SelectConfig, target_lang: str, langs: np.ndarray) -> dict[str, float]:
-    """URIEL distance of each of ``langs`` to the target (empty when no penalty applies)."""
+    """Distance of each of ``langs`` to the target: the given ``lang_distances`` or URIEL's
+    (empty when no penalty applies)."""
     if not config.lang_penalty:
         return {}
+    if config.lang_distances is not None:
+        return {str(lang): float(config.lang_distances.get(str(lang), UNKNOWN_DISTANCE))
+                for lang in np.unique(langs)}
     return {str(lang): distance_or_max(config.lang_distance, target_lang, str(lang))
             for lang in np.unique(langs)}
 

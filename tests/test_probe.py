@@ -1,0 +1,55 @@
+import json
+
+import pytest
+from conftest import SENTENCES
+
+from compass.adapt.probe import ProbeConfig, probe, read_distances, transfer_distances, transfer_scores
+from compass.data import Record
+from compass.errors import ConfigError, DataError
+
+
+def records(texts, lang):
+    return [Record(f"{lang}-{i}", t, lang) for i, t in enumerate(texts)]
+
+
+def test_a_language_sharing_the_targets_text_aligns_perfectly(tiny_model):
+    target = records(SENTENCES, "eng")
+    pool = records(SENTENCES, "same") + records([s[::-1] for s in SENTENCES], "reversed")
+    scores = transfer_scores(target, pool, model=tiny_model["a"], per_lang=len(SENTENCES))
+    assert scores["same"] == pytest.approx(1.0, abs=1e-9)  # the very same mean gradient
+    assert scores["reversed"] < scores["same"]
+    again = transfer_scores(target, pool, model=tiny_model["a"], per_lang=len(SENTENCES))
+    assert again == scores
+
+
+def test_probe_writes_scores_and_distances_that_select_reads(tiny_model, tmp_path):
+    def jsonl(name, rows):
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in rows))
+        return str(path)
+
+    usage = jsonl("usage.jsonl", records(SENTENCES, "eng"))
+    pool = jsonl("pool.jsonl", records(SENTENCES, "fra") + records([s.upper() for s in SENTENCES], "deu"))
+    out = tmp_path / "probe.json"
+    result = probe(usage, pool, out, model=tiny_model["a"], per_lang=3, target_size=4)
+    assert result["ranking"][0] == "fra" and result["distances"] == {"fra": 0.0, "deu": 1.0}
+    assert result["config"]["per_lang"] == 3
+    assert read_distances(out) == {"fra": 0.0, "deu": 1.0}
+    (tmp_path / "plain.json").write_text('{"kor": 0.25}')
+    assert read_distances(tmp_path / "plain.json") == {"kor": 0.25}
+    (tmp_path / "bad.json").write_text('{"distances": {"kor": "near"}}')
+    with pytest.raises(ConfigError, match="bad.json: expected a 'distances' mapping"):
+        read_distances(tmp_path / "bad.json")
+    with pytest.raises(ConfigError, match="probe per_lang must be a positive integer"):
+        ProbeConfig(per_lang=0)
+
+
+def test_distances_map_the_best_language_to_0_and_the_worst_to_1():
+    assert transfer_distances({"a": 0.5, "b": 0.1, "c": 0.3}) == pytest.approx(
+        {"a": 0.0, "b": 1.0, "c": 0.5})
+    assert transfer_distances({"a": 0.2}) == {"a": 0.0}
+
+
+def test_pool_records_need_a_language(tiny_model):
+    with pytest.raises(DataError, match="pool record 'x' has no language"):
+        transfer_scores(records(SENTENCES, "eng"), [Record("x", "text", "")], model=tiny_model["a"])
