@@ -47,3 +47,29 @@ def test_unknown_target_language(tmp_path):
     result = runner.invoke(app, ["select", "--usage", usage, "--target-lang", "xx", "--pool",
                                  "chatterbot:ja", "--budget", "5", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "unknown language code 'xx'" in result.output
+
+
+def test_probe_then_select_with_the_measured_distances(tiny_model, tmp_path):
+    probe_out = tmp_path / "probe.json"
+    result = runner.invoke(app, ["probe", "--usage", "chatterbot:ko?limit=8",
+                                 "--pool", "chatterbot:ja?limit=8", "--pool", "chatterbot:en?limit=8",
+                                 "--model", tiny_model["a"], "--target-size", "4", "--per-lang", "4",
+                                 "--out", str(probe_out)])
+    assert result.exit_code == 0, result.output
+    measured = json.loads(probe_out.read_text())
+    assert sorted(measured["distances"].values()) == [0.0, 1.0] and "wrote" in result.output
+    best = measured["ranking"][0]
+    out = tmp_path / "sel"
+    result = runner.invoke(app, ["select", "--usage", "chatterbot:ko?categories=food,sports",
+                                 "--pool", "chatterbot:ja,en?categories=food,sports", "--budget", "6",
+                                 "--clusters", "2", "--lang-penalty", "50",
+                                 "--lang-distances", str(probe_out), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["lang_distances"] == measured["distances"]
+    langs = [json.loads(line)["lang"] for line in (out / "selected.jsonl").read_text().splitlines()]
+    assert langs == [best] * 6
+    result = runner.invoke(app, ["select", "--usage", "chatterbot:ko", "--pool", "chatterbot:ja",
+                                 "--budget", "2", "--lang-distances", str(tmp_path / "none.json"),
+                                 "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "none.json: cannot read language distances" in result.output

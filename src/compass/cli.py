@@ -45,9 +45,12 @@ def select_cmd(
     lang_calibration: bool = typer.Option(True, "--lang-calibration/--no-lang-calibration",
                                           help="Divide similarities by each language's spread."),
     lang_cap: float | None = typer.Option(None, help="Max share of the budget per language."),
-    lang_penalty: float = typer.Option(0.0, help="Score penalty per unit of URIEL distance."),
+    lang_penalty: float = typer.Option(0.0, help="Score penalty per unit of language distance "
+                                       "(URIEL's, or --lang-distances)."),
     lang_distance: str = typer.Option("syntactic", help="URIEL distance kind: syntactic, "
                                       "genetic, geographic, featural, ..."),
+    lang_distances: Path | None = typer.Option(None, help="JSON of measured distances for "
+                                               "--lang-penalty, e.g. 'compass probe' output."),
     only_langs: list[str] | None = typer.Option(None, help="Eligible pool languages."),
     skip_langs: list[str] | None = typer.Option(None, help="Ineligible pool languages."),
     cache_dir: Path | None = typer.Option(None, help="Embedding cache (default "
@@ -62,6 +65,7 @@ def select_cmd(
     embed_batch_size: int = typer.Option(256, help="Texts per encoder call in Ray workers."),
 ) -> None:
     """Select auxiliary pool records that fill the gaps between usage and train."""
+    from .adapt.probe import read_distances
     from .selection import select
 
     selection = _run(lambda: select(
@@ -71,6 +75,7 @@ def select_cmd(
         centre=centre, include_ood=include_ood, support_quantile=support_quantile,
         ratio_l2=ratio_l2, ratio_weight=ratio_weight, dedup_threshold=dedup_threshold, lang_cap=lang_cap,
         lang_calibration=lang_calibration, lang_penalty=lang_penalty, lang_distance=lang_distance,
+        lang_distances=read_distances(lang_distances) if lang_distances else None,
         only_langs=only_langs or None, skip_langs=skip_langs or []))
     metrics = selection.report["metrics"]["train+selected"]
     typer.echo(f"selected {len(selection.records)} records -> {out / 'selected.jsonl'}")
@@ -79,6 +84,28 @@ def select_cmd(
     for note in selection.report["notes"]:
         typer.echo(f"note: {note}")
     typer.echo(f"report: {out / 'report.html'}")
+
+
+@app.command("probe")
+def probe_cmd(
+    usage: list[str] = typer.Option(..., metavar="SRC", help=f"Target-language text. {SOURCE_HELP}"),
+    pool: list[str] = typer.Option(..., metavar="SRC", help="Auxiliary pool sources (with languages)."),
+    out: Path = typer.Option(..., help="JSON to write (scores, distances, ranking)."),
+    model: str | None = typer.Option(None, help="Base model; default the bundled Gemma 3 270M."),
+    target_size: int = typer.Option(64, help="Target records drawn."),
+    per_lang: int = typer.Option(16, help="Records drawn per pool language."),
+    max_length: int = typer.Option(128), seed: int = typer.Option(0),
+) -> None:
+    """Rank pool languages by how well a LoRA step on them aligns with the target's
+    gradient; 'compass select --lang-distances OUT --lang-penalty W' then prefers them."""
+    from .adapt.probe import probe
+
+    result = _run(lambda: probe(usage, pool, out, model=model, target_size=target_size,
+                                per_lang=per_lang, max_length=max_length, seed=seed))
+    for lang in result["ranking"]:
+        score, distance = result["scores"][lang], result["distances"][lang]
+        typer.echo(f"{lang:<10} score {score:+.4f}  distance {distance:.3f}")
+    typer.echo(f"wrote {out}")
 
 
 @app.command("train")

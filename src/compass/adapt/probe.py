@@ -16,6 +16,7 @@ language's data lowers the target's loss more); ``transfer_distances`` maps it t
 from __future__ import annotations
 
 import json
+import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -52,7 +53,7 @@ class ProbeConfig:
 
 def transfer_scores(target: list[Record], pool: list[Record], *, model: str | None = None,
                     config: ProbeConfig | None = None, cache_dir: str | Path | None = None,
-                    **options: Any) -> dict[str, float]:
+                    progress: bool | None = None, **options: Any) -> dict[str, float]:
     """Cosine between the target's mean LoRA gradient and each pool language's.
 
     ``target``: target-language text (usage); ``pool``: auxiliary records with
@@ -60,6 +61,7 @@ def transfer_scores(target: list[Record], pool: list[Record], *, model: str | No
     """
     import torch
     from peft import LoraConfig, get_peft_model
+    from tqdm.auto import tqdm
 
     from .models import load_base
 
@@ -104,7 +106,8 @@ def transfer_scores(target: list[Record], pool: list[Record], *, model: str | No
     reference = mean_gradient(target)
     reference /= np.linalg.norm(reference) or 1.0
     scores = {}
-    for lang, recs in samples.items():
+    show = progress if progress is not None else sys.stderr.isatty()
+    for lang, recs in tqdm(samples.items(), desc="transfer probe", unit="lang", disable=not show):
         grad = mean_gradient(recs)
         scores[lang] = float(reference @ grad / (np.linalg.norm(grad) or 1.0))
     return scores
@@ -121,12 +124,12 @@ def transfer_distances(scores: dict[str, float]) -> dict[str, float]:
 
 def probe(usage: Any, pool: Any, out: str | Path | None = None, *, model: str | None = None,
           config: ProbeConfig | None = None, cache_dir: str | Path | None = None,
-          **options: Any) -> dict[str, Any]:
+          progress: bool | None = None, **options: Any) -> dict[str, Any]:
     """Load the sources, score every pool language, and write the result to ``out``
     (JSON, atomically) when given: ``distances`` is what ``lang_distances`` takes."""
     cfg = config or ProbeConfig(**options)
     scores = transfer_scores(load(usage, name="usage"), load(pool, name="pool"), model=model,
-                             config=cfg, cache_dir=cache_dir)
+                             config=cfg, cache_dir=cache_dir, progress=progress)
     result = {"config": asdict(cfg), "model": model, "scores": scores,
               "distances": transfer_distances(scores),
               "ranking": [lang for lang, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))]}

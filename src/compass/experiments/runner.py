@@ -176,7 +176,7 @@ class Runner:
         if not path.is_file():
             self.echo(f"  transfer probe for {target.lang} (once per target)")
             probe(target.usage, target.pool, path, model=self.config.model, cache_dir=self.cache_dir,
-                  **self.config.probe)
+                  progress=self.progress, **self.config.probe)
         return read_distances(path)
 
     def _evaluate(self, eval_set, target: Target, adapters: list[str]) -> dict[str, Any]:
