@@ -89,12 +89,12 @@ def transfer_scores(target: list[Record], pool: list[Record], *, model: str | No
     params = [p for name, p in lora.named_parameters() if p.requires_grad and "lora_B" in name]
     causal_lm = lora.get_base_model()
 
-    def mean_gradient(records: list[Record]) -> np.ndarray:
+    def mean_gradient(records: list[Record], what: str) -> np.ndarray:
         # every token of each record's text: the probe compares languages, not answer formats
         plain = [Record(rec.id, rec.text, rec.lang) for rec in records]
         examples = tokenise(plain, tokenizer, cfg.max_length).examples
         if not examples:
-            raise DataError("no example left after tokenisation")
+            raise DataError(f"transfer probe: no {what} record has a token to score")
         total = sum(e.n_targets for e in examples)
         lora.zero_grad(set_to_none=True)
         for batch in length_batches([len(e.input_ids) for e in examples], cfg.batch_size, seed=None):
@@ -103,12 +103,12 @@ def transfer_scores(target: list[Record], pool: list[Record], *, model: str | No
             (nll.sum() / total).backward()
         return torch.cat([p.grad.flatten() for p in params]).double().cpu().numpy()
 
-    reference = mean_gradient(target)
+    reference = mean_gradient(target, "target")
     reference /= np.linalg.norm(reference) or 1.0
     scores = {}
     show = progress if progress is not None else sys.stderr.isatty()
     for lang, recs in tqdm(samples.items(), desc="transfer probe", unit="lang", disable=not show):
-        grad = mean_gradient(recs)
+        grad = mean_gradient(recs, f"pool {lang}")
         scores[lang] = float(reference @ grad / (np.linalg.norm(grad) or 1.0))
     return scores
 
