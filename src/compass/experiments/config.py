@@ -235,35 +235,34 @@ def _build(data: dict[str, Any], origin: str) -> ExperimentConfig:
         raise ConfigError(f"{origin}: seeds must be a non-empty list of integers")
     select = data.get("select") or {}
     select_fields = {f.name for f in fields(SelectConfig)} - {"budget", "strategy", "target_lang", "seed"}
-    bad = set(select) - select_fields
-    if bad:
-        raise ConfigError(f"{origin}: select: unknown option(s) {sorted(bad)}")
+    _reject_unknown(origin, "select", select, select_fields)
     train = data.get("train") or {}
     train_fields = {f.name for f in fields(TrainConfig)} - {"seed"}
-    bad = set(train) - train_fields
-    if bad:
-        raise ConfigError(f"{origin}: train: unknown option(s) {sorted(bad)}")
+    _reject_unknown(origin, "train", train, train_fields)
     TrainConfig(**train)  # validates values now, not after hours of selection
     SelectConfig(budget=budget, **select)
     probe = data.get("probe")
     if probe is not None:
         if not isinstance(probe, dict):
             raise ConfigError(f"{origin}: probe must be a mapping of probe options (or absent)")
-        bad = set(probe) - {f.name for f in fields(ProbeConfig)}
-        if bad:
-            raise ConfigError(f"{origin}: probe: unknown option(s) {sorted(bad)}")
+        _reject_unknown(origin, "probe", probe, {f.name for f in fields(ProbeConfig)})
         if "lang_distances" in select:
             raise ConfigError(f"{origin}: give select.lang_distances or a probe, not both")
         ProbeConfig(**probe)
     evaluate = data.get("evaluate") or {}
-    bad = set(evaluate) - set(EVAL_OPTIONS)
-    if bad:
-        raise ConfigError(f"{origin}: evaluate: unknown option(s) {sorted(bad)} (known: {EVAL_OPTIONS})")
+    _reject_unknown(origin, "evaluate", evaluate, set(EVAL_OPTIONS), hint=f" (known: {EVAL_OPTIONS})")
     targets = _targets(data["targets"], origin)
     return ExperimentConfig(
         name=str(data["name"]), out=Path(data.get("out") or f"runs/{data['name']}"), seeds=seeds,
         budget=budget, strategies=list(strategies), baseline=baseline, targets=targets,
         model=data.get("model"), select=select, probe=probe, train=train, evaluate=evaluate, origin=origin)
+
+
+def _reject_unknown(origin: str, section: str, given: dict[str, Any], known: set[str],
+                    hint: str = "") -> None:
+    bad = set(given) - known
+    if bad:
+        raise ConfigError(f"{origin}: {section}: unknown option(s) {sorted(bad)}{hint}")
 
 
 def _targets(value: Any, origin: str) -> list[Target]:
