@@ -53,8 +53,8 @@ def test_probe_then_select_with_the_measured_distances(tiny_model, tmp_path):
     probe_out = tmp_path / "probe.json"
     result = runner.invoke(app, ["probe", "--usage", "chatterbot:ko?limit=8",
                                  "--pool", "chatterbot:ja?limit=8", "--pool", "chatterbot:en?limit=8",
-                                 "--model", tiny_model["a"], "--target-size", "4", "--per-lang", "4",
-                                 "--out", str(probe_out)])
+                                 "--train", "chatterbot:ko?limit=4", "--model", tiny_model["a"],
+                                 "--target-size", "4", "--per-lang", "4", "--out", str(probe_out)])
     assert result.exit_code == 0, result.output
     measured = json.loads(probe_out.read_text())
     assert sorted(measured["distances"].values()) == [0.0, 1.0] and "wrote" in result.output

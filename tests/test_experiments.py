@@ -2,6 +2,7 @@
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import yaml
 import compass.adapt
 from compass.errors import ConfigError
 from compass.experiments import collect, describe, from_dict, load_config, plan, run_experiment
+from compass.experiments.runner import cell_settings, relevant, settings_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBJECTS = ["biology", "history", "law"]
@@ -35,6 +37,7 @@ def minimal(**extra):
     ({"sedes": [0]}, r"unknown key\(s\) \['sedes'\]"),
     ({"probe": {"per_langs": 8}}, r"probe: unknown option\(s\) \['per_langs'\]"),
     ({"probe": {"per_lang": 0}}, "probe per_lang must be a positive integer"),
+    ({"probe": {"method": "hessian"}}, "probe method must be one of combined, gradient, lookahead"),
     ({"probe": {}, "select": {"lang_distances": {"zul": 0.1}}}, "lang_distances or a probe, not both"),
 ])
 def test_config_errors_name_the_field(change, message):
@@ -238,3 +241,25 @@ def test_transfer_probe_runs_once_per_target_and_feeds_the_penalty(tiny_model, t
     for cell in plan(config)[1:]:
         report = json.loads((cell.directory(config.out) / "selection" / "report.json").read_text())
         assert report["config"]["lang_distances"] == measured["distances"]
+
+    # a changed probe is refused, not mixed with distances measured under the old one
+    shutil.rmtree(config.out / "cells")
+    changed = from_dict({**data, "probe": {**data["probe"], "per_lang": 3}}, origin="paper.yaml")
+    with pytest.raises(ConfigError, match=r"probe/swh.json was made with other probe settings"):
+        run_experiment(changed, progress=False)
+
+
+def test_a_language_prior_only_invalidates_the_strategies_that_read_it():
+    plain = from_dict(minimal(strategies=["compass", "lang-sim", "random", "target-proportional"]))
+    prior = from_dict(minimal(strategies=["compass", "lang-sim", "random", "target-proportional"],
+                              probe={"per_lang": 8}, select={"lang_penalty": 1.0}))
+    changed = {cell.strategy: settings_hash(cell_settings(plain, cell)) !=
+               settings_hash(cell_settings(prior, cell2))
+               for cell, cell2 in zip(plan(plain), plan(prior))}
+    assert changed == {"base": False, "compass": True, "lang-sim": False, "random": False,
+                       "target-proportional": True}
+    # a stamp written with the whole settings (as older versions did) still matches
+    cell = next(c for c in plan(prior) if c.strategy == "lang-sim")
+    whole = {**cell_settings(plain, cell), "select": {**plain.select_options(0), "lang_penalty": 0.0}}
+    assert settings_hash(relevant(json.loads(json.dumps(whole, default=str)))) == \
+        settings_hash(cell_settings(prior, cell))

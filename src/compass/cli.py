@@ -91,20 +91,26 @@ def probe_cmd(
     usage: list[str] = typer.Option(..., metavar="SRC", help=f"Target-language text. {SOURCE_HELP}"),
     pool: list[str] = typer.Option(..., metavar="SRC", help="Auxiliary pool sources (with languages)."),
     out: Path = typer.Option(..., help="JSON to write (scores, distances, ranking)."),
+    train: list[str] | None = typer.Option(None, metavar="SRC", help="The target's training data, "
+                                           "mixed with each language in the lookahead."),
     model: str | None = typer.Option(None, help="Base model; default the bundled Gemma 3 270M."),
+    method: str = typer.Option("combined", help="'gradient': gradient alignment; 'lookahead': target NLL "
+                               "drop after a few LoRA steps; 'combined': both, the worse distance counts."),
     target_size: int = typer.Option(64, help="Target records drawn."),
-    per_lang: int = typer.Option(16, help="Records drawn per pool language."),
-    max_length: int = typer.Option(128), seed: int = typer.Option(0),
+    per_lang: int = typer.Option(16, help="Records drawn per pool language (and from --train)."),
+    learning_rate: float = typer.Option(2e-4, help="Lookahead learning rate."),
+    batch_size: int = typer.Option(8), max_length: int = typer.Option(128), seed: int = typer.Option(0),
 ) -> None:
-    """Rank pool languages by how well a LoRA step on them aligns with the target's
-    gradient; 'compass select --lang-distances OUT --lang-penalty W' then prefers them."""
+    """Rank pool languages by how much training on them helps the target;
+    'compass select --lang-distances OUT --lang-penalty W' then prefers them."""
     from .adapt.probe import probe
 
-    result = _run(lambda: probe(usage, pool, out, model=model, target_size=target_size,
-                                per_lang=per_lang, max_length=max_length, seed=seed))
+    result = _run(lambda: probe(usage, pool, out, train=train, model=model, method=method,
+                                target_size=target_size, per_lang=per_lang, learning_rate=learning_rate,
+                                batch_size=batch_size, max_length=max_length, seed=seed))
     for lang in result["ranking"]:
-        score, distance = result["scores"][lang], result["distances"][lang]
-        typer.echo(f"{lang:<10} score {score:+.4f}  distance {distance:.3f}")
+        scores = "  ".join(f"{m} {s[lang]:+.4f}" for m, s in result["scores"].items())
+        typer.echo(f"{lang:<10} distance {result['distances'][lang]:.3f}  {scores}")
     typer.echo(f"wrote {out}")
 
 

@@ -59,7 +59,19 @@ def cell_settings(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
         settings.update(budget=config.budget, select=config.select_options(cell.seed))
         if config.probe is not None:
             settings.update(probe=config.probe)
-    return settings
+    return relevant(settings)
+
+
+def relevant(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` without what the cell's strategy ignores: a changed language prior
+    or probe does not invalidate ``lang-sim`` or ``random`` cells."""
+    from ..selection.strategies import STRATEGY_CLASSES
+
+    strategy = STRATEGY_CLASSES.get(settings["strategy"])
+    if strategy is None or strategy.reads_lang_penalty:
+        return settings
+    select = {k: v for k, v in settings["select"].items() if k not in ("lang_penalty", "lang_distances")}
+    return {**{k: v for k, v in settings.items() if k != "probe"}, "select": select}
 
 
 def settings_hash(settings: dict[str, Any]) -> str:
@@ -126,8 +138,8 @@ class Runner:
         for cell in cells:
             stamp = cell.directory(self.config.out) / "settings.json"
             if stamp.is_file():
-                old = json.loads(stamp.read_text()).get("hash")
-                if old != settings_hash(cell_settings(self.config, cell)):
+                old = json.loads(stamp.read_text())["settings"]  # older stamps hold irrelevant keys too
+                if settings_hash(relevant(old)) != settings_hash(cell_settings(self.config, cell)):
                     raise ConfigError(
                         f"{cell.directory(self.config.out)} was made with other settings; "
                         "use a new 'out' directory (or delete that cell) to run the changed config")
@@ -170,13 +182,20 @@ class Runner:
     def lang_distances(self, target: Target) -> dict[str, float]:
         """The target's transfer-probe distances, measured once per experiment and kept in
         ``OUT/probe/<target>.json`` (the probe's seed is its own, so every cell shares them)."""
-        from ..adapt.probe import probe, read_distances
+        from ..adapt.probe import ProbeConfig, probe, read_distances
 
         path = self.config.out / "probe" / f"{target.key}.json"
-        if not path.is_file():
+        wanted = ProbeConfig(**self.config.probe)
+        if path.is_file():
+            made = json.loads(path.read_text(encoding="utf-8"))
+            if (made.get("config"), made.get("model")) != (asdict(wanted), self.config.model):
+                raise ConfigError(f"{path} was made with other probe settings; use a new 'out' "
+                                  "directory (or delete it) to run the changed config")
+        else:
             self.echo(f"  transfer probe for {target.lang} (once per target)")
-            probe(target.usage, target.pool, path, model=self.config.model, cache_dir=self.cache_dir,
-                  progress=self.progress, **self.config.probe)
+            probe(target.usage, target.pool, path, train=target.train or None, model=self.config.model,
+                  config=wanted,
+                  cache_dir=self.cache_dir, progress=self.progress)
         return read_distances(path)
 
     def _evaluate(self, eval_set, target: Target, adapters: list[str]) -> dict[str, Any]:

@@ -135,6 +135,7 @@ class Picks:
 
 class Strategy(ABC):
     name: str
+    reads_lang_penalty = False  # whether lang_penalty / lang_distances change its picks
 
     @abstractmethod
     def select(self, problem: Problem, rng: np.random.Generator) -> Picks: ...
@@ -373,6 +374,7 @@ class CompassStrategy(ClusterStrategy):
     """
 
     name = "compass"
+    reads_lang_penalty = True
 
     def weights(self, problem: Problem) -> np.ndarray:
         return compass_weights(problem.counts(problem.usage_cluster), len(problem.usage),
@@ -425,6 +427,7 @@ class TargetProportionalStrategy(ClusterStrategy):
     """Allocation by u_c alone (train ignored); nearest-usage records first."""
 
     name = "target-proportional"
+    reads_lang_penalty = True
 
     def weights(self, problem: Problem) -> np.ndarray:
         return problem.counts(problem.usage_cluster).astype(np.float64)
