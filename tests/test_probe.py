@@ -6,6 +6,7 @@ from conftest import SENTENCES
 from compass.adapt.probe import (
     ProbeConfig,
     combined_distances,
+    harmful,
     probe,
     read_distances,
     transfer_distances,
@@ -47,11 +48,14 @@ def test_lookahead_gains_most_from_training_on_the_targets_own_text(tiny_model):
     assert mixed["lookahead"]["reversed"] != scores["reversed"]
 
 
-def test_combined_distance_is_the_worse_of_the_two():
-    assert combined_distances({"gradient": {"a": 0.9, "b": 0.1, "c": 0.5},
-                               "lookahead": {"a": -0.2, "b": 0.3, "c": 0.3}}) == pytest.approx(
-        {"a": 1.0, "b": 1.0, "c": 0.5})
+def test_combined_distances_rank_by_gradient_among_the_languages_the_lookahead_does_not_flag():
+    lookahead = {"a": 0.30, "b": 0.31, "c": 0.29, "d": 0.30, "e": 0.05}  # e: far below the rest
+    assert harmful(lookahead) == {"e"}
+    gradient = {"a": 0.2, "b": 0.1, "c": 0.15, "d": 0.12, "e": 0.9}
+    assert combined_distances({"gradient": gradient, "lookahead": lookahead}) == pytest.approx(
+        {"a": 0.0, "b": 1.0, "c": 0.5, "d": 0.8, "e": 1.0})
     assert combined_distances({"gradient": {"a": 0.2, "b": 0.1}}) == {"a": 0.0, "b": 1.0}
+    assert combined_distances({"lookahead": {"a": 0.2, "b": 0.1}}) == {"a": 0.0, "b": 1.0}
     assert combined_distances({}) == {}
 
 

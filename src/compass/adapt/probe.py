@@ -16,8 +16,9 @@ fresh LoRA on the base model:
   Swahili's NLL 0.09–0.12 less than English does, as whole adapters show) but is too
   coarse to rank helpful languages (Estonian, English and Indonesian tie for Finnish).
 
-``combined`` (default) runs both; a language's distance is the larger of its two
-[0, 1] distances, so it must be aligned *and* harmless to be preferred.
+``combined`` (default) runs both: languages whose lookahead score is an outlier below
+the rest get distance 1, the others their gradient distance, so a preferred language
+is aligned *and* harmless.
 """
 
 from __future__ import annotations
@@ -193,10 +194,27 @@ def transfer_distances(scores: dict[str, float]) -> dict[str, float]:
     return {lang: (high - value) / span for lang, value in scores.items()}
 
 
+HARM_MADS = 3.0  # robust outlier rule: a lookahead score this many scaled MADs below the median
+
+
+def harmful(lookahead: dict[str, float]) -> set[str]:
+    """Languages whose lookahead score is an outlier below the rest (median − 3·MAD):
+    training on them in the mix helps the target clearly less than on a typical one."""
+    values = np.array(list(lookahead.values()))
+    median = np.median(values)
+    spread = 1.4826 * np.median(np.abs(values - median))
+    return {lang for lang, value in lookahead.items() if value < median - HARM_MADS * spread}
+
+
 def combined_distances(scores: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Per language, the largest of its distances under each measurement."""
-    per_method = [transfer_distances(s) for s in scores.values()]
-    return {lang: max(d[lang] for d in per_method) for lang in per_method[0]} if per_method else {}
+    """Distances from one measurement, or for both: the gradient's, normalised over the
+    languages the lookahead does not flag as harmful, and 1 for the flagged ones (the
+    lookahead finds harm reliably but ranks the harmless languages by noise)."""
+    if set(scores) != {"gradient", "lookahead"}:
+        return transfer_distances(next(iter(scores.values()))) if scores else {}
+    flagged = harmful(scores["lookahead"])
+    kept = transfer_distances({k: v for k, v in scores["gradient"].items() if k not in flagged})
+    return {lang: kept.get(lang, 1.0) for lang in scores["gradient"]}
 
 
 def probe(usage: Any, pool: Any, out: str | Path | None = None, *, train: Any = None,

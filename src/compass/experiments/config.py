@@ -12,7 +12,8 @@ Schema (see ``experiments/sib200.yaml``)::
     model: null             # base model id or path; null = bundled Gemma 3 270M
     select: {...}           # SelectConfig fields shared by every strategy
     probe: {...}            # optional ProbeConfig fields: measure each target's language
-                            # distances with the transfer probe; lang_penalty then uses them
+                            # distances with the transfer probe (usage scored, train mixed
+                            # in); lang_penalty then uses them
     train: {...}            # TrainConfig fields (seed comes from ``seeds``)
     evaluate: {batch_size: 16, max_length: 256, bootstrap: 1000}
     targets:
