@@ -183,8 +183,6 @@ def transfer_scores(target: list[Record], pool: list[Record], *, train: list[Rec
     return scores
 
 
-
-
 def transfer_distances(scores: dict[str, float]) -> dict[str, float]:
     """Scores to distances in [0, 1]: 0 for the best language, 1 for the worst."""
     if not scores:
