@@ -47,15 +47,18 @@ def test_simulation_runs_every_arm_and_records_decisions(tiny_model, sib_root, t
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert len(events) == 7
     assert {"window", "lang", "drift", "js", "novelty", "threshold", "action"} <= set(events[0])
-    # the shift (TV ≈ 0.8) is flagged at once, but a lone alarm (window 3) starts nothing;
-    # windows 5 and 6 alarm in a row (confirm=2), so queries are collected from window 5
-    # on and the update runs when 200 are in, after window 6
+    # the shift (TV ≈ 0.8) is flagged at once; a lone alarm starts nothing, two in a row
+    # (confirm=2) collect the queries of both windows, and with 200 in the update runs.
+    # Which post-shift windows alarm depends on the CPU's float rounding in k-means
+    # (3, 5, 6 on one machine, 3, 4 on another), so the update window is derived from them.
     assert result["detection"] == {"windows": 7, "shift_windows": [3], "delay_windows": [0],
                                    "false_alarms": 0, "stationary_windows": 3}
-    assert [e["drift"] for e in events] == [False, False, False, True, False, True, True]
-    assert events[3]["action"] == events[5]["action"] == "alert"
+    drift = [e["drift"] for e in events]
+    assert drift[:4] == [False, False, False, True] and events[3]["action"] == "alert"
+    confirmed = next(w for w in range(4, 7) if drift[w - 1] and drift[w])
+    assert all(events[w]["action"] == "alert" for w in range(3, confirmed) if drift[w])
     done = [e for e in events if "update" in e]
-    assert len(done) == 1 and done[0]["window"] == 6 and done[0]["action"].startswith("promote:")
+    assert len(done) == 1 and done[0]["window"] == confirmed and done[0]["action"].startswith("promote:")
     registry = Registry(out / "registry.sqlite")
     versions = {v.id: v for v in registry.list()}
     candidate = versions[done[0]["update"]["adapter"]]
