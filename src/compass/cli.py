@@ -63,6 +63,8 @@ def select_cmd(
     ray_workers: int | None = typer.Option(None, help="Embedding actors (default: one per GPU, "
                                            "else one per CPU)."),
     embed_batch_size: int = typer.Option(256, help="Texts per encoder call in Ray workers."),
+    overwrite: bool = typer.Option(False, help="Write into an --out holding other files (they are "
+                                   "left as they are; an earlier selection there is replaced)."),
 ) -> None:
     """Select auxiliary pool records that fill the gaps between usage and train."""
     from .adapt.probe import read_distances
@@ -70,7 +72,8 @@ def select_cmd(
 
     selection = _run(lambda: select(
         usage, pool, budget, train=train or None, strategy=strategy, target_lang=target_lang,
-        out=out, cache_dir=cache_dir, encoder=encoder, clusters=clusters, seed=seed, engine=engine,
+        out=out, overwrite=overwrite, cache_dir=cache_dir, encoder=encoder, clusters=clusters, seed=seed,
+        engine=engine,
         ray_address=ray_address, ray_workers=ray_workers, embed_batch_size=embed_batch_size,
         centre=centre, include_ood=include_ood, support_quantile=support_quantile,
         ratio_l2=ratio_l2, ratio_weight=ratio_weight, dedup_threshold=dedup_threshold, lang_cap=lang_cap,
@@ -136,7 +139,8 @@ def train_cmd(
     aux_weight: float | None = typer.Option(None, help="Share of examples from --selected; "
                                             "default: every record once."),
     seed: int = typer.Option(0),
-    overwrite: bool = typer.Option(False, help="Replace an existing adapter."),
+    overwrite: bool = typer.Option(False, help="Replace an existing adapter's files in --out (other "
+                                   "files there are left as they are)."),
 ) -> None:
     """Train a LoRA adapter (standard PEFT format) on train + selected data, or continue one."""
     from .adapt import TrainConfig
@@ -198,6 +202,7 @@ def experiment(
                                           "or vars.root=/data/sib200. Repeatable."),
     out: Path | None = typer.Option(None, help="Output directory (default: the config's 'out')."),
     dry_run: bool = typer.Option(False, help="Print the plan (sources, loaders, cells) and stop."),
+    overwrite: bool = typer.Option(False, help="Run in an --out holding other files (left as they are)."),
 ) -> None:
     """Run target x strategy x seed cells (select, train, evaluate), resuming finished
     ones, and write results.csv/.json/.md/.svg."""
@@ -209,7 +214,7 @@ def experiment(
     typer.echo(describe(cfg))
     if dry_run:
         return
-    paths = _run(lambda: run_experiment(cfg))
+    paths = _run(lambda: run_experiment(cfg, overwrite=overwrite))
     typer.echo(paths["md"].read_text())
     typer.echo("results: " + ", ".join(str(p) for p in paths.values()))
 

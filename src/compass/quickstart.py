@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from .data import load
+from .fsutil import atomic_write_text
+from .outputs import QUICKSTART, check_output_dir
 from .selection import Selection, select
 
 MISSING_TOPICS = ("ai", "money", "science", "sports", "food")
@@ -17,14 +19,12 @@ POOL = "chatterbot:*?skip_langs=kor"
 
 
 def write_jsonl(records, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec.to_dict(), ensure_ascii=False) + "\n")
+    atomic_write_text(path, "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records))
 
 
 def run_quickstart(out: Path, *, budget: int = 150, train_steps: int = 30,
                    echo: Callable[[str], None] = print) -> dict[str, Selection]:
+    check_output_dir(out, QUICKSTART)  # re-runs replace their own outputs, nothing else
     korean = load("chatterbot:ko")
     usage = korean[0::2]
     train = [r for r in korean[1::2] if r.meta["category"] not in MISSING_TOPICS]

@@ -17,6 +17,8 @@ import numpy as np
 
 from ..data import Record, load
 from ..errors import ConfigError, DataError
+from ..fsutil import atomic_write_text
+from ..outputs import check_output_file, input_paths
 from .batching import Example, collate, length_batches, target_nll, tokenise
 from .models import check_adapter, load_base
 
@@ -112,14 +114,15 @@ def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] 
     paired comparisons between runs need. ``include_base=False`` scores only the adapters;
     ``bootstrap=0`` skips the intervals.
     """
-    from peft import PeftModel
-
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r} (choose from {', '.join(METRICS)})")
     if bootstrap < 0:
         raise ConfigError(f"bootstrap must be ≥ 0, got {bootstrap}")
     if not include_base and not adapters:
         raise ConfigError("nothing to evaluate: no adapters and include_base=False")
+    if out is not None:
+        check_output_file(out, inputs=[*input_paths(data), *map(Path, adapters)])
+    from peft import PeftModel  # after the checks: importing it takes seconds
     records = load(data, name="evaluation data")
     base, tokenizer, info = load_base(model, cache_dir=cache_dir)
     if metric == "nll":
@@ -169,8 +172,7 @@ def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] 
         m["diff_to_base"] = {key: m["overall"][key] - results["models"]["base"]["overall"][key],
                              "ci95": ci}
     if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(results, indent=2))
+        atomic_write_text(out, json.dumps(results, indent=2))
     return results
 
 

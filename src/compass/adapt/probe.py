@@ -35,6 +35,7 @@ import numpy as np
 from ..data import Record, load
 from ..errors import ConfigError, DataError
 from ..fsutil import atomic_write_text
+from ..outputs import check_output_file, input_paths
 from .batching import Example, collate, length_batches, target_nll, tokenise
 
 METHODS = {"combined": ("gradient", "lookahead"), "gradient": ("gradient",), "lookahead": ("lookahead",)}
@@ -223,6 +224,8 @@ def probe(usage: Any, pool: Any, out: str | Path | None = None, *, train: Any = 
     (JSON, atomically) when given: ``distances`` is what ``lang_distances`` takes,
     ``scores`` holds each measurement's raw scores."""
     cfg = config or ProbeConfig(**options)
+    if out is not None:
+        check_output_file(out, inputs=[*input_paths(usage), *input_paths(pool), *input_paths(train)])
     scores = transfer_scores(load(usage, name="usage"), load(pool, name="pool"),
                              train=load(train, name="train") if train else [], model=model,
                              config=cfg, cache_dir=cache_dir, progress=progress)

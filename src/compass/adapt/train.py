@@ -15,7 +15,7 @@ import numpy as np
 
 from ..data import Record, load
 from ..errors import ConfigError, DataError
-from ..fsutil import atomic_directory
+from ..outputs import ADAPTER, check_output_dir, input_paths, publish_directory
 from .batching import Example, collate, length_batches, target_nll, tokenise
 from .config import TrainConfig
 from .distributed import World
@@ -92,6 +92,9 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
     Under ``torchrun``/``accelerate launch`` the processes share each global batch of
     ``batch_size`` examples (see :mod:`compass.adapt.distributed`); rank 0 writes.
     """
+    out = check_output_dir(out, ADAPTER, overwrite=overwrite, inputs=[  # before any work
+        *input_paths(train), *input_paths(selected), *input_paths(replay),
+        *([Path(init_adapter)] if init_adapter is not None else [])])
     import torch
     from tqdm.auto import tqdm
 
@@ -100,9 +103,6 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
     if config.batch_size < world.size:
         raise ConfigError(f"batch_size {config.batch_size} is the global batch: it needs at least one "
                           f"example for each of the {world.size} processes")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(f"{out} already holds an adapter; pass --overwrite to replace it")
     train_recs = load(train, name="train") if train is not None else []
     aux_recs, selection_report = load_selected(selected) if selected is not None else ([], None)
     replay_recs = load(replay, name="replay") if replay is not None else []
@@ -214,7 +214,7 @@ def _lora_shape(peft_model) -> dict[str, Any]:
 
 def _write_adapter(peft_model, out: Path, provenance: dict[str, Any], overwrite: bool,
                    reference: Path | None = None) -> None:
-    with atomic_directory(out, overwrite=overwrite, what="an adapter") as tmp:
+    with publish_directory(out, ADAPTER, overwrite=overwrite) as tmp:
         peft_model.save_pretrained(tmp)
         if reference is not None and reference.is_file():
             shutil.copyfile(reference, tmp / reference.name)

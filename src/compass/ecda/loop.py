@@ -21,6 +21,7 @@ from ..data import Record, load
 from ..errors import ConfigError
 from ..fsutil import atomic_write_text
 from ..langs import normalize_lang
+from ..outputs import check_output_file, input_paths
 from ..selection.reference import Reference
 from .monitor import DriftMonitor, DriftReport
 from .policy import UpdateOutcome, UpdatePolicy
@@ -113,6 +114,9 @@ def replay(reference: Reference | str | Path, stream: Any, *, window: int = 200,
     """Run the loop over a query log (any source :func:`compass.data.load` reads; records
     need ``text`` and ``lang``, or the reference's target language is assumed). With
     ``out``, one JSON line per window is written there, whole or not at all."""
+    if out is not None:
+        check_output_file(out, inputs=[*input_paths(stream), *input_paths(
+            reference if isinstance(reference, (str, Path)) else None)])
     loop = AdaptiveMonitor(reference, policy, window=window, alpha=alpha, seed=seed, cache_dir=cache_dir)
     records = load(stream, name="stream", default_lang=loop.monitor.reference.target_lang)
     reports: list[DriftReport] = []

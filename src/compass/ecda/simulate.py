@@ -37,6 +37,7 @@ from ..adapt import TrainConfig, evaluate, train
 from ..data import Record, load
 from ..errors import ConfigError
 from ..fsutil import atomic_write_text
+from ..outputs import NEW_DIRECTORY, check_output_dir
 from ..selection import select
 from .loop import AdaptiveMonitor
 from .policy import PolicyConfig, UpdatePolicy
@@ -100,9 +101,7 @@ def stream(s: Scenario) -> list[Record]:
 def simulate(s: Scenario, out: str | Path, *, cache_dir: str | Path | None = None,
              progress: bool | None = None, log=print) -> dict[str, Any]:
     """Run the four arms; write ``simulation.json`` / ``simulation.md`` / ``events.jsonl``."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out} is not empty; give a new --out directory")
+    out = check_output_dir(out, NEW_DIRECTORY, overwrite=None, inputs=[Path(s.root)])
     start = time.perf_counter()
     train_cfg = TrainConfig(**{"seed": s.seed, **s.train})
     train_recs = load(s.source("57-70", s.phases[0]), name="train")

@@ -1,12 +1,16 @@
 """Experiments: target x strategy x seed grids of select -> train -> evaluate, one results table."""
 
+from ..outputs import EXPERIMENT, check_output_dir
 from .config import EXPERIMENT_STRATEGIES, ExperimentConfig, from_dict, load_config
 from .results import collect, write_results
 from .runner import Cell, Runner, describe, plan
 
 
-def run_experiment(config: ExperimentConfig, **runner_options) -> dict:
-    """Run (or resume) every cell, then write ``results.{csv,json,md,svg}``; returns the paths."""
+def run_experiment(config: ExperimentConfig, *, overwrite: bool = False, **runner_options) -> dict:
+    """Run (or resume) every cell, then write ``results.{csv,json,md,svg}``; returns the paths.
+    ``config.out`` resumes what an earlier run left there; other files in it need ``overwrite``
+    (and are never touched)."""
+    check_output_dir(config.out, EXPERIMENT, overwrite=overwrite)
     Runner(config, **runner_options).run()
     return write_results(config, collect(config))
 

@@ -15,8 +15,8 @@ import numpy as np
 from ..data import Record, Source, load
 from ..embed import DEFAULT_ENCODER, EmbeddingCache, Encoder, centre_by_language, embed_texts, language_means
 from ..errors import ConfigError
-from ..fsutil import atomic_directory
 from ..langs import normalize_lang
+from ..outputs import SELECTION, check_output_dir, input_paths, publish_directory
 from .config import SelectConfig
 from .core import Outcome, select_embedded
 from .reference import Reference
@@ -36,14 +36,14 @@ class Selection:
     report: dict[str, Any]
     reference: Reference | None = None
 
-    def write(self, out_dir: str | Path, *, overwrite: bool = True) -> Path:
-        """Write ``selected.jsonl``, ``report.json``, ``report.html`` (and ``reference.npz``) atomically."""
+    def write(self, out_dir: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``selected.jsonl``, ``report.json``, ``report.html`` (and ``reference.npz``)
+        atomically, replacing an earlier selection there; other files in ``out_dir`` need
+        ``overwrite`` and are left as they are (see :mod:`compass.outputs`)."""
         from ..report.html import render_html
 
         out = Path(out_dir)
-        if out.exists() and not overwrite:
-            raise ConfigError(f"{out} exists; pass overwrite=True to replace it")
-        with atomic_directory(out, overwrite=overwrite, what="a selection") as tmp:
+        with publish_directory(out, SELECTION, overwrite=overwrite) as tmp:
             with (tmp / "selected.jsonl").open("w", encoding="utf-8") as fh:
                 for row in self.records:
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -60,13 +60,14 @@ def select(usage: SourceLike, pool: SourceLike, budget: int, *, train: SourceLik
            cache_dir: str | Path | None = None, progress: bool | None = None,
            engine: str = "local", ray_address: str | None = None, ray_workers: int | None = None,
            embed_batch_size: int = 256, encoder: str | Encoder = DEFAULT_ENCODER,
-           **options: Any) -> Selection:
+           overwrite: bool = False, **options: Any) -> Selection:
     """Select ``budget`` pool records for the target language.
 
     ``usage``/``train``/``pool`` are source strings (see :mod:`compass.data.sources`),
     lists of them, or lists of :class:`Record`. ``options`` are :class:`SelectConfig`
     fields (``clusters``, ``seed``, ``centre``, ``lang_cap``, ...). With ``out`` the
-    result is also written there.
+    result is also written there: checked first, so a bad ``out`` fails before any work;
+    files there that a selection does not own need ``overwrite`` and are never touched.
 
     ``engine="ray"`` embeds and scores the pool on a Ray cluster (``ray_address``; a
     local one when ``None``) with ``ray_workers`` embedding actors; it picks exactly what
@@ -75,6 +76,9 @@ def select(usage: SourceLike, pool: SourceLike, budget: int, *, train: SourceLik
     """
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
+    if out is not None:
+        check_output_dir(out, SELECTION, overwrite=overwrite,
+                         inputs=[*input_paths(usage), *input_paths(train), *input_paths(pool)])
     timings: dict[str, float] = {}
     start = time.perf_counter()
     target = normalize_lang(target_lang) if target_lang else None
@@ -113,7 +117,7 @@ def select(usage: SourceLike, pool: SourceLike, budget: int, *, train: SourceLik
                                      "radius": round(reference.radius, 6), "encoder": reference.encoder,
                                      "centred": means is not None, "languages": reference.languages}
     if out is not None:
-        selection.write(out)
+        selection.write(out, overwrite=overwrite)
     return selection
 
 
