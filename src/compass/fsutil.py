@@ -56,6 +56,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def follow_umask(directory: str | Path) -> None:
+    """Give the files in ``directory`` the mode the umask allows, like every other output:
+    libraries that write through private temporary files (safetensors) leave them 0600."""
+    mode = 0o666 & ~_umask()
+    for path in Path(directory).iterdir():
+        if path.is_file():
+            os.chmod(path, mode)
+
+
 def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
