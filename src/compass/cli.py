@@ -13,7 +13,7 @@ from .errors import CompassError, CompassWarning, ConfigError
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="COMPASS: distribution-aware multilingual data selection for LoRA adapters.")
 
-NO_VERIFY_HELP = "Load adapters whose weights no longer match their compass.json."
+NO_VERIFY_HELP = "Use adapters whose weights no longer match their compass.json."
 _format_warning = warnings.formatwarning
 
 
