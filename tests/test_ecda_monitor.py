@@ -182,7 +182,10 @@ def test_adapter_directory_carries_the_reference(tmp_path, reference):
 
     class StubModel:
         def save_pretrained(self, folder):
+            from safetensors.numpy import save_file
+
             (folder / "adapter_config.json").write_text("{}")
+            save_file({"lora_A.weight": np.zeros((1, 2), np.float32)}, folder / "adapter_model.safetensors")
 
     reference.save(tmp_path / "sel")
     provenance = {"base_model": "m", "base_revision": "r", "steps": 1, "final_loss": 1.0,

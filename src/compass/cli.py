@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import typer
 
-from .errors import CompassError, ConfigError
+from .errors import CompassError, CompassWarning, ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="COMPASS: distribution-aware multilingual data selection for LoRA adapters.")
+
+NO_VERIFY_HELP = "Use adapters whose weights no longer match their compass.json."
+_format_warning = warnings.formatwarning
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """COMPASS's own warnings as one 'warning: ...' line, like its errors."""
+    if issubclass(category, CompassWarning):
+        return f"warning: {message}\n"
+    return _format_warning(message, category, filename, lineno, line)
+
+
+warnings.formatwarning = _one_line_warning
 
 SOURCE_HELP = ("Source string: a JSONL/JSON/CSV/TSV/Parquet file, directory or glob; "
                "sib200:ROOT/LANG[/SPLIT]; chatterbot:LANG[,LANG] or chatterbot:*; "
@@ -141,6 +155,7 @@ def train_cmd(
     seed: int = typer.Option(0),
     overwrite: bool = typer.Option(False, help="Replace an existing adapter's files in --out (other "
                                    "files there are left as they are)."),
+    no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
 ) -> None:
     """Train a LoRA adapter (standard PEFT format) on train + selected data, or continue one."""
     from .adapt import TrainConfig
@@ -149,7 +164,8 @@ def train_cmd(
 
     modules = target_modules if target_modules == "all-linear" else target_modules.split(",")
     prov = _run(lambda: train_fn(train, out, selected=selected, model=model, overwrite=overwrite,
-                                 init_adapter=init_adapter, replay=replay, config=TrainConfig(
+                                 init_adapter=init_adapter, replay=replay, verify=not no_verify,
+                                 config=TrainConfig(
         rank=rank, alpha=alpha, dropout=dropout, target_modules=modules, learning_rate=learning_rate,
         schedule=schedule, warmup_ratio=warmup_ratio, epochs=epochs, max_steps=max_steps,
         batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, aux_weight=aux_weight,
@@ -170,13 +186,14 @@ def evaluate_cmd(
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the intervals."),
     seed: int = typer.Option(0),
     out: Path | None = typer.Option(None, help="Write the results as JSON here."),
+    no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
 ) -> None:
     """Score the base model and adapters on one data set; differences with 95% CIs."""
     from .adapt.evaluate import evaluate, format_table
 
     res = _run(lambda: evaluate(data, model=model, adapters=adapter or [], metric=metric,
                                 batch_size=batch_size, max_length=max_length, bootstrap=bootstrap,
-                                seed=seed, out=out))
+                                seed=seed, out=out, verify=not no_verify))
     typer.echo(format_table(res))
 
 
@@ -251,6 +268,7 @@ def monitor_cmd(
     epsilon: float = typer.Option(0.01, help="Gate: most relative NLL loss on old usage."),
     replay_share: float = typer.Option(0.2, help="Share of replayed earlier training data."),
     l2_pull: float = typer.Option(0.0, help="L2 pull toward the previous adapter's weights."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="With --update: " + NO_VERIFY_HELP),
 ) -> None:
     """Replay a query log in windows against a reference and flag drift per language;
     with --update, drift triggers a gated adapter update recorded in the registry."""
@@ -262,7 +280,7 @@ def monitor_cmd(
             if not pool or not preserve:
                 raise ConfigError("--update needs --pool and --preserve")
             policy = UpdatePolicy(registry, pool, preserve, workdir=workdir, trained=trained, model=model,
-                                  cache_dir=cache_dir, config=PolicyConfig(
+                                  cache_dir=cache_dir, verify=not no_verify, config=PolicyConfig(
                                       budget=budget, min_queries=min_queries, delta=delta, epsilon=epsilon,
                                       replay_share=replay_share, l2_pull=l2_pull, seed=seed))
         return replay(reference, stream, window=window, alpha=alpha, out=out, seed=seed,
@@ -382,11 +400,13 @@ def adapters_register(
     path: Path = typer.Option(..., help="Adapter directory."),
     parent: str | None = typer.Option(None, help="Id of the version it was trained from."),
     registry: Path | None = typer.Option(None, help=REGISTRY_HELP),
+    no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
 ) -> None:
     """Add a version as a candidate (its compass.json, if any, is its provenance)."""
     from .ecda import Registry
 
-    v = _run(lambda: Registry(registry).register(adapter_id, lang, path, parent=parent))
+    v = _run(lambda: Registry(registry).register(adapter_id, lang, path, parent=parent,
+                                                 verify=not no_verify))
     typer.echo(f"registered {v.id} ({v.lang}) as {v.status}")
 
 
@@ -395,11 +415,12 @@ def adapters_promote(
     adapter_id: str = typer.Argument(..., metavar="ID"),
     reason: str = typer.Option("", help="Recorded in the decision log."),
     registry: Path | None = typer.Option(None, help=REGISTRY_HELP),
+    no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
 ) -> None:
     """Make a version its language's active one; the previous active one is retired."""
     from .ecda import Registry
 
-    previous = _run(lambda: Registry(registry).promote(adapter_id, reason=reason))
+    previous = _run(lambda: Registry(registry).promote(adapter_id, reason=reason, verify=not no_verify))
     typer.echo(f"{adapter_id} is active" + (f"; {previous} retired" if previous else ""))
 
 

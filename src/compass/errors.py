@@ -23,3 +23,11 @@ class DataError(CompassError, ValueError):
 
 class ConfigError(CompassError, ValueError):
     """An option or combination of options is invalid."""
+
+
+class LockedError(CompassError, RuntimeError):
+    """A file is held by another process; retrying later can succeed."""
+
+
+class CompassWarning(UserWarning):
+    """Something was skipped or repaired, and the run goes on (the CLI prints one line)."""

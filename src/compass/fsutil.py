@@ -27,6 +27,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def follow_umask(directory: str | Path) -> None:
+    """Give the files in ``directory`` the mode the umask allows, like every other output:
+    libraries that write through private temporary files (safetensors) leave them 0600."""
+    mode = 0o666 & ~umask()
+    for path in Path(directory).iterdir():
+        if path.is_file():
+            os.chmod(path, mode)
+
+
 def umask() -> int:
     """The process umask (reading it means setting it, so it is set back at once)."""
     mask = os.umask(0)

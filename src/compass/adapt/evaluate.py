@@ -105,14 +105,16 @@ def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] 
              metric: str = "nll", batch_size: int = 8, max_length: int = 1024,
              bootstrap: int = 1000, seed: int = 0, cache_dir: str | Path | None = None,
              group_by: str | None = None, item_scores: bool = False, include_base: bool = True,
-             out: str | Path | None = None) -> dict[str, Any]:
+             out: str | Path | None = None, verify: bool = True) -> dict[str, Any]:
     """Evaluate the base model and each adapter on ``data``; see the module docstring.
 
     ``group_by``: a ``meta`` field (or ``lang``) for the per-group breakdown; default
     ``lang`` for nll, the subject category for mcq. ``item_scores`` adds every item's
     id and score per model (summed NLL and token count, or 0/1 correctness), which
     paired comparisons between runs need. ``include_base=False`` scores only the adapters;
-    ``bootstrap=0`` skips the intervals.
+    ``bootstrap=0`` skips the intervals. Each adapter's weights are checked against its
+    ``compass.json`` before any scoring (``verify=False`` skips that; see
+    :func:`~compass.adapt.integrity.verify_adapter`).
     """
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r} (choose from {', '.join(METRICS)})")
@@ -125,6 +127,8 @@ def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] 
     from peft import PeftModel  # after the checks: importing it takes seconds
     records = load(data, name="evaluation data")
     base, tokenizer, info = load_base(model, cache_dir=cache_dir)
+    for name in adapters:  # before the base model's scoring, which can take long
+        check_adapter(Path(name), info, verify=verify)
     if metric == "nll":
         tok = tokenise(records, tokenizer, max_length)
         examples, kept = tok.examples, {e.record_id for e in tok.examples}
@@ -146,7 +150,6 @@ def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] 
         if name == "base":
             sums, counts = score(base, tokenizer, examples, batch_size)
         else:
-            check_adapter(Path(name), info)
             try:
                 wrapped = PeftModel.from_pretrained(base, name)
             except (RuntimeError, ValueError, KeyError) as exc:

@@ -8,7 +8,6 @@ Hugging Face folder under the cache directory; later loads read that folder.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from ..embed.cache import default_cache_dir
 from ..errors import ConfigError
+from .integrity import read_meta, verify_adapter
 
 BUNDLED = "gemma3-270m"
 
@@ -113,13 +113,14 @@ def load_base(spec: str | None, *, cache_dir: str | Path | None = None):
     return model.to(device), tokenizer, info
 
 
-def check_adapter(path: Path, info: ModelInfo) -> None:
-    """A PEFT adapter folder, trained (per its ``compass.json``) on this base model."""
+def check_adapter(path: Path, info: ModelInfo, *, verify: bool = True) -> None:
+    """A PEFT adapter folder, trained (per its ``compass.json``) on this base model, whose
+    weights match the manifest there (see :func:`~compass.adapt.integrity.verify_adapter`)."""
     if not (path / "adapter_config.json").is_file():
         raise ConfigError(f"{path}: not a PEFT adapter folder (no adapter_config.json)")
-    meta = path / "compass.json"
-    if meta.is_file():
-        trained_on = json.loads(meta.read_text()).get("base_revision")
-        if trained_on and trained_on != info.revision:
-            raise ConfigError(f"adapter {path} was trained on base {trained_on}, "
-                              f"not on {info.name} ({info.revision})")
+    meta = read_meta(path)
+    trained_on = meta and meta.get("base_revision")
+    if trained_on and trained_on != info.revision:
+        raise ConfigError(f"adapter {path} was trained on base {trained_on}, "
+                          f"not on {info.name} ({info.revision})")
+    verify_adapter(path, verify=verify)

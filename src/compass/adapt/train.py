@@ -15,10 +15,12 @@ import numpy as np
 
 from ..data import Record, load
 from ..errors import ConfigError, DataError
+from ..fsutil import follow_umask
 from ..outputs import ADAPTER, check_output_dir, input_paths, publish_directory
 from .batching import Example, collate, length_batches, target_nll, tokenise
 from .config import TrainConfig
 from .distributed import World
+from .integrity import weights_manifest
 from .models import check_adapter, load_base
 
 
@@ -78,7 +80,7 @@ def _lr_lambda(config: TrainConfig, total: int):
 def train(train: Any, out: str | Path, *, selected: Any = None, model: str | None = None,
           config: TrainConfig | None = None, overwrite: bool = False, progress: bool | None = None,
           cache_dir: str | Path | None = None, init_adapter: str | Path | None = None,
-          replay: Any = None, **options: Any) -> dict[str, Any]:
+          replay: Any = None, verify: bool = True, **options: Any) -> dict[str, Any]:
     """Train a LoRA adapter and write it to ``out`` (PEFT format + ``compass.json``).
 
     ``train`` is the target-language data (source string(s) or records; ``None`` for
@@ -86,8 +88,9 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
     adapter instead of starting afresh, ``init_adapter`` is its directory (its LoRA
     shape wins over ``rank``/``alpha``/``target_modules``) and ``replay`` earlier
     training data mixed in at ``replay_share``; ``l2_pull`` keeps the weights near the
-    adapter's. ``options`` are :class:`TrainConfig` fields. Returns the provenance
-    written to ``compass.json``.
+    adapter's; its weights must match its ``compass.json`` unless ``verify=False``.
+    ``options`` are :class:`TrainConfig` fields. Returns the provenance written to
+    ``compass.json``, with the weights manifest every loader verifies.
 
     Under ``torchrun``/``accelerate launch`` the processes share each global batch of
     ``batch_size`` examples (see :mod:`compass.adapt.distributed`); rank 0 writes.
@@ -116,7 +119,7 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
     if not examples:
         raise DataError("no trainable examples (no data, or every record lost its targets to truncation)")
 
-    peft_model = _lora_model(base, config, info, init_adapter)
+    peft_model = _lora_model(base, config, info, init_adapter, verify)
     causal_lm = peft_model.get_base_model()
     device = next(peft_model.parameters()).device
     params = [p for p in peft_model.parameters() if p.requires_grad]
@@ -188,7 +191,7 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
     return provenance
 
 
-def _lora_model(base, config: TrainConfig, info, init_adapter: str | Path | None):
+def _lora_model(base, config: TrainConfig, info, init_adapter: str | Path | None, verify: bool):
     """A fresh LoRA on ``base``, or the adapter in ``init_adapter`` made trainable again."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -196,7 +199,7 @@ def _lora_model(base, config: TrainConfig, info, init_adapter: str | Path | None
         return get_peft_model(base, LoraConfig(
             r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
             target_modules=config.target_modules, task_type="CAUSAL_LM"))
-    check_adapter(Path(init_adapter), info)
+    check_adapter(Path(init_adapter), info, verify=verify)
     try:
         return PeftModel.from_pretrained(base, str(init_adapter), is_trainable=True)
     except (RuntimeError, ValueError, KeyError) as exc:
@@ -216,10 +219,12 @@ def _write_adapter(peft_model, out: Path, provenance: dict[str, Any], overwrite:
                    reference: Path | None = None) -> None:
     with publish_directory(out, ADAPTER, overwrite=overwrite) as tmp:
         peft_model.save_pretrained(tmp)
+        provenance["weights"] = weights_manifest(tmp)
         if reference is not None and reference.is_file():
             shutil.copyfile(reference, tmp / reference.name)
         (tmp / "compass.json").write_text(json.dumps(provenance, indent=2, ensure_ascii=False))
         (tmp / "README.md").write_text(_model_card(provenance))
+        follow_umask(tmp)
 
 
 def _model_card(p: dict[str, Any]) -> str:

@@ -114,19 +114,20 @@ class UpdatePolicy:
     the language(s) (any source; records of other languages are ignored per update).
     ``trained``: what the currently active adapter was trained on (train + selection),
     needed once: each update writes the cumulative data of its candidate to
-    ``workdir/<id>/trained.jsonl`` and later updates read it from there.
+    ``workdir/<id>/trained.jsonl`` and later updates read it from there. ``verify=False``
+    loads and registers adapters whose weights no longer match their ``compass.json``.
     """
 
     def __init__(self, registry: Registry | str | Path | None, pool: Any, preservation: Any, *,
                  workdir: str | Path, trained: Any = None, config: PolicyConfig | None = None,
                  model: str | None = None, cache_dir: str | Path | None = None,
-                 progress: bool | None = None) -> None:
+                 progress: bool | None = None, verify: bool = True) -> None:
         self.registry = registry if isinstance(registry, Registry) else Registry(registry)
         self.pool, self.trained, self.model = pool, trained, model
         self.preservation = load(preservation, name="preservation")
         self.workdir = Path(workdir)
         self.config = config or PolicyConfig()
-        self.cache_dir, self.progress = cache_dir, progress
+        self.cache_dir, self.progress, self.verify = cache_dir, progress, verify
 
     def update(self, lang: str, queries: list[Record]) -> UpdateOutcome:
         """Run one update for ``lang`` on its recent ``queries``; register and gate it."""
@@ -149,7 +150,7 @@ class UpdatePolicy:
         replay = [r for r in history if r.lang == lang] or history
         prov = train(None, folder / "adapter", selected=folder / "selection", model=self.model,
                      init_adapter=current.path, replay=replay, config=cfg.train_config(),
-                     cache_dir=self.cache_dir, progress=self.progress, overwrite=True)
+                     cache_dir=self.cache_dir, progress=self.progress, overwrite=True, verify=self.verify)
         scores = self._score(adaptation, preserve, [current.path, str(folder / "adapter")])
         ok, reason, numbers = gate(scores[current.path], scores[str(folder / "adapter")],
                                    delta=cfg.delta, epsilon=cfg.epsilon)
@@ -163,9 +164,9 @@ class UpdatePolicy:
                                        "selection_sizes": selection.report["sizes"],
                                        "policy": asdict(cfg)}}
         self.registry.register(new_id, lang, folder / "adapter", parent=current.id,
-                               provenance=provenance, metrics=numbers)
+                               provenance=provenance, metrics=numbers, verify=self.verify)
         if ok:
-            self.registry.promote(new_id, reason=reason, numbers=numbers)
+            self.registry.promote(new_id, reason=reason, numbers=numbers, verify=self.verify)
         else:
             self.registry.reject(new_id, reason, numbers=numbers)
         return UpdateOutcome(new_id, current.id, ok, reason, numbers, str(folder / "selection"),
@@ -202,5 +203,5 @@ class UpdatePolicy:
         rows = [replace(r, id=f"{name}:{r.id}", meta={**r.meta, "gate": name})
                 for name, recs in (("adaptation", adaptation), ("preservation", preserve)) for r in recs]
         res = evaluate(rows, model=self.model, adapters=adapters, include_base=False, group_by="gate",
-                       cache_dir=self.cache_dir, bootstrap=0)
+                       cache_dir=self.cache_dir, bootstrap=0, verify=self.verify)
         return {a: {g: m["nll"] for g, m in res["models"][a]["by_group"].items()} for a in adapters}

@@ -3,7 +3,8 @@
 Every state change is one ``BEGIN IMMEDIATE`` transaction on a fresh connection, so
 threads and processes may share the file; a partial unique index keeps at most one
 active version per language even if code elsewhere goes wrong, and a failure inside
-a change rolls the whole change back.
+a change rolls the whole change back. An adapter's weights are verified against its
+``compass.json`` when it is registered and when it is promoted.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..adapt.integrity import read_meta, verify_adapter
 from ..embed import default_cache_dir
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, LockedError
 from ..langs import normalize_lang
 
 STATUSES = ("candidate", "active", "rejected", "retired")
@@ -109,28 +111,44 @@ class Registry:
             raise ConfigError(f"registry {self.path} is a directory; give a file path")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.timeout = timeout
-        con = self._connect()
-        try:
+        with self._connection() as con:
             if con.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
                 raise ConfigError(f"registry {self.path}: SQLite could not switch to WAL mode")
             con.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
-        except sqlite3.DatabaseError as exc:
-            raise ConfigError(f"registry {self.path} is not a usable SQLite database ({exc})") from None
-        finally:
-            con.close()
+            # A damaged page surfaces here, not later in whichever query first reads it.
+            problem = con.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if problem != "ok":
+                raise DataError(f"the registry database is corrupted ({problem}); restore it from a "
+                                "backup", source=str(self.path))
 
-    def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-        con.row_factory = sqlite3.Row
-        con.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-        con.execute("PRAGMA foreign_keys = ON")
-        return con
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A fresh connection; SQLite's failures become errors that say what happened:
+        a lock held elsewhere, or a damaged file (integrity violations are bugs: raised)."""
+        try:
+            con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            try:
+                con.row_factory = sqlite3.Row
+                con.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+                con.execute("PRAGMA foreign_keys = ON")
+                yield con
+            finally:
+                con.close()
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                raise LockedError(f"registry {self.path} is locked by another process (waited "
+                                  f"{self.timeout:g} s); try again when it is done") from None
+            raise ConfigError(f"registry {self.path}: {exc}") from None
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise DataError(f"the registry database is corrupted or not SQLite ({exc}); restore it "
+                            "from a backup", source=str(self.path)) from None
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that takes the write lock up front: no upgrade deadlocks."""
-        con = self._connect()
-        try:
+        with self._connection() as con:
             con.execute("BEGIN IMMEDIATE")
             try:
                 yield con
@@ -138,24 +156,21 @@ class Registry:
                 con.execute("ROLLBACK")
                 raise
             con.execute("COMMIT")
-        finally:
-            con.close()
 
     def register(self, adapter_id: str, lang: str, path: str | Path, *, parent: str | None = None,
-                 provenance: dict[str, Any] | None = None,
-                 metrics: dict[str, Any] | None = None) -> AdapterVersion:
-        """Add a version as a candidate. ``path`` must be an existing adapter directory;
-        without ``provenance``, the ``compass.json`` that ``compass train`` wrote there is used."""
+                 provenance: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None,
+                 verify: bool = True) -> AdapterVersion:
+        """Add a version as a candidate. ``path`` must be an existing adapter directory
+        whose weights match its ``compass.json`` (unless ``verify=False``); without
+        ``provenance``, that ``compass.json`` is used."""
         validate_id(adapter_id)
         lang = normalize_lang(lang)
         folder = Path(path)
         if not folder.is_dir():
             raise ConfigError(f"adapter path {folder} is not a directory")
-        if provenance is None and (folder / "compass.json").is_file():
-            try:
-                provenance = json.loads((folder / "compass.json").read_text(encoding="utf-8"))
-            except ValueError as exc:
-                raise DataError(f"not valid JSON ({exc})", source=str(folder / "compass.json")) from None
+        verify_adapter(folder, verify=verify)
+        if provenance is None:
+            provenance = read_meta(folder)
         now = time.time()
         with self._transaction() as con:
             if self._row(con, adapter_id) is not None:
@@ -168,26 +183,20 @@ class Registry:
         return self.get(adapter_id)
 
     def get(self, adapter_id: str) -> AdapterVersion:
-        con = self._connect()
-        try:
+        with self._connection() as con:
             row = self._row(con, validate_id(adapter_id))
-        finally:
-            con.close()
         if row is None:
             raise ConfigError(f"adapter {adapter_id!r} is not registered")
         return _version(row)
 
     def list(self, lang: str | None = None) -> list[AdapterVersion]:
         """Versions in registration order, of one language or all."""
-        con = self._connect()
-        try:
+        with self._connection() as con:
             if lang is None:
                 rows = con.execute("SELECT * FROM adapters ORDER BY rowid").fetchall()
             else:
                 rows = con.execute("SELECT * FROM adapters WHERE lang = ? ORDER BY rowid",
                                    (normalize_lang(lang),)).fetchall()
-        finally:
-            con.close()
         return [_version(r) for r in rows]
 
     def active(self, lang: str) -> AdapterVersion | None:
@@ -202,20 +211,19 @@ class Registry:
         if adapter_id is not None:
             query += " AND (adapter = ? OR previous = ?)"
             args += [adapter_id, adapter_id]
-        con = self._connect()
-        try:
+        with self._connection() as con:
             rows = con.execute(query + " ORDER BY seq", args).fetchall()
-        finally:
-            con.close()
         return [Decision(**{**dict(r), "numbers": json.loads(r["numbers"])}) for r in rows]
 
-    def promote(self, adapter_id: str, *, reason: str = "",
-                numbers: dict[str, Any] | None = None) -> str | None:
+    def promote(self, adapter_id: str, *, reason: str = "", numbers: dict[str, Any] | None = None,
+                verify: bool = True) -> str | None:
         """Make a version its language's active one; the previous active one is retired.
 
         Returns the id of the version retired (``None`` if there was none). Promoting
-        the active version changes nothing; a rejected one cannot be promoted.
+        the active version changes nothing; a rejected one cannot be promoted, nor
+        (unless ``verify=False``) one whose weights no longer match its ``compass.json``.
         """
+        verify_adapter(self.get(adapter_id).path, verify=verify)  # outside the write lock
         with self._transaction() as con:
             row = self._row(con, validate_id(adapter_id))
             if row is None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,11 +153,17 @@ class Reference:
             raise ConfigError(f"{path} holds no {FILENAME}: pass a 'compass select --out' directory, "
                               "or an adapter trained with 'compass train --selected' from one")
         try:
+            with open(file, "rb") as fh:  # numpy would try it as a pickle, and say so
+                if fh.read(4) != b"PK\x03\x04":
+                    raise ValueError("not an .npz archive")
             with np.load(file, allow_pickle=False) as data:
                 arrays = {key: data[key] for key in data.files}
             meta = json.loads(str(arrays.pop("meta")))
-        except (OSError, ValueError, KeyError) as exc:
-            raise DataError(f"not a readable reference file ({exc})", source=str(file)) from None
+            if not isinstance(meta, dict):
+                raise ValueError("its 'meta' is not a JSON object")
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise DataError(f"not a readable reference file, truncated or corrupted ({exc})",
+                            source=str(file)) from None
         for key in ("centroids", "labels", "sims", "langs", "mean_langs", "means"):
             if key not in arrays:
                 raise DataError("missing array", source=str(file), field=key)
