@@ -79,6 +79,18 @@ def test_ingest_is_durable_and_idempotent(client, db):
     assert len(stored(db)) == 5
 
 
+def test_ids_and_texts_with_nul_and_odd_unicode_are_stored_as_sent(client, db):
+    """Found by tests/test_fuzz_api.py: an id holding NUL was stored but not found again (500)."""
+    ids = ("\x00", "a\x00b", "a", "\U0010ffff")
+    batch = [{"id": i, "text": f"text {i}\x00end", "lang": "en"} for i in ids]
+    first = client.post("/v1/queries", json={"queries": batch}, headers=AUTH)
+    assert first.status_code == 200, first.text
+    assert first.json()["seqs"] == [1, 2, 3, 4]
+    assert client.post("/v1/queries", json={"queries": batch[::-1]}, headers=AUTH).json() == {
+        "stored": 0, "duplicates": 4, "seqs": [4, 3, 2, 1]}
+    assert [row[1:3] for row in stored(db)] == [(q["id"], q["text"]) for q in batch]
+
+
 @pytest.mark.parametrize("path", ["/v1/queries", "/v1/adapters/kor-1/promote", "/v1/adapters/kor-1/rollback"])
 @pytest.mark.parametrize("headers, status", [
     ({}, 401), ({"Authorization": "Bearer wrong-token"}, 403), ({"Authorization": f"Basic {TOKEN}"}, 401),
