@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -44,7 +45,7 @@ def db(tmp_path):
 
 @pytest.fixture
 def client(db, registry):
-    with TestClient(create_app(db, registry, token=TOKEN, max_body=4096, max_batch=20)) as c:
+    with TestClient(create_app(db, registry, token=TOKEN, max_body=4096, max_query=1000, max_batch=20)) as c:
         yield c
 
 
@@ -76,6 +77,18 @@ def test_ingest_is_durable_and_idempotent(client, db):
     retry = client.post("/v1/queries", json={"queries": queries(4) + queries(1)}, headers=AUTH).json()
     assert retry == {"stored": 1, "duplicates": 4, "seqs": [1, 2, 3, 5, 1]}
     assert len(stored(db)) == 5
+
+
+def test_ids_and_texts_with_nul_and_odd_unicode_are_stored_as_sent(client, db):
+    """Found by tests/test_fuzz_api.py: an id holding NUL was stored but not found again (500)."""
+    ids = ("\x00", "a\x00b", "a", "\U0010ffff")
+    batch = [{"id": i, "text": f"text {i}\x00end", "lang": "en"} for i in ids]
+    first = client.post("/v1/queries", json={"queries": batch}, headers=AUTH)
+    assert first.status_code == 200, first.text
+    assert first.json()["seqs"] == [1, 2, 3, 4]
+    assert client.post("/v1/queries", json={"queries": batch[::-1]}, headers=AUTH).json() == {
+        "stored": 0, "duplicates": 4, "seqs": [4, 3, 2, 1]}
+    assert [row[1:3] for row in stored(db)] == [(q["id"], q["text"]) for q in batch]
 
 
 @pytest.mark.parametrize("path", ["/v1/queries", "/v1/adapters/kor-1/promote", "/v1/adapters/kor-1/rollback"])
@@ -130,6 +143,10 @@ def test_serve_cli_warns_without_token_and_binds_loopback(tmp_path, monkeypatch)
     (b'{"queries": [{"text": "hi", "lang": "en", "id": ""}]}', "at least 1 character"),
     (b'{"queries": [{"text": "hi", "lang": "en", "user": "x"}]}', "Extra inputs"),
     (b'{"queries": [{"text": "hi", "lang": "en", "ts": "noon"}]}', "valid number"),
+    (b'{"queries": [{"text": "hi", "lang": "en", "ts": 1e400}]}', "finite number"),
+    (b'{"queries": [{"text": "hi", "lang": "en", "ts": NaN}]}', "finite number"),
+    (b'{"queries": [{"text": "a\\ud800", "lang": "en"}]}', "Invalid JSON"),
+    (b'{"queries": [{"text": "hi", "lang": "en", "ts": 1' + b"0" * 400 + b'}]}', "finite number"),
 ])
 def test_malformed_input_gets_422_with_a_reason(client, db, body, reason):
     response = client.post("/v1/queries", content=body, headers={**AUTH, "Content-Type": "application/json"})
@@ -157,6 +174,62 @@ def test_oversized_input_gets_413(client, db):
     response = client.post("/v1/queries", json={"queries": queries(21)}, headers=AUTH)
     assert response.status_code == 413 and "21 queries exceeds the limit of 20" in response.json()["detail"]
     assert stored(db) == []
+
+
+def test_query_over_the_text_limit_gets_422_and_nothing_is_stored(client, db):
+    fits = {"text": "é" * 500, "lang": "en"}  # 1000 bytes in UTF-8: the limit counts bytes
+    over = {"text": "é" * 500 + "!", "lang": "en"}
+    response = client.post("/v1/queries", json={"queries": [fits, over]}, headers=AUTH)
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "queries", 1, "text"]
+    assert all(part in error["msg"] for part in ("1001 bytes", "limit of 1000 bytes", "--max-query"))
+    assert stored(db) == []
+    assert client.post("/v1/queries", json={"queries": [fits]}, headers=AUTH).status_code == 200
+
+
+def test_default_text_limit_refuses_a_7_mb_query(db, registry):
+    with TestClient(create_app(db, registry, token=TOKEN)) as c:
+        response = c.post("/v1/queries", json={"queries": [{"text": "x" * 7_000_000, "lang": "en"}]},
+                          headers=AUTH)
+        assert response.status_code == 422 and "limit of 65536 bytes" in response.json()["detail"][0]["msg"]
+        assert c.post("/v1/queries", json={"queries": [{"text": "x" * 65536, "lang": "en"}]},
+                      headers=AUTH).status_code == 200
+    assert [len(row[2]) for row in stored(db)] == [65536]
+
+
+def strings(data) -> list[str]:
+    """Every string in JSON data."""
+    if isinstance(data, dict):
+        return [s for v in data.values() for s in strings(v)]
+    if isinstance(data, list):
+        return [s for v in data for s in strings(v)]
+    return [data] if isinstance(data, str) else []
+
+
+def test_responses_name_paths_relative_to_the_data_directory(db, registry, tmp_path):
+    """The data directory is the registry's: paths in it are relative names, others keep their name."""
+    folder = tmp_path / "updates" / "kor-3" / "adapter"
+    folder.mkdir(parents=True)
+    provenance = {"base_model_path": "/opt/models/gemma-3-270m",
+                  "init_adapter": str(tmp_path / "adapters" / "kor-2"),
+                  "ecda": {"selection": str(folder.parent / "selection"), "note": "a/b stays"}}
+    registry.register("kor-3", "kor", folder, parent="kor-2", provenance=provenance)
+    with TestClient(create_app(db, registry, token=TOKEN)) as c:
+        listing = c.get("/v1/adapters").json()["adapters"]
+        c.post("/v1/adapters/kor-2/promote", headers=AUTH)
+        promoted = c.post("/v1/adapters/kor-3/promote", headers=AUTH).json()["active"]
+        restored = c.post("/v1/adapters/kor-3/rollback", headers=AUTH).json()["active"]
+    assert [v["path"] for v in listing] == ["adapters/kor-1", "adapters/kor-2", "adapters/swh-1",
+                                            "updates/kor-3/adapter"]
+    assert listing[-1]["provenance"] == promoted["provenance"] == {
+        "base_model_path": "gemma-3-270m", "init_adapter": "adapters/kor-2",
+        "ecda": {"selection": "updates/kor-3/selection", "note": "a/b stays"}}
+    assert (promoted["path"], restored["path"]) == ("updates/kor-3/adapter", "adapters/kor-2")
+    assert not [s for s in strings([listing, promoted, restored]) if s.startswith("/")]
+    with TestClient(create_app(db, registry, token=TOKEN, data_dir=tmp_path / "adapters")) as c:
+        assert [v["path"] for v in c.get("/v1/adapters").json()["adapters"]] == [
+            "kor-1", "kor-2", "swh-1", "adapter"]
 
 
 @pytest.mark.parametrize("path", ["..%2F..%2Fetc", "..%2Fregistry.sqlite", "a/b", "%2E%2E", ".hidden",
@@ -270,27 +343,46 @@ def test_background_monitor_reports_drift_and_resumes_after_restart(db, registry
     assert [json.loads(r)["drift"] for _, r in rows] == [False, False, False, True, True]
 
 
+def test_monitor_error_names_paths_relative_to_the_data_directory(db, registry, tmp_path):
+    cache = tmp_path / "cache" / "embeddings.npy"
+
+    class MissingCache(TopicMonitor):
+        def update(self, texts, langs=None):
+            raise FileNotFoundError(2, "No such file or directory", str(cache))
+
+    reference = Reference.from_embeddings(blobs([50] * 4, CENTRES, seed=1), target_lang="kor", clusters=4)
+    monitor = MissingCache(reference, window=50, alpha=0.01, n_boot=200)
+    with TestClient(create_app(db, registry, monitor=monitor, token=TOKEN)) as c:
+        c.post("/v1/queries", json=topic_batch([0], 0), headers=AUTH)
+        end = time.monotonic() + 10
+        while (error := c.get("/v1/drift").json()["monitor"]["error"]) is None and time.monotonic() < end:
+            time.sleep(0.05)
+    assert error == "FileNotFoundError: [Errno 2] No such file or directory: 'cache/embeddings.npy'"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def start_server(tmp_path, db) -> tuple[subprocess.Popen, str]:
-    """``compass serve`` in a subprocess on a free loopback port; the process and its ingest URL."""
+def start_server(tmp_path, db, *options: str) -> tuple[subprocess.Popen, str, Path]:
+    """``compass serve`` (with the registry in ``tmp_path``) in a subprocess on a free loopback
+    port; the process, its base URL and its log file."""
     port = free_port()
-    with open(tmp_path / f"server-{port}.log", "w") as log:
+    log_path = tmp_path / f"server-{port}.log"
+    with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "compass.cli", "serve", "--port", str(port), "--db", str(db),
-             "--registry", str(tmp_path / "registry.sqlite"), "--no-access-log"],
+             "--registry", str(tmp_path / "registry.sqlite"), "--no-access-log", *options],
             env={**os.environ, TOKEN_ENV: TOKEN}, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError((tmp_path / f"server-{port}.log").read_text())
+            raise AssertionError(log_path.read_text())
         try:
             if httpx.get(f"http://127.0.0.1:{port}/v1/drift", timeout=1).status_code == 200:
-                return proc, f"http://127.0.0.1:{port}/v1/queries"
+                return proc, f"http://127.0.0.1:{port}", log_path
         except httpx.TransportError:
             time.sleep(0.1)
     proc.kill()
@@ -331,7 +423,8 @@ def test_killed_server_loses_no_acknowledged_query(tmp_path, db):
                     errors.append(exc)
                     return
 
-    server, url = start_server(tmp_path, db)
+    server, base, _ = start_server(tmp_path, db)
+    url = f"{base}/v1/queries"
     try:
         threads = [threading.Thread(target=sender, args=(url,)) for _ in range(3)]
         for t in threads:
@@ -351,11 +444,11 @@ def test_killed_server_loses_no_acknowledged_query(tmp_path, db):
     before = {row[1]: row[0] for row in stored(db)}
     assert all(before[i] == seq for i, seq in acked.items())  # acknowledged: on disk, same number
 
-    server, url = start_server(tmp_path, db)
+    server, base, _ = start_server(tmp_path, db)
     try:
         with httpx.Client() as client:
             for b in unacked + todo:  # resend with the same ids
-                send(client, url, b)
+                send(client, f"{base}/v1/queries", b)
         server.send_signal(signal.SIGTERM)  # graceful; uvicorn re-raises the signal when done
         assert server.wait(timeout=30) in (0, -signal.SIGTERM)
     finally:
@@ -365,3 +458,20 @@ def test_killed_server_loses_no_acknowledged_query(tmp_path, db):
     ids = [row[1] for row in rows]
     assert len(ids) == len(set(ids)) == 120 * 100 == len(acked)
     assert {row[1]: row[0] for row in rows} == acked
+
+
+def test_real_server_limits_query_text_and_names_paths_in_its_data_directory(tmp_path, db):
+    folder = tmp_path / "adapters" / "kor-1"
+    folder.mkdir(parents=True)
+    Registry(tmp_path / "registry.sqlite").register("kor-1", "kor", folder)
+    server, base, log = start_server(tmp_path, db, "--max-query", "100")
+    try:
+        response = httpx.post(f"{base}/v1/queries", json={"queries": [{"text": "x" * 101, "lang": "en"}]},
+                              headers=AUTH)
+        assert response.status_code == 422 and "limit of 100 bytes" in response.json()["detail"][0]["msg"]
+        [version] = httpx.get(f"{base}/v1/adapters").json()["adapters"]
+        assert version["path"] == "adapters/kor-1"
+    finally:
+        server.kill()
+        server.wait()
+    assert stored(db) == [] and "Traceback" not in log.read_text()

@@ -450,6 +450,7 @@ def serve_cmd(
     window: int = typer.Option(200, help="Queries per window, per language."),
     alpha: float = typer.Option(0.01, help="Target false-alarm rate per window."),
     max_body: int = typer.Option(8 * 1024 * 1024, help="Largest request body, in bytes."),
+    max_query: int = typer.Option(64 * 1024, help="Largest query text, in bytes (UTF-8)."),
     max_batch: int = typer.Option(10_000, help="Most queries in one ingest request."),
     cache_dir: Path | None = typer.Option(None, help="Embedding cache (default "
                                              "$COMPASS_CACHE_DIR or ~/.cache/compass)."),
@@ -480,7 +481,8 @@ def serve_cmd(
     monitor = None if reference is None else _run(
         lambda: DriftMonitor(reference, window, alpha, cache_dir=cache_dir))
     service = _run(lambda: create_app(db or reg.path.with_name("queries.sqlite"), reg, monitor=monitor,
-                                      token=token, max_body=max_body, max_batch=max_batch))
+                                      token=token, max_body=max_body, max_query=max_query,
+                                      max_batch=max_batch))
     uvicorn.run(service, host=host, port=port, access_log=access_log)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import AsyncIterator
@@ -25,7 +26,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import CompassError, ConfigError
@@ -36,6 +37,7 @@ from .store import QueryStore
 
 TOKEN_ENV = "COMPASS_API_TOKEN"
 MAX_BODY = 8 * 1024 * 1024
+MAX_QUERY = 64 * 1024
 MAX_BATCH = 10_000
 log = logging.getLogger("compass.serve")
 
@@ -45,16 +47,21 @@ class QueryIn(BaseModel):
     stored again. ``ts`` is the client's time (Unix seconds), kept as given."""
 
     model_config = ConfigDict(extra="forbid")
-    text: str
+    text: str = Field(description="At most the server's --max-query bytes in UTF-8 (64 KiB by default)")
     lang: str = Field(description="ISO 639-1/3 or BCP-47 code; stored as ISO 639-3")
     id: str | None = Field(None, min_length=1, max_length=256)
-    ts: float | None = None
+    ts: float | None = Field(None, allow_inf_nan=False)
 
     @field_validator("text")
     @classmethod
-    def _not_blank(cls, text: str) -> str:
+    def _not_blank_nor_too_long(cls, text: str, info: ValidationInfo) -> str:
+        """The length limit comes from the validation context (the server's setting)."""
         if not text.strip():
             raise ValueError("text is empty or only whitespace")
+        limit = (info.context or {}).get("max_query")
+        if limit is not None and (size := len(text.encode())) > limit:
+            raise ValueError(f"text is {size} bytes (UTF-8), over the limit of {limit} bytes per query "
+                             "(the server's --max-query)")
         return text
 
     @field_validator("lang")
@@ -160,19 +167,57 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+class PathScrubber:
+    """Server paths as callers may see them: relative to the service's data directory.
+
+    Responses must not tell any caller where the server keeps its files. A path
+    inside ``root`` becomes its relative name (``adapters/kor-2``); one outside it
+    (a base model, a cache) keeps only its last component.
+    """
+
+    _IN_TEXT = re.compile(r"(?<![\w.~/-])/[^\s'\"(),;]+")
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+
+    def path(self, value: str) -> str:
+        """``value`` if it is not an absolute path, else its public name."""
+        if not os.path.isabs(value):
+            return value
+        full = Path(os.path.normpath(value))  # no filesystem access: any string is safe here
+        if full.is_relative_to(self.root):
+            return full.relative_to(self.root).as_posix()
+        return full.name
+
+    def text(self, message: str) -> str:
+        """A free-text message (an error) with every absolute path in it replaced."""
+        return self._IN_TEXT.sub(lambda m: self.path(m.group()), message)
+
+    def data(self, value: Any) -> Any:
+        """JSON-like data with every string that is an absolute path replaced."""
+        if isinstance(value, dict):
+            return {k: self.data(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.data(v) for v in value]
+        return self.path(value) if isinstance(value, str) else value
+
+
 def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
                monitor: DriftMonitor | None = None, token: str | None = None, max_body: int = MAX_BODY,
-               max_batch: int = MAX_BATCH, chunk: int = 128) -> FastAPI:
+               max_query: int = MAX_QUERY, max_batch: int = MAX_BATCH, chunk: int = 128,
+               data_dir: str | Path | None = None) -> FastAPI:
     """The service over a query store at ``db`` and an adapter registry.
 
     ``monitor`` (optional) is fed the stored queries in the background; ``token`` is the
     bearer token write endpoints require (``None`` or empty: every write is refused).
+    Paths in responses are relative to ``data_dir``, by default the registry's directory.
     Run it with uvicorn, in one process.
     """
-    if max_body < 1 or max_batch < 1:
-        raise ConfigError("max_body and max_batch must be positive")
+    if max_body < 1 or max_query < 1 or max_batch < 1:
+        raise ConfigError("max_body, max_query and max_batch must be positive")
     store = QueryStore(db)
     reg = registry if isinstance(registry, Registry) else Registry(registry)
+    public = PathScrubber(reg.path.parent if data_dir is None else data_dir)
     worker = None if monitor is None else MonitorWorker(monitor, store, chunk=chunk)
 
     @asynccontextmanager
@@ -210,7 +255,7 @@ def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
         """Store a batch of queries; they are durable when the response arrives."""
         body = await _read_body(request, max_body)  # read here, after authorisation
         try:
-            batch = IngestRequest.model_validate_json(body)
+            batch = IngestRequest.model_validate_json(body, context={"max_query": max_query})
         except ValidationError as exc:
             raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors(
                 include_url=False, include_context=False, include_input=False)]) from None
@@ -226,18 +271,21 @@ def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
     def drift() -> dict[str, Any]:
         """The latest drift report of every monitored stream, and how far monitoring got."""
         last, cursor, reports = store.progress()
+        status = None if worker is None else worker.status()
+        if status is not None and status["error"] is not None:
+            status["error"] = public.text(status["error"])
         out: dict[str, Any] = {
-            "monitor": None if worker is None else worker.status(),
+            "monitor": status,
             "queries": {"last_seq": last, "monitored_through": cursor, "behind": last - cursor},
             "reports": reports, "drift": sorted(k for k, r in reports.items() if r["drift"])}
         if worker is None:
             out["reason"] = "no drift monitor: start 'compass serve' with --reference DIR"
-        return out
+        return public.data(out)
 
     @app.get("/v1/adapters")
     def adapters(lang: str | None = None) -> dict[str, Any]:
         """Registered adapter versions, of one language or all."""
-        return {"adapters": [v.to_dict() for v in reg.list(lang)]}
+        return {"adapters": [public.data(v.to_dict()) for v in reg.list(lang)]}
 
     def version(adapter_id: str) -> AdapterVersion:
         try:
@@ -257,7 +305,7 @@ def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
             retired = reg.promote(adapter_id, reason=reason)
         except ConfigError as exc:
             raise HTTPException(409, str(exc)) from None
-        return {"active": reg.get(adapter_id).to_dict(), "retired": retired}
+        return {"active": public.data(reg.get(adapter_id).to_dict()), "retired": retired}
 
     @app.post("/v1/adapters/{adapter_id}/rollback", dependencies=[Depends(authorize)])
     def rollback(adapter_id: str, reason: str = Query("", max_length=1000)) -> dict[str, Any]:
@@ -268,7 +316,7 @@ def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
             restored = reg.rollback(current.lang, reason=reason, expected=adapter_id)
         except ConfigError as exc:
             raise HTTPException(409, str(exc)) from None
-        return {"rolled_back": adapter_id, "active": reg.get(restored).to_dict()}
+        return {"rolled_back": adapter_id, "active": public.data(reg.get(restored).to_dict())}
 
     build_openapi = app.openapi
 

@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS monitor_cursor (
 INSERT OR IGNORE INTO monitor_cursor VALUES (1, 0);
 """
 
+_LOOKUP = 500  # ids per lookup query, well below SQLite's limit on bound parameters
+
 
 @dataclass
 class StoredQuery:
@@ -115,7 +117,8 @@ class QueryStore:
         batch) are not stored again; they get the sequence number of the stored row.
         """
         now = time.time()
-        ids = [q[0] for q in queries if q[0] is not None]
+        ids = list(dict.fromkeys(q[0] for q in queries if q[0] is not None))
+        by_id: dict[str, int] = {}
         with self._transaction() as con:
             before = con.execute("SELECT COALESCE(MAX(seq), 0) FROM queries").fetchone()[0]
             cur = con.executemany("INSERT OR IGNORE INTO queries (id, text, lang, ts, received) "
@@ -123,8 +126,12 @@ class QueryStore:
             stored = cur.rowcount
             anonymous = iter(seq for (seq,) in con.execute(
                 "SELECT seq FROM queries WHERE seq > ? AND id IS NULL ORDER BY seq", (before,)))
-            by_id = dict(con.execute("SELECT q.id, q.seq FROM json_each(?) AS j "
-                                     "JOIN queries AS q ON q.id = j.value", (json.dumps(ids),)))
+            # Bound parameters, not json_each over a JSON list: SQLite's JSON functions cut
+            # a string at its first NUL, so such an id would not be found.
+            for start in range(0, len(ids), _LOOKUP):
+                part = ids[start:start + _LOOKUP]
+                by_id.update(con.execute(f"SELECT id, seq FROM queries WHERE id IN "
+                                         f"({', '.join('?' * len(part))})", part))
         return Ingested(stored, [by_id[q[0]] if q[0] is not None else next(anonymous) for q in queries])
 
     def cursor(self) -> int:
