@@ -32,7 +32,9 @@ scalars = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max
            | st.sampled_from(["en", "ko", "kor_Hang", "xx", "", "NaN", "inf", "1e999"]))
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
                       | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
-rows = st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=6), values, max_size=6)
+rows = (st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=6), values, max_size=6)
+        | st.fixed_dictionaries({"text": st.text(min_size=1, max_size=20)},  # nearly valid
+                                optional={f: values for f in FIELDS if f != "text"}))
 line_values = rows | values  # a JSONL line may hold anything
 
 
@@ -75,11 +77,47 @@ queries = st.lists(st.tuples(option_keys, st.text(max_size=8)), max_size=3).map(
 garbage_paths = st.text(max_size=12).filter(lambda s: ".." not in s)
 
 
+def _sources_folder() -> Path:
+    """A good file, an EXAMS split and a SIB-200 language, for options to act on."""
+    folder = FOLDER / "sources"
+    (folder / "eng_Latn").mkdir(parents=True)
+    (folder / "good.jsonl").write_text('{"text": "hello", "lang": "en", "category": "a"}\n'
+                                       '{"text": "world"}\n', encoding="utf-8")
+    exam = {"id": "q1", "question": {"stem": "2+2?", "choices": [{"text": "4", "label": "A"}]},
+            "answerKey": "A", "info": {"grade": 8, "subject": "Math", "language": "Bulgarian"}}
+    (folder / "dev.jsonl.gz").write_bytes(gzip.compress(json.dumps(exam).encode()))
+    for split in ("train", "dev", "test"):
+        (folder / "eng_Latn" / f"{split}.tsv").write_text(
+            "index_id\tcategory\ttext\n1\tscience\tHello world\n", encoding="utf-8")
+    return folder
+
+
+SOURCES = _sources_folder()
+
+
+def optional(**fields):
+    return st.fixed_dictionaries({}, optional=fields)
+
+
+exam_rows = optional(
+    id=values, answerKey=st.sampled_from(["A", "B"]) | values,
+    question=optional(stem=values, choices=st.lists(optional(text=values, label=values) | values,
+                                                    max_size=3) | values) | values,
+    info=optional(language=st.sampled_from(["Bulgarian", "North Macedonian", "xx"]) | values,
+                  subject=values, grade=values) | values)
+
+
+def load_exams(lines, query: str) -> None:
+    (FOLDER / "exams").mkdir(exist_ok=True)
+    (FOLDER / "exams" / "dev.jsonl.gz").write_bytes(gzip.compress(jsonl(lines)))
+    only_compass_errors(lambda: load(f"exams:{FOLDER}/exams/dev?{query}" if query
+                                     else f"exams:{FOLDER}/exams/dev"))
+
+
 def load_source(kind: str, rest: str, query: str) -> None:
-    good = FOLDER / "good.jsonl"
-    good.write_text('{"text": "hello", "lang": "en"}\n{"text": "world"}\n', encoding="utf-8")
-    location = {"file": f"{good}", "glob": f"{FOLDER}/{rest}", "sib200": f"sib200:{FOLDER}/{rest}",
-                "exams": f"exams:{FOLDER}/{rest}", "chatterbot": f"chatterbot:{rest}"}[kind]
+    location = {"file": f"{SOURCES}/good.jsonl", "glob": f"{SOURCES}/{rest}",
+                "sib200": f"sib200:{SOURCES}/eng_Latn{rest}", "exams": f"exams:{SOURCES}/dev{rest}",
+                "chatterbot": f"chatterbot:{rest}"}[kind]
     only_compass_errors(lambda: load(f"{location}?{query}" if query else location))
 
 
@@ -122,6 +160,7 @@ TARGETS = {  # name -> (strategy of argument tuples, check)
     "parquet-rows": (st.lists(rows, min_size=1, max_size=3).map(lambda r: (r,)), write_parquet),
     "source-strings": (st.tuples(st.sampled_from(["file", "glob", "sib200", "exams", "chatterbot"]),
                                  garbage_paths, queries), load_source),
+    "exams-rows": (st.tuples(st.lists(exam_rows | values, max_size=4), queries), load_exams),
     "yaml-bytes": (st.tuples(st.binary(), overrides), load_yaml),
     "yaml-structured": (st.tuples(config_doc.map(dump_yaml), overrides), load_yaml),
 }

@@ -125,6 +125,7 @@ class Source:
             if only is not None and rec.lang not in only or skip and rec.lang in skip:
                 continue
             category = rec.meta.get("category")
+            category = None if category is None else str(category)  # a list or number too
             if cats is not None and category not in cats or skip_cats and category in skip_cats:
                 continue
             if buckets and not buckets[0] <= stable_bucket(_bucket_key(rec, key_field)) < buckets[1]:
