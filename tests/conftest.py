@@ -8,6 +8,18 @@ SENTENCES = ["the cat sat on the mat", "a dog ran in the park", "birds sing in t
              "the sun is warm today", "we read books at night", "rain falls on the roof"]
 SIB_ROOT = Path(os.environ.get("COMPASS_SIB200",
                                Path(__file__).resolve().parents[2] / "shared/data/sib200"))
+EXAMS_ROOT = Path(os.environ.get("COMPASS_EXAMS",
+                                 Path(__file__).resolve().parents[2] / "shared/data/exams"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Long fuzzing runs (thousands of examples) only on request: ``make test`` stays short."""
+    if os.environ.get("COMPASS_LONG_FUZZ") == "1":
+        return
+    skip = pytest.mark.skip(reason="long fuzzing run: set COMPASS_LONG_FUZZ=1")
+    for item in items:
+        if "long_fuzz" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -21,6 +33,13 @@ def sib_root() -> Path:
     if not (SIB_ROOT / "swh_Latn" / "train.tsv").is_file():
         pytest.skip(f"SIB-200 data not found at {SIB_ROOT} (set COMPASS_SIB200)")
     return SIB_ROOT
+
+
+@pytest.fixture
+def exams_root() -> Path:
+    if not (EXAMS_ROOT / "dev.jsonl.gz").is_file():
+        pytest.skip(f"EXAMS data not found at {EXAMS_ROOT} (set COMPASS_EXAMS)")
+    return EXAMS_ROOT
 
 
 def blobs(n_per: list[int], centres: np.ndarray, seed: int, noise: float = 0.15) -> np.ndarray:

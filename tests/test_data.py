@@ -1,4 +1,7 @@
+import gzip
 import json
+import tarfile
+import warnings
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -149,3 +152,90 @@ def test_sib200_language_list(sib_root):
     assert {r.lang for r in recs} == {"swh", "fin"}
     swh = {r.meta["index_id"] for r in recs if r.lang == "swh"}
     assert swh == {r.meta["index_id"] for r in recs if r.lang == "fin"}
+
+
+def write_gz(path, text):
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        fh.write(text)
+    return str(path)
+
+
+def test_gzip_for_every_text_format(tmp_path):
+    rows = [{"id": "1", "text": "uno", "lang": "es"}, {"id": "2", "text": "dos", "lang": "es"}]
+    contents = {"a.jsonl.gz": "".join(json.dumps(r) + "\n" for r in rows),
+                "b.json.gz": json.dumps(rows), "c.csv.gz": "id,text,lang\n1,uno,es\n2,dos,es\n",
+                "d.TSV.GZ": "id\ttext\tlang\n1\tuno\tes\n2\tdos\tes\n"}
+    for name, text in contents.items():
+        assert load(write_gz(tmp_path / name, text)) == [Record(r["id"], r["text"], "spa") for r in rows]
+    with pytest.raises(DataError, match=r"b\.json\.gz:1: field 'id': duplicate id '1' .*a\.jsonl\.gz:1"):
+        load(str(tmp_path))  # a directory's .gz shards are data files too (with the same ids here)
+    with pytest.raises(DataError, match=r"x\.jsonl\.gz:1: cannot read \(truncated"):
+        load(write(tmp_path / "x.jsonl.gz", "not gzip\n"))
+
+
+EXAM = {"id": "q1", "question": {"stem": "2+2?", "choices": [
+    {"text": "3", "label": "A"}, {"text": "4", "label": "B"}]}, "answerKey": "B",
+    "info": {"grade": 8, "subject": "Math", "language": "Bulgarian"}}
+
+
+def exam(**changes):
+    row = json.loads(json.dumps(EXAM))
+    for key, value in changes.items():
+        *path, last = key.split("__")
+        target = row
+        for part in path:
+            target = target[part]
+        target[last] = value
+    return json.dumps(row) + "\n"
+
+
+def test_exams_record_shape_and_malformed_items(tmp_path):
+    text = (exam() + exam(id="q2", question__stem=" ") + exam(id="q3", answerKey="E")
+            + exam(id="q4", info__language="North Macedonian", info__subject="History"))
+    write_gz(tmp_path / "dev.jsonl.gz", text)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        recs = load(f"exams:{tmp_path}/dev")
+    assert [r.id for r in recs] == ["q1", "q4"] and recs[1].lang == "mkd"
+    assert (recs[0].text, recs[0].choices, recs[0].answer, recs[0].lang) == ("2+2?", ("3", "4"), 1, "bul")
+    assert recs[0].meta == {"subject": "Math", "grade": 8, "category": "Math"}
+    assert "skipped 2 malformed EXAMS question(s)" in _text(caught)
+    assert "empty question stem: 1" in _text(caught) and "first ids: q2, q3" in _text(caught)
+    with warnings.catch_warnings(record=True) as caught:  # left out by the options: no warning
+        warnings.simplefilter("always")
+        assert [r.id for r in load(f"exams:{tmp_path}/dev?langs=mk")] == ["q4"]
+    assert not _text(caught)
+    assert [r.id for r in load(f"exams:{tmp_path}/dev?subjects=math")] == ["q1"]
+    assert [r.id for r in load(f"exams:{tmp_path}/dev?skip_subjects=Math")] == ["q4"]
+    with pytest.raises(DataError, match="no EXAMS train file"):
+        load(f"exams:{tmp_path}/train")
+    with pytest.raises(ConfigError, match="unknown option 'subjects'"):
+        Source.parse(f"{tmp_path}/dev.jsonl.gz?subjects=Math")  # an exams option only
+
+
+def test_exams_upstream_layout(tmp_path):
+    folder = tmp_path / "data/exams/multilingual"
+    folder.mkdir(parents=True)
+    (tmp_path / "dev.jsonl").write_text(exam() + exam(id="q2"), encoding="utf-8")
+    with tarfile.open(folder / "dev.jsonl.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "dev.jsonl", arcname="dev.jsonl")
+    assert [r.id for r in load(f"exams:{tmp_path}/dev")] == ["q1", "q2"]
+    assert [r.id for r in load(f"exams:{folder.parent}/dev")] == ["q1", "q2"]
+
+
+def test_exams_shared_copy(exams_root):
+    dev = load(f"exams:{exams_root}/dev")
+    assert len(dev) == 2672 and dev == load(f"exams:{exams_root}/dev")  # the same ids every run
+    assert len({r.id for r in dev}) == len(dev) and len({r.lang for r in dev}) == 11
+    assert all(r.choices and 3 <= len(r.choices) <= 5 and 0 <= r.answer < len(r.choices) for r in dev)
+    bul = load(f"exams:{exams_root}/dev?langs=bul,hr&subjects=Biology")
+    assert {r.lang for r in bul} == {"bul", "hrv"} and {r.meta["subject"] for r in bul} == {"Biology"}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train = load(f"exams:{exams_root}/train")
+    assert len(train) == 7961 - 2 and "skipped 2 malformed" in _text(caught)
+
+
+def _text(caught) -> str:
+    """The messages of warnings caught with ``warnings.catch_warnings(record=True)``."""
+    return "\n".join(str(w.message) for w in caught)

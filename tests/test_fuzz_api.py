@@ -79,6 +79,7 @@ def test_no_generated_request_gets_a_server_error(api, server, mode):
 
 
 @pytest.mark.slow
+@pytest.mark.long_fuzz
 @pytest.mark.parametrize("mode", list(GenerationMode))
 def test_no_generated_request_gets_a_server_error_long(api, server, mode):
     fuzz(api, server, mode, examples=1000)
@@ -134,6 +135,7 @@ def test_generated_batches_are_stored_exactly_or_refused_whole(server):
 
 
 @pytest.mark.slow
+@pytest.mark.long_fuzz
 def test_generated_batches_are_stored_exactly_or_refused_whole_long(server):
     ingest_batches(server, examples=1500)
 

@@ -26,10 +26,12 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 
 warnings.formatwarning = _one_line_warning
 
-SOURCE_HELP = ("Source string: a JSONL/JSON/CSV/TSV/Parquet file, directory or glob; "
-               "sib200:ROOT/LANG[/SPLIT]; chatterbot:LANG[,LANG] or chatterbot:*; "
-               "hf:NAME[:CONFIG][@SPLIT]. Options after '?': lang, only_langs, skip_langs, "
-               "categories, skip_categories, buckets, bucket_key, keep, limit. Repeatable.")
+SOURCE_HELP = ("Source string: a JSONL/JSON/CSV/TSV/Parquet file (text formats also .gz), "
+               "directory or glob; sib200:ROOT/LANG[/SPLIT]; chatterbot:LANG[,LANG] or chatterbot:*; "
+               "hf:NAME[:CONFIG][@SPLIT]; exams:ROOT[/SPLIT] (options langs, subjects, skip_subjects). "
+               "Options after '?': lang, only_langs, skip_langs, categories, skip_categories, buckets, "
+               "bucket_key, keep, limit. Texts over $COMPASS_MAX_TEXT_BYTES (1 MiB) are refused. "
+               "Repeatable.")
 
 
 @app.command("select")

@@ -25,9 +25,9 @@ def map_row(row: dict[str, Any]) -> dict[str, Any]:
         return out
     if "question" in row and ("option_a" in row or "options" in row or "option_0" in row):
         if "option_a" in row:  # Global-MMLU
-            choices = [row[f"option_{c}"] for c in "abcd"]
+            choices = [row.get(f"option_{c}") for c in "abcd"]
         elif "options" in row:  # MMLU-Pro
-            choices = list(row["options"])
+            choices = row["options"]
         else:  # MMLU-ProX
             choices = [row[f"option_{i}"] for i in range(10) if row.get(f"option_{i}")]
         answer = row.get("answer_index")
@@ -36,8 +36,7 @@ def map_row(row: dict[str, Any]) -> dict[str, Any]:
             answer = LETTERS.index(letter) if len(letter) == 1 and letter in LETTERS else letter
         meta = {k: row[k] for k in ("subject", "subject_category", "category", "question_id")
                 if k in row}
-        return {"text": row["question"], "choices": [str(c) for c in choices],
-                "answer": answer, **meta}
+        return {"text": row["question"], "choices": choices, "answer": answer, **meta}
     return dict(row)
 
 

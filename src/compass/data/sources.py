@@ -9,7 +9,11 @@ Grammar: ``[KIND:]LOCATION[?OPTION=VALUE&...]``
                             ``sib200:ROOT/LANG,LANG,...`` several languages
 ``chatterbot:ko[,ja,...]``  chatterbot-corpus dialogues; ``chatterbot:*`` = all
 ``hf:NAME[:CONFIG][@SPLIT]`` a Hugging Face dataset (downloads: only on request)
+``exams:ROOT[/SPLIT]``      EXAMS exam questions (see :mod:`compass.data.exams`);
+                            its own options ``langs``, ``subjects``, ``skip_subjects``
 ==========================  ================================================
+
+Files may be gzip'd (``.jsonl.gz``, ``.json.gz``, ``.csv.gz``, ``.tsv.gz``).
 
 Options, for every kind: ``lang`` (language of records without one),
 ``only_langs``/``skip_langs`` and ``categories``/``skip_categories`` (comma lists;
@@ -18,28 +22,35 @@ hash bucket, 0-99, of ``bucket_key`` is in [LO, HI): disjoint, seed-free splits;
 the key is a ``meta`` field, default ``index_id`` when records have one, else the
 id, so SIB-200 translations land in the same bucket), ``keep=CATEGORY:SHARE,...``
 (keep only that share of a category, chosen by hash: a skewed pool), ``limit``
-(first N records after filtering).
+(first N records after filtering, N >= 1). Values may be percent-encoded (``%26`` for ``&``).
+Texts over ``$COMPASS_MAX_TEXT_BYTES`` (default 1 MiB) are refused
+(:func:`compass.data.files.max_text_bytes`).
 """
 
 from __future__ import annotations
 
 import glob
 import hashlib
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
+from urllib.parse import unquote
 
-from ..errors import ConfigError, DataError
+from ..errors import CompassWarning, ConfigError, DataError
 from ..langs import normalize_lang
 from .corpora import load_chatterbot, load_sib200
-from .files import SUFFIXES, iter_rows
+from .exams import EXAMS_OPTIONS, load_exams
+from .files import is_data_file, iter_rows
 from .hf import load_hf, map_row
 from .records import Record, record_from_row
+from .scripts import script_mismatch
 
-KINDS = ("file", "sib200", "chatterbot", "hf")
+KINDS = ("file", "sib200", "chatterbot", "hf", "exams")
 OPTIONS = ("lang", "only_langs", "skip_langs", "categories", "skip_categories", "buckets",
            "bucket_key", "keep", "limit")
+KIND_OPTIONS = {"exams": EXAMS_OPTIONS}  # options only one kind understands
 
 
 @dataclass(frozen=True)
@@ -55,21 +66,28 @@ class Source:
         text = spec.strip()
         if not text:
             raise ConfigError("empty source string")
-        options: dict[str, str] = {}
         head, sep, query = text.rpartition("?")
         if sep and "=" in query:
             text = head
-            for item in query.split("&"):
-                key, eq, value = item.partition("=")
-                if not eq or key not in OPTIONS:
-                    raise ConfigError(f"source {spec!r}: unknown option {key!r} "
-                                      f"(known: {', '.join(OPTIONS)})")
-                options[key] = value
+        else:
+            query = ""
         kind, colon, location = text.partition(":")
         if not colon or kind not in KINDS[1:]:  # plain path (Windows drive letters included)
             kind, location = "file", text
         if not location:
             raise ConfigError(f"source {spec!r}: missing location after '{kind}:'")
+        known = OPTIONS + KIND_OPTIONS.get(kind, ())
+        options: dict[str, str] = {}
+        for item in query.split("&") if query else ():
+            key, eq, value = item.partition("=")
+            if not eq or key not in known:
+                raise ConfigError(f"source {spec!r}: unknown option {key!r} "
+                                  f"(known: {', '.join(known)})")
+            options[key] = unquote(value)
+        if "limit" in options and not (options["limit"].isascii() and options["limit"].isdigit()
+                                       and int(options["limit"]) > 0):
+            raise ConfigError(f"source {spec!r}: limit={options['limit']!r} is not a positive "
+                              "whole number")
         return cls(kind, location, options)
 
     def records(self) -> Iterator[Record]:
@@ -82,6 +100,8 @@ class Source:
             rows = load_chatterbot(self.location)
         elif self.kind == "hf":
             rows = load_hf(self.location, default_lang)
+        elif self.kind == "exams":
+            rows = load_exams(self.location, self.options)
         else:
             rows = load_files(self.location, default_lang)
         rows = self._filter(rows)
@@ -103,6 +123,7 @@ class Source:
             if only is not None and rec.lang not in only or skip and rec.lang in skip:
                 continue
             category = rec.meta.get("category")
+            category = None if category is None else str(category)  # a list or number too
             if cats is not None and category not in cats or skip_cats and category in skip_cats:
                 continue
             if buckets and not buckets[0] <= stable_bucket(_bucket_key(rec, key_field)) < buckets[1]:
@@ -172,7 +193,7 @@ def shard_paths(location: str) -> list[Path]:
     Ray engine's ``.compass-cache``) are skipped in directories."""
     path = Path(location)
     if path.is_dir():
-        paths = sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES
+        paths = sorted(p for p in path.rglob("*") if is_data_file(p)
                        and not any(part.startswith(".") for part in p.relative_to(path).parts))
         if not paths:
             raise DataError("directory holds no data files", source=location)
@@ -191,7 +212,9 @@ def load(specs: str | Source | Iterable[str | Source | Record], *, name: str = "
          default_lang: str | None = None) -> list[Record]:
     """Load one or several sources (or pass records through) into a validated list.
 
-    Ids must be unique across everything loaded; an empty result is an error.
+    Ids must be unique across everything loaded; an empty result is an error. Where a
+    language is given to records without one (``?lang=``, ``default_lang``), a warning
+    says when a clear share of them is in another script than that language's.
     """
     if isinstance(specs, (str, Source)):
         specs = [specs]
@@ -207,11 +230,16 @@ def load(specs: str | Source | Iterable[str | Source | Record], *, name: str = "
             batch, label = list(src.records()), str(spec)
             if not batch:
                 raise DataError(f"{name} source yields no records", source=label)
+            if src.options.get("lang"):
+                mismatch = script_mismatch(batch, normalize_lang(src.options["lang"]))
+                if mismatch:
+                    warnings.warn(f"{name} source {label}: {mismatch}", CompassWarning, stacklevel=2)
         for rec in batch:
+            where = rec.origin or label
             if rec.id in seen:
-                raise DataError(f"duplicate id {rec.id!r} in {name} (first seen in {seen[rec.id]})",
-                                source=label, field="id")
-            seen[rec.id] = label
+                raise DataError(f"duplicate id {rec.id!r} in {name} (first at {seen[rec.id]})",
+                                source=where, field="id")
+            seen[rec.id] = where
         records.extend(batch)
     if not records:
         raise DataError(f"{name} is empty")

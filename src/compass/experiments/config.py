@@ -104,6 +104,8 @@ def load_config(path: str | Path, *, quick: bool = False, overrides: list[str] =
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save it as UTF-8") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return from_dict(data, quick=quick, overrides=overrides, origin=str(path))
@@ -119,7 +121,10 @@ def from_dict(data: dict[str, Any], *, quick: bool = False, overrides: list[str]
         data = _merge(data, quick_part)
     for item in overrides:
         _apply_override(data, item, origin)
-    data = _substitute(data, {str(k): str(v) for k, v in (data.pop("vars", None) or {}).items()}, origin)
+    variables = data.pop("vars", None) or {}
+    if not isinstance(variables, dict):
+        raise ConfigError(f"{origin}: 'vars' must be a mapping of names to values")
+    data = _substitute(data, {str(k): str(v) for k, v in variables.items()}, origin)
     return _build(data, origin)
 
 
@@ -135,18 +140,26 @@ def _apply_override(data: dict[str, Any], item: str, origin: str) -> None:
     key, eq, raw = item.partition("=")
     if not eq or not key:
         raise ConfigError(f"override {item!r}: expected KEY=VALUE (e.g. train.max_steps=10)")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: the value is not valid YAML: {exc}") from None
     node: Any = data
     parts = key.split(".")
-    for part in parts[:-1]:
-        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-    last = parts[-1]
-    value = yaml.safe_load(raw)
-    if isinstance(node, list):
-        node[int(last)] = value
-    elif isinstance(node, dict):
-        node[last] = value
+    try:
+        for part in parts[:-1]:
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        if isinstance(node, list):
+            node[int(parts[-1])] = value
+            return
+    except (ValueError, IndexError, AttributeError):
+        pass  # a list index that is not one, or a step into a scalar
     else:
-        raise ConfigError(f"override {item!r}: {'.'.join(parts[:-1])} is not a mapping in {origin}")
+        if isinstance(node, dict):
+            node[parts[-1]] = value
+            return
+    raise ConfigError(f"override {item!r}: {'.'.join(parts[:-1])} is not a mapping or list "
+                      f"with that key in {origin}")
 
 
 def _substitute(node: Any, variables: dict[str, str], origin: str) -> Any:
@@ -193,9 +206,11 @@ def _eval_sets(value: Any, where: str) -> list[EvalSet]:
         if unknown:
             raise ConfigError(f"{here}: unknown key(s) {sorted(unknown)}")
         metric = spec.get("metric", "nll")
-        if metric not in METRICS:
+        if not isinstance(metric, str) or metric not in METRICS:
             raise ConfigError(f"{here}.metric: unknown metric {metric!r} (choose from {', '.join(METRICS)})")
         subsets = {}
+        if not isinstance(spec.get("subsets") or {}, dict):
+            raise ConfigError(f"{here}.subsets: expected a mapping of named subsets")
         for sub, rule in (spec.get("subsets") or {}).items():
             if not isinstance(rule, dict) or len(rule) != 1:
                 raise ConfigError(f"{here}.subsets.{sub}: expected one FIELD: [VALUES] pair")
@@ -240,30 +255,39 @@ def _build(data: dict[str, Any], origin: str) -> ExperimentConfig:
     train = data.get("train") or {}
     train_fields = {f.name for f in fields(TrainConfig)} - {"seed"}
     _reject_unknown(origin, "train", train, train_fields)
-    TrainConfig(**train)  # validates values now, not after hours of selection
-    SelectConfig(budget=budget, **select)
+    _check(TrainConfig, origin, "train", train)  # validates values now, not after hours of selection
+    _check(SelectConfig, origin, "select", {**select, "budget": budget})
     probe = data.get("probe")
     if probe is not None:
-        if not isinstance(probe, dict):
-            raise ConfigError(f"{origin}: probe must be a mapping of probe options (or absent)")
         _reject_unknown(origin, "probe", probe, {f.name for f in fields(ProbeConfig)})
         if "lang_distances" in select:
             raise ConfigError(f"{origin}: give select.lang_distances or a probe, not both")
-        ProbeConfig(**probe)
+        _check(ProbeConfig, origin, "probe", probe)
     evaluate = data.get("evaluate") or {}
     _reject_unknown(origin, "evaluate", evaluate, set(EVAL_OPTIONS), hint=f" (known: {EVAL_OPTIONS})")
     targets = _targets(data["targets"], origin)
+    if not isinstance(data.get("out") or "", str) or not isinstance(data.get("model") or "", str):
+        raise ConfigError(f"{origin}: 'out' and 'model' must be strings (paths or a model id)")
     return ExperimentConfig(
         name=str(data["name"]), out=Path(data.get("out") or f"runs/{data['name']}"), seeds=seeds,
         budget=budget, strategies=list(strategies), baseline=baseline, targets=targets,
         model=data.get("model"), select=select, probe=probe, train=train, evaluate=evaluate, origin=origin)
 
 
-def _reject_unknown(origin: str, section: str, given: dict[str, Any], known: set[str],
-                    hint: str = "") -> None:
+def _reject_unknown(origin: str, section: str, given: Any, known: set[str], hint: str = "") -> None:
+    if not isinstance(given, dict):
+        raise ConfigError(f"{origin}: {section} must be a mapping of options")
     bad = set(given) - known
     if bad:
         raise ConfigError(f"{origin}: {section}: unknown option(s) {sorted(bad)}{hint}")
+
+
+def _check(cls: type, origin: str, section: str, options: dict[str, Any]) -> None:
+    """Build a config once to validate it; a value of the wrong type is the user's error too."""
+    try:
+        cls(**options)
+    except (TypeError, AttributeError) as exc:
+        raise ConfigError(f"{origin}: {section}: a value has the wrong type ({exc})") from None
 
 
 def _targets(value: Any, origin: str) -> list[Target]:
