@@ -143,6 +143,12 @@ def train_cmd(
                                             "(with --init-adapter, so the update does not forget)."),
     replay_share: float = typer.Option(0.2, help="Share of examples drawn from --replay."),
     l2_pull: float = typer.Option(0.0, help="L2 pull toward the starting weights (0: off)."),
+    dev: list[str] | None = typer.Option(None, metavar="SRC", help="Held-out target data for early "
+                                         "stopping (with --eval-every)."),
+    eval_every: int | None = typer.Option(None, help="Dev NLL every N steps; the best weights are kept."),
+    patience: int = typer.Option(3, help="Stop after N dev evaluations without improvement."),
+    mcq_format: str = typer.Option("question", help="Multiple-choice items train as: question | cloze "
+                                   "| options | letter | qa (see compass.adapt.formats)."),
     model: str | None = typer.Option(None, help="Base model: hub id or folder; default the bundled "
                                      "Gemma 3 270M."),
     rank: int = typer.Option(16), alpha: int = typer.Option(32), dropout: float = typer.Option(0.05),
@@ -167,11 +173,12 @@ def train_cmd(
     modules = target_modules if target_modules == "all-linear" else target_modules.split(",")
     prov = _run(lambda: train_fn(train, out, selected=selected, model=model, overwrite=overwrite,
                                  init_adapter=init_adapter, replay=replay, verify=not no_verify,
-                                 config=TrainConfig(
+                                 dev=dev or None, config=TrainConfig(
         rank=rank, alpha=alpha, dropout=dropout, target_modules=modules, learning_rate=learning_rate,
         schedule=schedule, warmup_ratio=warmup_ratio, epochs=epochs, max_steps=max_steps,
         batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, aux_weight=aux_weight,
-        replay_share=replay_share, l2_pull=l2_pull, seed=seed)))
+        replay_share=replay_share, l2_pull=l2_pull, mcq_format=mcq_format, eval_every=eval_every,
+        patience=patience, seed=seed)))
     if launched_rank() == 0:  # under torchrun / accelerate launch, one summary
         typer.echo(f"adapter -> {out} ({prov['steps']} steps, loss {prov['first_loss']:.3f} -> "
                    f"{prov['final_loss']:.3f}, {prov['tokens_per_second']:.0f} tokens/s, "

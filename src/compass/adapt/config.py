@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from .formats import MCQ_FORMATS
 
 SCHEDULES = ("cosine", "linear", "constant")
 
@@ -22,6 +23,12 @@ class TrainConfig:
         training data, when continuing an adapter), so an update does not forget.
     l2_pull: weight of an L2 penalty pulling the LoRA weights toward the weights the
         run started from (the adapter it continues); 0 disables it.
+    mcq_format: how multiple-choice items (``choices`` + ``answer``) are trained on:
+        ``question``, ``cloze``, ``options``, ``letter`` or ``qa`` (see
+        :mod:`compass.adapt.formats`); other records are unaffected.
+    eval_every: with ``dev`` data, measure its NLL every this many optimizer steps and
+        keep the best weights (early stopping); ``None``: no dev evaluation.
+    patience: stop after this many dev evaluations without improvement.
     """
 
     rank: int = 16
@@ -40,6 +47,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     replay_share: float = 0.2
     l2_pull: float = 0.0
+    mcq_format: str = "question"
+    eval_every: int | None = None
+    patience: int = 3
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -61,6 +71,13 @@ class TrainConfig:
             raise ConfigError("replay_share must be in [0, 1)")
         if self.l2_pull < 0:
             raise ConfigError("l2_pull must be ≥ 0")
+        if self.mcq_format not in MCQ_FORMATS:
+            raise ConfigError(f"unknown mcq_format {self.mcq_format!r} "
+                              f"(choose from {', '.join(MCQ_FORMATS)})")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise ConfigError("eval_every must be ≥ 1")
+        if self.patience < 1:
+            raise ConfigError("patience must be ≥ 1")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -20,6 +20,7 @@ from ..outputs import ADAPTER, check_output_dir, input_paths, publish_directory
 from .batching import Example, collate, length_batches, target_nll, tokenise
 from .config import TrainConfig
 from .distributed import World
+from .formats import as_training
 from .integrity import weights_manifest
 from .models import check_adapter, load_base
 
@@ -80,7 +81,7 @@ def _lr_lambda(config: TrainConfig, total: int):
 def train(train: Any, out: str | Path, *, selected: Any = None, model: str | None = None,
           config: TrainConfig | None = None, overwrite: bool = False, progress: bool | None = None,
           cache_dir: str | Path | None = None, init_adapter: str | Path | None = None,
-          replay: Any = None, verify: bool = True, **options: Any) -> dict[str, Any]:
+          replay: Any = None, verify: bool = True, dev: Any = None, **options: Any) -> dict[str, Any]:
     """Train a LoRA adapter and write it to ``out`` (PEFT format + ``compass.json``).
 
     ``train`` is the target-language data (source string(s) or records; ``None`` for
@@ -89,6 +90,9 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
     shape wins over ``rank``/``alpha``/``target_modules``) and ``replay`` earlier
     training data mixed in at ``replay_share``; ``l2_pull`` keeps the weights near the
     adapter's; its weights must match its ``compass.json`` unless ``verify=False``.
+    Multiple-choice records are trained in ``mcq_format``. With ``dev`` data and
+    ``eval_every``, training keeps the weights with the lowest dev NLL (the untrained
+    adapter included) and stops after ``patience`` evaluations without improvement.
     ``options`` are :class:`TrainConfig` fields. Returns the provenance written to
     ``compass.json``, with the weights manifest every loader verifies.
 
@@ -96,7 +100,7 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
     ``batch_size`` examples (see :mod:`compass.adapt.distributed`); rank 0 writes.
     """
     out = check_output_dir(out, ADAPTER, overwrite=overwrite, inputs=[  # before any work
-        *input_paths(train), *input_paths(selected), *input_paths(replay),
+        *input_paths(train), *input_paths(selected), *input_paths(replay), *input_paths(dev),
         *([Path(init_adapter)] if init_adapter is not None else [])])
     import torch
     from tqdm.auto import tqdm
@@ -106,9 +110,14 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
     if config.batch_size < world.size:
         raise ConfigError(f"batch_size {config.batch_size} is the global batch: it needs at least one "
                           f"example for each of the {world.size} processes")
-    train_recs = load(train, name="train") if train is not None else []
+    if config.eval_every and dev is None:
+        raise ConfigError("eval_every needs dev data (--dev) to measure")
+    fmt = config.mcq_format
+    train_recs = as_training(load(train, name="train"), fmt) if train is not None else []
     aux_recs, selection_report = load_selected(selected) if selected is not None else ([], None)
-    replay_recs = load(replay, name="replay") if replay is not None else []
+    aux_recs = as_training(aux_recs, fmt)
+    replay_recs = as_training(load(replay, name="replay"), fmt) if replay is not None else []
+    dev_recs = as_training(load(dev, name="dev"), fmt) if dev is not None else []
     torch.manual_seed(config.seed)
     base, tokenizer, info = load_base(model, cache_dir=cache_dir)
     tok_train = tokenise(train_recs, tokenizer, config.max_length)
@@ -118,6 +127,7 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
     examples = add_replay(examples, tok_replay.examples, config.replay_share, config.seed)
     if not examples:
         raise DataError("no trainable examples (no data, or every record lost its targets to truncation)")
+    tok_dev = tokenise(dev_recs, tokenizer, config.max_length)
 
     peft_model = _lora_model(base, config, info, init_adapter, verify)
     causal_lm = peft_model.get_base_model()
@@ -132,15 +142,16 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
     total_steps = math.ceil(total_micro / config.grad_accum)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, _lr_lambda(config, total_steps))
     lengths = [len(e.input_ids) for e in examples]
+    check = DevCheck(causal_lm, tokenizer, tok_dev.examples, params, config) if config.eval_every else None
 
     peft_model.train()
     start, tokens, step, micro, losses = time.perf_counter(), 0, 0, 0, []
     show = progress if progress is not None else sys.stderr.isatty()
     bar = tqdm(total=total_steps, desc="training", unit="step", disable=not (show and world.main))
-    epoch = 0
-    while micro < total_micro:
+    epoch, stop = 0, check is not None and check.measure(0)
+    while micro < total_micro and not stop:
         for batch in length_batches(lengths, config.batch_size, seed=config.seed + epoch):
-            if micro >= total_micro:
+            if micro >= total_micro or stop:
                 break
             mine, loss = world.shard(batch), torch.zeros((), device=device)
             if len(mine):  # a tail batch smaller than the world idles some ranks
@@ -163,8 +174,13 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
                 rate = tokens / (time.perf_counter() - start)
                 bar.set_postfix(loss=f"{np.mean(losses[-config.grad_accum:]):.3f}", tok_s=f"{rate:.0f}")
                 bar.update(1)
+                if check is not None and step % config.eval_every == 0:
+                    stop = check.measure(step)
+                    peft_model.train()
         epoch += 1
     bar.close()
+    if check is not None:
+        check.restore()
     wall = time.perf_counter() - start
     provenance = {
         "base_model": info.name, "base_model_path": info.path, "base_revision": info.revision,
@@ -182,6 +198,8 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
         "first_loss": float(np.mean(losses[:max(1, config.grad_accum)])),
         "wall_seconds": round(wall, 2), "tokens": tokens, "tokens_per_second": round(tokens / wall, 1),
         "processes": world.size,
+        "dev": None if check is None else {"records": len(dev_recs), "sha256": records_hash(dev_recs),
+                                           "nll": check.history, "best_step": check.best_step},
     }
     # The selection's drift-monitor reference travels with the adapter built from it.
     reference = Path(selected) / "reference.npz" if selected is not None else None
@@ -189,6 +207,37 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
         _write_adapter(peft_model, out, provenance, overwrite, reference)
     world.barrier()
     return provenance
+
+
+class DevCheck:
+    """Early stopping on the dev set's NLL: measured every ``eval_every`` steps (and before
+    the first), the best LoRA weights kept and restored at the end."""
+
+    def __init__(self, causal_lm, tokenizer, examples: list[Example], params: list, config: TrainConfig):
+        if not examples:
+            raise DataError("dev data yields no examples after tokenisation")
+        self.causal_lm, self.tokenizer, self.examples, self.params = causal_lm, tokenizer, examples, params
+        self.batch_size, self.patience = config.batch_size, config.patience
+        self.history: list[list[float]] = []
+        self.best, self.best_step, self.best_weights, self.bad = math.inf, 0, None, 0
+
+    def measure(self, step: int) -> bool:
+        """Record the dev NLL at ``step``; True when training should stop."""
+        from .evaluate import score
+
+        sums, counts = score(self.causal_lm, self.tokenizer, self.examples, self.batch_size)
+        nll = float(sums.sum() / counts.sum())
+        self.history.append([step, round(nll, 6)])
+        if nll < self.best:
+            self.best, self.best_step, self.bad = nll, step, 0
+            self.best_weights = [p.detach().clone() for p in self.params]
+        else:
+            self.bad += 1
+        return self.bad >= self.patience
+
+    def restore(self) -> None:
+        for p, best in zip(self.params, self.best_weights):
+            p.data.copy_(best)
 
 
 def _lora_model(base, config: TrainConfig, info, init_adapter: str | Path | None, verify: bool):

@@ -1,0 +1,65 @@
+"""Multiple-choice training formats and early stopping on dev NLL (tiny Llama, no download)."""
+
+import pytest
+from conftest import SENTENCES
+
+from compass.adapt import TrainConfig, evaluate, train
+from compass.adapt.formats import as_training
+from compass.data import Record
+from compass.errors import ConfigError
+
+ITEM = Record(id="q1", text="Which animal sat on the mat? ", lang="en",
+              choices=("the dog", "the cat", "the bird"), answer=1)
+
+
+@pytest.mark.parametrize("fmt,prompt,completion,text", [
+    ("question", None, None, "Which animal sat on the mat? "),
+    ("cloze", "Which animal sat on the mat?", "Answer: the cat", None),
+    ("options", "Which animal sat on the mat?\nA. the dog\nB. the cat\nC. the bird", "Answer: the cat", None),
+    ("letter", "Which animal sat on the mat?\nA. the dog\nB. the cat\nC. the bird", "Answer: B. the cat",
+     None),
+    ("qa", None, None, "Which animal sat on the mat?\nthe cat"),
+])
+def test_formats(fmt, prompt, completion, text):
+    plain = Record(id="s", text="the sun is warm today", lang="en")
+    item, kept = as_training([ITEM, plain], fmt)
+    assert kept == plain and (item.prompt, item.completion) == (prompt, completion)
+    if text is not None:
+        assert item.text == text
+
+
+def questions(n):
+    return [Record(id=f"q{i}", text=f"{SENTENCES[i % len(SENTENCES)]} ?", lang="en",
+                   choices=tuple(SENTENCES[(i + j) % len(SENTENCES)] for j in range(3)), answer=i % 3)
+            for i in range(n)]
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_early_stopping_keeps_the_best_dev_weights(tiny_model, tmp_path, frozen):
+    """The written adapter scores exactly the best dev NLL seen; when nothing improves
+    (learning rate 0) training stops after ``patience`` evaluations and the untrained
+    adapter (the base model's NLL) is kept."""
+    data, dev = questions(12), questions(16)[12:]
+    out = tmp_path / "adapter"
+    prov = train(data, out, model=tiny_model["a"], dev=dev, max_steps=8, batch_size=4, eval_every=2,
+                 patience=2, mcq_format="cloze", learning_rate=0.0 if frozen else 3e-2, dropout=0.0,
+                 progress=False)
+    history = prov["dev"]["nll"]
+    assert history[0][0] == 0 and all(step % 2 == 0 for step, _ in history)
+    best_step, best = min(history, key=lambda h: h[1])
+    assert prov["dev"]["best_step"] == best_step
+    res = evaluate(as_training(dev, "cloze"), model=tiny_model["a"], adapters=[str(out)], bootstrap=0)
+    assert res["models"][str(out)]["overall"]["nll"] == pytest.approx(best, abs=1e-4)
+    if frozen:
+        assert best_step == 0 and len(history) == 3  # stopped after 2 evaluations without gain
+        assert res["models"][str(out)]["overall"]["nll"] == pytest.approx(
+            res["models"]["base"]["overall"]["nll"], abs=1e-5)
+    else:
+        assert best_step > 0
+
+
+def test_bad_options(tiny_model, tmp_path):
+    with pytest.raises(ConfigError, match="unknown mcq_format"):
+        TrainConfig(mcq_format="essay")
+    with pytest.raises(ConfigError, match="eval_every needs dev data"):
+        train(questions(4), tmp_path / "a", model=tiny_model["a"], eval_every=2)
