@@ -144,3 +144,21 @@ def test_letter_and_cloze_agree_with_lm_eval(tmp_path):
     rows = bench.compare(tmp_path, items=200, adapter=str(adapter))
     assert len(rows) == 2 * 2 * 2
     assert max(r["points"] for r in rows) <= 0.5, rows
+
+
+def test_cli_mcq_cloze(tiny_model, tmp_path):
+    from typer.testing import CliRunner
+
+    from compass.cli import app
+
+    data = write_jsonl(tmp_path / "mcq.jsonl", mcq_rows(SHORT, n=3))
+    res = CliRunner().invoke(app, ["evaluate", "--data", data, "--model", tiny_model["a"],
+                                   "--metric", "mcq-cloze", "--out", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    table = [line.split() for line in res.output.splitlines() if len(line.split()) > 1]
+    assert [row[-2] for row in table[-4:]] == ["acc", "acc_norm", "gold_prob", "gold_nll"], res.output
+    assert json.loads((tmp_path / "r.json").read_text())["metric"] == "mcq-cloze"
+    bad = write_jsonl(tmp_path / "bad.jsonl", mcq_rows(("the", ""), n=1))
+    res = CliRunner().invoke(app, ["evaluate", "--data", bad, "--model", tiny_model["a"],
+                                   "--metric", "mcq-cloze"])
+    assert res.exit_code == 2 and "error: q0: field 'choices': option 1 is empty" in res.output
