@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,11 +68,12 @@ def train_adapter(out: Path, language: str, steps: int) -> Path:
 
 
 def compass_scores(items: Path, model: str | None, adapters: list[str]) -> dict[str, dict[str, dict]]:
-    """``{metric: {model name: overall scores}}`` from ``compass.adapt.evaluate``."""
+    """``{metric: {model name: scores}}`` from ``compass.adapt.evaluate`` (full results
+    with intervals in ``compass_<metric>.json`` beside the items)."""
     from compass.adapt import evaluate
 
     return {metric: evaluate(str(items), model=model, adapters=adapters, metric=metric,
-                             bootstrap=0)["models"] for metric in PAIRS}
+                             out=items.parent / f"compass_{metric}.json")["models"] for metric in PAIRS}
 
 
 def lm_eval_scores(items: Path, model_dir: str, adapter: str | None, out: Path) -> dict[str, dict]:
@@ -94,14 +96,18 @@ def compare(out: Path, *, items: int = 200, language: str = "Bulgarian", model: 
     from compass.adapt.models import resolve_model
 
     path = write_jsonl(out / "mcq_items.jsonl", exams_items("dev", language, items))
-    ours = compass_scores(path, model, [adapter] if adapter else [])
+    names = ["base"] + ([adapter] if adapter else [])
     model_dir = resolve_model(model).path
+    with ThreadPoolExecutor() as pool:  # lm-eval runs in its own processes meanwhile
+        runs = {name: pool.submit(lm_eval_scores, path, model_dir, None if name == "base" else name, out)
+                for name in names}
+        ours = compass_scores(path, model, names[1:])
+        theirs = {name: run.result() for name, run in runs.items()}
     rows = []
-    for name in ["base"] + ([adapter] if adapter else []):
-        theirs = lm_eval_scores(path, model_dir, None if name == "base" else name, out)
+    for name in names:
         for metric in PAIRS:
             for k in ("acc", "acc_norm"):
-                a, b = ours[metric][name]["overall"][k], theirs[metric][k]
+                a, b = ours[metric][name]["overall"][k], theirs[name][metric][k]
                 rows.append({"model": name, "metric": metric, "score": k, "compass": a, "lm_eval": b,
                              "points": 100 * abs(a - b)})
     (out / "comparison.json").write_text(json.dumps(rows, indent=2))
