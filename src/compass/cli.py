@@ -190,7 +190,8 @@ def evaluate_cmd(
     data: list[str] = typer.Option(..., metavar="SRC", help="Held-out texts or MCQ items."),
     adapter: list[str] | None = typer.Option(None, help="Adapter directory; repeatable."),
     model: str | None = typer.Option(None, help="Base model; default the bundled Gemma 3 270M."),
-    metric: str = typer.Option("nll", help="nll | mcq"),
+    metric: str = typer.Option("nll", help="nll | mcq (option letters) | mcq-cloze (option texts); "
+                               "mcq metrics report acc, acc_norm, gold_prob and gold_nll."),
     batch_size: int = typer.Option(8), max_length: int = typer.Option(1024),
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the intervals."),
     seed: int = typer.Option(0),

@@ -99,11 +99,16 @@ def target_nll(causal_lm, input_ids, attention_mask, target_mask):
     hidden = causal_lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask
                                      ).last_hidden_state
     predicts = target_mask[:, 1:]
-    states = hidden[:, :-1][predicts]
-    logits = causal_lm.get_output_embeddings()(states).float()
-    cap = getattr(causal_lm.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
+    logits = head_logits(causal_lm, hidden[:, :-1][predicts])
     targets = input_ids[:, 1:][predicts]
     rows = torch.nonzero(predicts, as_tuple=True)[0]
     return F.cross_entropy(logits, targets, reduction="none"), rows
+
+
+def head_logits(causal_lm, states):
+    """fp32 next-token logits of some hidden states (with Gemma-style soft-capping)."""
+    import torch
+
+    logits = causal_lm.get_output_embeddings()(states).float()
+    cap = getattr(causal_lm.config, "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits

@@ -3,8 +3,10 @@
 ``nll``: mean per-token negative log-likelihood (and perplexity) of held-out texts or
 completions, overall and per language. ``mcq``: Global-MMLU / MMLU-ProX style
 multiple choice, scored like lm-evaluation-harness's ``global_mmlu`` tasks (question,
-lettered options, ``Answer:``; log-likelihood of each option letter).
-Differences to the base model come with paired bootstrap 95% intervals over items.
+lettered options, ``Answer:``; log-likelihood of each option letter). ``mcq-cloze``:
+the log-likelihood of each option's text after the question (see :mod:`.mcq` for both
+and for their scores). Differences to the base model come with paired bootstrap 95%
+intervals over items, for every score.
 """
 
 from __future__ import annotations
@@ -20,29 +22,11 @@ from ..errors import ConfigError, DataError
 from ..fsutil import atomic_write_text
 from ..outputs import check_output_file, input_paths
 from .batching import Example, collate, length_batches, target_nll, tokenise
+from .mcq import MCQ_METRICS, SCORES, mcq_items, option_logliks, score_items
 from .models import check_adapter, load_base
 
-LETTERS = "ABCDEFGHIJ"
-METRICS = ("nll", "mcq")
-
-
-def mcq_prompt(rec: Record) -> str:
-    """lm-evaluation-harness ``global_mmlu`` shape: question, lettered options, ``Answer:``."""
-    options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(rec.choices))
-    return f"{rec.text.strip()}\n{options}\nAnswer:"
-
-
-def mcq_examples(records: list[Record], tokenizer) -> list[Example]:
-    examples = []
-    for rec in records:
-        if not rec.choices or rec.answer is None:
-            raise DataError("MCQ item needs 'choices' and an 'answer' index", source=rec.id,
-                            field="choices" if not rec.choices else "answer")
-        head = tokenizer(mcq_prompt(rec), add_special_tokens=True)["input_ids"]
-        for i in range(len(rec.choices)):
-            tail = tokenizer(f" {LETTERS[i]}", add_special_tokens=False)["input_ids"]
-            examples.append(Example(head + tail, len(head), f"{rec.id}#{i}", rec.lang))
-    return examples
+METRICS = ("nll", *MCQ_METRICS)
+Scores = dict[str, tuple[np.ndarray, np.ndarray]]  # score name -> per-item (numerator, denominator)
 
 
 def score(causal_lm, tokenizer, examples: list[Example], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -75,30 +59,17 @@ def bootstrap_diff(a_num, a_den, b_num, b_den, *, n: int, seed: int) -> tuple[fl
     return float(lo), float(hi)
 
 
-def _summarise_nll(sums, counts, records, groups) -> dict[str, Any]:
+def _summarise(scores: Scores, groups: np.ndarray) -> dict[str, Any]:
+    """Every score overall and per group; ``nll`` adds perplexity and its token count."""
     def block(mask):
-        nll = float(sums[mask].sum() / max(1, counts[mask].sum()))
-        return {"nll": nll, "ppl": float(np.exp(nll)), "items": int(mask.sum()),
-                "tokens": int(counts[mask].sum())}
+        out = {k: float(num[mask].sum() / max(1, den[mask].sum())) for k, (num, den) in scores.items()}
+        out["items"] = int(mask.sum())
+        if "nll" in scores:
+            out |= {"ppl": float(np.exp(out["nll"])), "tokens": int(scores["nll"][1][mask].sum())}
+        return out
 
-    out = {"overall": block(np.ones(len(records), dtype=bool))}
-    out["by_group"] = {g: block(groups == g) for g in sorted(set(groups))}
-    return out
-
-
-def _summarise_mcq(sums, records, groups) -> tuple[dict[str, Any], np.ndarray]:
-    offsets = np.cumsum([0] + [len(r.choices) for r in records])
-    correct = np.array([np.argmin(sums[offsets[i]:offsets[i + 1]]) == r.answer
-                        for i, r in enumerate(records)], dtype=float)
-
-    def block(mask):
-        acc = float(correct[mask].mean()) if mask.any() else float("nan")
-        # option continuations are single letters of equal byte length: acc_norm == acc
-        return {"acc": acc, "acc_norm": acc, "items": int(mask.sum())}
-
-    out = {"overall": block(np.ones(len(records), dtype=bool))}
-    out["by_group"] = {g: block(groups == g) for g in sorted(set(groups))}
-    return out, correct
+    return {"overall": block(np.ones(len(groups), dtype=bool)),
+            "by_group": {g: block(groups == g) for g in sorted(set(groups))}}
 
 
 def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] = (),
@@ -110,11 +81,11 @@ def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] 
 
     ``group_by``: a ``meta`` field (or ``lang``) for the per-group breakdown; default
     ``lang`` for nll, the subject category for mcq. ``item_scores`` adds every item's
-    id and score per model (summed NLL and token count, or 0/1 correctness), which
-    paired comparisons between runs need. ``include_base=False`` scores only the adapters;
-    ``bootstrap=0`` skips the intervals. Each adapter's weights are checked against its
-    ``compass.json`` before any scoring (``verify=False`` skips that; see
-    :func:`~compass.adapt.integrity.verify_adapter`).
+    id and score per model (summed NLL and token count, or 0/1 correctness; every MCQ
+    score under ``by_metric``), which paired comparisons between runs need.
+    ``include_base=False`` scores only the adapters; ``bootstrap=0`` skips the intervals.
+    Each adapter's weights are checked against its ``compass.json`` before any scoring
+    (``verify=False`` skips that; see :func:`~compass.adapt.integrity.verify_adapter`).
     """
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r} (choose from {', '.join(METRICS)})")
@@ -135,48 +106,61 @@ def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] 
         records = [r for r in records if r.id in kept]
         groups = _groups(records, group_by or "lang")
         notes = {"truncated": tok.truncated, "dropped": tok.dropped}
+
+        def run(causal_lm) -> Scores:
+            sums, counts = score(causal_lm, tokenizer, examples, batch_size)
+            return {"nll": (sums, counts.astype(float))}
     else:
-        examples = mcq_examples(records, tokenizer)
+        examples = mcq_items(records, tokenizer, metric)
         groups = _groups(records, group_by) if group_by else np.array(
             [str(r.meta.get("subject_category") or r.meta.get("category") or r.lang) for r in records])
         notes = {}
+
+        def run(causal_lm) -> Scores:
+            return score_items(examples, option_logliks(causal_lm, tokenizer, examples, batch_size))
     if not examples:
         raise DataError("nothing to evaluate after tokenisation")
     results: dict[str, Any] = {"metric": metric, "base_model": info.name, "items": len(records),
                                "notes": notes, "models": {}}
-    raw: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    raw: dict[str, Scores] = {}
     names = ["base"] * include_base + [str(a) for a in adapters]
     for name in names:
         if name == "base":
-            sums, counts = score(base, tokenizer, examples, batch_size)
+            raw[name] = run(base)
         else:
             try:
                 wrapped = PeftModel.from_pretrained(base, name)
             except (RuntimeError, ValueError, KeyError) as exc:
                 raise ConfigError(f"adapter {name} does not fit base model {info.name}: "
                                   f"{str(exc).splitlines()[0]}") from None
-            sums, counts = score(wrapped.get_base_model(), tokenizer, examples, batch_size)
+            raw[name] = run(wrapped.get_base_model())
             base = wrapped.unload()  # LoRA layers out again: the next adapter starts clean
-        if metric == "nll":
-            raw[name] = (sums, counts.astype(float))
-            results["models"][name] = _summarise_nll(sums, counts, records, groups)
-        else:
-            summary, correct = _summarise_mcq(sums, records, groups)
-            raw[name] = (correct, np.ones(len(correct)))
-            results["models"][name] = summary
+        results["models"][name] = _summarise(raw[name], groups)
+    key = "nll" if metric == "nll" else "acc"
     if item_scores:
         results["item_ids"] = [r.id for r in records]
-        results["item_scores"] = {name: {"score": num.tolist(), "weight": den.tolist()}
-                                  for name, (num, den) in raw.items()}
-    key = "nll" if metric == "nll" else "acc"
+        results["item_scores"] = {name: {"score": s[key][0].tolist(), "weight": s[key][1].tolist(),
+                                         "by_metric": {k: {"score": num.tolist(), "weight": den.tolist()}
+                                                       for k, (num, den) in s.items()}}
+                                  for name, s in raw.items()}
     for name in names[1:] if include_base else ():
-        ci = list(bootstrap_diff(*raw[name], *raw["base"], n=bootstrap, seed=seed)) if bootstrap else None
-        m = results["models"][name]
-        m["diff_to_base"] = {key: m["overall"][key] - results["models"]["base"]["overall"][key],
-                             "ci95": ci}
+        results["models"][name]["diff_to_base"] = _diff_to_base(raw[name], raw["base"], key,
+                                                                n=bootstrap, seed=seed)
     if out is not None:
         atomic_write_text(out, json.dumps(results, indent=2))
     return results
+
+
+def _diff_to_base(scores: Scores, base: Scores, key: str, *, n: int, seed: int) -> dict[str, Any]:
+    """Every score's difference with its paired interval (the same resamples for all);
+    the headline ``key`` also at the top level."""
+    def ratio(s, k):
+        return s[k][0].sum() / max(1, s[k][1].sum())
+
+    by_metric = {k: {"diff": float(ratio(scores, k) - ratio(base, k)),
+                     "ci95": list(bootstrap_diff(*scores[k], *base[k], n=n, seed=seed)) if n else None}
+                 for k in scores}
+    return {key: by_metric[key]["diff"], "ci95": by_metric[key]["ci95"], "by_metric": by_metric}
 
 
 def _groups(records: list[Record], field: str) -> np.ndarray:
@@ -189,13 +173,26 @@ def _groups(records: list[Record], field: str) -> np.ndarray:
 
 
 def format_table(results: dict[str, Any]) -> str:
-    key = "nll" if results["metric"] == "nll" else "acc"
-    lines = [f"{'model':<40}{key:>9}{'ppl' if key == 'nll' else 'acc_norm':>10}"
-             f"{'Δ base':>10}{'95% CI':>22}"]
+    if results["metric"] != "nll":
+        return _mcq_table(results)
+    lines = [f"{'model':<40}{'nll':>9}{'ppl':>10}{'Δ base':>10}{'95% CI':>22}"]
     for name, m in results["models"].items():
-        second = m["overall"]["ppl" if key == "nll" else "acc_norm"]
         diff = m.get("diff_to_base")
-        delta = f"{diff[key]:+.4f}" if diff else ""
+        delta = f"{diff['nll']:+.4f}" if diff else ""
         ci = f"[{diff['ci95'][0]:+.4f}, {diff['ci95'][1]:+.4f}]" if diff and diff["ci95"] else ""
-        lines.append(f"{name[-40:]:<40}{m['overall'][key]:>9.4f}{second:>10.3f}{delta:>10}{ci:>22}")
+        lines.append(f"{name[-40:]:<40}{m['overall']['nll']:>9.4f}{m['overall']['ppl']:>10.3f}{delta:>10}{ci:>22}")
+    return "\n".join(lines)
+
+
+def _mcq_table(results: dict[str, Any]) -> str:
+    """One line per model and score: MCQ runs report four scores, each with its interval."""
+    lines = [f"{'model':<40}{'score':<11}{'value':>8}{'Δ base':>10}{'95% CI':>22}"]
+    for name, m in results["models"].items():
+        diffs = m.get("diff_to_base", {}).get("by_metric", {})
+        for k in SCORES:
+            d = diffs.get(k)
+            delta = f"{d['diff']:+.4f}" if d else ""
+            ci = f"[{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d and d["ci95"] else ""
+            label = name[-40:] if k == SCORES[0] else ""
+            lines.append(f"{label:<40}{k:<11}{m['overall'][k]:>8.4f}{delta:>10}{ci:>22}")
     return "\n".join(lines)

@@ -23,8 +23,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..data import Record
-
-LETTERS = "ABCDEFGHIJ"  # TEMP until the mcq branch lands
+from .mcq import LETTERS, lettered_options
 
 MCQ_FORMATS = ("question", "cloze", "options", "letter", "qa")
 
@@ -46,6 +45,5 @@ def _convert(rec: Record, fmt: str) -> Record:
         return replace(rec, text=f"{question}\n{gold}")
     if fmt == "cloze":
         return replace(rec, prompt=question, completion=f"Answer: {gold}")
-    options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(rec.choices))
     answer = f"{LETTERS[rec.answer]}. {gold}" if fmt == "letter" else gold
-    return replace(rec, prompt=f"{question}\n{options}", completion=f"Answer: {answer}")
+    return replace(rec, prompt=f"{question}\n{lettered_options(rec)}", completion=f"Answer: {answer}")
