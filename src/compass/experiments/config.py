@@ -21,6 +21,7 @@ Schema (see ``experiments/sib200.yaml``)::
                             # (or ``probe: null``) replaces it; its ``select`` is merged in
     train: {...}            # TrainConfig fields (seed comes from ``seeds``)
     evaluate: {batch_size: 16, max_length: 256, bootstrap: 1000}
+    only_targets: [swh]     # optional: run these targets only (e.g. in ``quick``)
     targets:
       - lang: swh_Latn
         usage: SOURCE | [SOURCE, ...]
@@ -250,7 +251,7 @@ def _eval_sets(value: Any, where: str) -> list[EvalSet]:
 
 
 def _build(data: dict[str, Any], origin: str) -> ExperimentConfig:
-    known = {f.name for f in fields(ExperimentConfig)} - {"origin", "variants"}
+    known = {f.name for f in fields(ExperimentConfig)} - {"origin", "variants"} | {"only_targets"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"{origin}: unknown key(s) {sorted(unknown)} (known: {sorted(known)})")
@@ -282,7 +283,7 @@ def _build(data: dict[str, Any], origin: str) -> ExperimentConfig:
         raise ConfigError(f"{origin}: leak_threshold must be a cosine in (0, 1] or null, got {leak!r}")
     evaluate = data.get("evaluate") or {}
     _reject_unknown(origin, "evaluate", evaluate, set(EVAL_OPTIONS), hint=f" (known: {EVAL_OPTIONS})")
-    targets = _targets(data["targets"], origin)
+    targets = _only(_targets(data["targets"], origin), data.get("only_targets"), origin)
     if not isinstance(data.get("out") or "", str) or not isinstance(data.get("model") or "", str):
         raise ConfigError(f"{origin}: 'out' and 'model' must be strings (paths or a model id)")
     return ExperimentConfig(
@@ -291,6 +292,19 @@ def _build(data: dict[str, Any], origin: str) -> ExperimentConfig:
         model=data.get("model"), select=select, probe=probe, train=train, evaluate=evaluate,
         leak_threshold=None if leak is None else float(leak),
         variants={n: v for n, v in variants.items() if v != Variant(n, n, probe=probe)}, origin=origin)
+
+
+def _only(targets: list[Target], only: Any, origin: str) -> list[Target]:
+    """The targets ``only_targets`` names, in config order (all when it is absent)."""
+    if only is None:
+        return targets
+    if not isinstance(only, list) or not only or not all(isinstance(t, str) for t in only):
+        raise ConfigError(f"{origin}: only_targets must be a non-empty list of target languages")
+    wanted = {normalize_lang(t) for t in only}
+    missing = wanted - {t.lang for t in targets}
+    if missing:
+        raise ConfigError(f"{origin}: only_targets names {sorted(missing)}, not among the targets")
+    return [t for t in targets if t.lang in wanted]
 
 
 def _probe(probe: Any, select: dict[str, Any], origin: str, where: str) -> dict[str, Any] | None:
@@ -328,6 +342,9 @@ def _variants(value: Any, select: dict[str, Any], probe: dict[str, Any] | None, 
         unknown = set(spec) - set(VARIANT_KEYS)
         if unknown:
             raise ConfigError(f"{origin}: {where}: unknown key(s) {sorted(unknown)} (known: {VARIANT_KEYS})")
+        if "strategy" not in spec and name not in EXPERIMENT_STRATEGIES:
+            raise ConfigError(f"{origin}: {where}: missing 'strategy' "
+                              f"(choose from {', '.join(EXPERIMENT_STRATEGIES)})")
         strategy = spec.get("strategy", name)
         if strategy not in EXPERIMENT_STRATEGIES:
             raise ConfigError(f"{origin}: {where}: unknown strategy {strategy!r} "
