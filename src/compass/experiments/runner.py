@@ -25,7 +25,7 @@ import numpy as np
 from ..data import Record, Source, load
 from ..errors import ConfigError
 from ..fsutil import atomic_write_text
-from .config import ExperimentConfig, Target
+from .config import ExperimentConfig, Target, Variant
 
 Echo = Callable[[str], None]
 
@@ -120,7 +120,7 @@ def describe(config: ExperimentConfig) -> str:
     return "\n".join(lines)
 
 
-def describe_variant(variant) -> str:
+def describe_variant(variant: Variant) -> str:
     """``compass, probe {...}, select {...}``: what a variant changes."""
     probe = "no probe" if variant.probe is None else f"probe {variant.probe}"
     return f"{variant.strategy}, {probe}" + (f", select {variant.select}" if variant.select else "")
@@ -227,13 +227,11 @@ class Runner:
         self.echo(f"  leak filter for {target.lang}: pool vs {len(evaluation)} evaluation items")
         kept, dropped = drop_leaked(pool, evaluation, self.config.leak_threshold, encoder=encoder,
                                     cache_dir=self.cache_dir, progress=self.progress)
-        langs: dict[str, int] = {}
-        for rec in dropped:
-            langs[rec.lang] = langs.get(rec.lang, 0) + 1
         self.echo(f"  dropped {len(dropped)} of {len(pool)} pool records")
         atomic_write_text(self.config.out / "leakage" / f"{target.key}.json", json.dumps(
             {"threshold": self.config.leak_threshold, "encoder": encoder, "pool": len(pool),
-             "evaluation": len(evaluation), "dropped": len(dropped), "by_lang": langs,
+             "evaluation": len(evaluation), "dropped": len(dropped),
+             "by_lang": dict(Counter(r.lang for r in dropped)),
              "dropped_ids": [r.id for r in dropped]}, indent=2))
         return kept
 
