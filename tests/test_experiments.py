@@ -403,7 +403,7 @@ def test_exams_config_parses_plans_and_dry_runs(tmp_path):
                                    "--out", str(tmp_path / "o")])
     assert res.exit_code == 0, res.output
     assert "variant compass+probe: compass, probe {}, select {'lang_penalty': 1.0}" in res.output
-    assert "leak threshold 0.5" in res.output and "48 cells (0 done)" in res.output
+    assert "leak threshold 0.51" in res.output and "48 cells (0 done)" in res.output
     assert not (tmp_path / "o").exists()
 
 

@@ -12,7 +12,7 @@ Schema (see ``experiments/sib200.yaml``)::
       - compass+probe: {strategy: compass, probe: {}, select: {lang_penalty: 1.0}}
       - lang-sim
     baseline: lang-sim      # differences and p-values are taken against this one
-    leak_threshold: 0.5     # optional: drop pool records this close to an evaluation item
+    leak_threshold: 0.51    # optional: drop pool records this close to an evaluation item
     model: null             # base model id or path; null = bundled Gemma 3 270M
     select: {...}           # SelectConfig fields shared by every strategy
     probe: {...}            # optional ProbeConfig fields: measure each target's language
