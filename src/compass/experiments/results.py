@@ -4,7 +4,9 @@ Per target, evaluation set and subset: each strategy's mean ± std over seeds, a
 difference to the baseline strategy with a paired bootstrap 95% interval and a
 two-sided p-value over evaluation items (scores pooled over seeds, items resampled).
 "mean over targets" averages the per-target differences, resampling items within
-each target.
+each target. Selection fit: cluster KL, coverage and MMD of train + selected against
+usage, and KL over ``meta.category`` (e.g. EXAMS subjects) for every strategy, ``none``
+included; with a leak filter, how many pool records each target lost.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from ..adapt.evaluate import bootstrap_draws
 from ..fsutil import atomic_write_text
 from .config import ExperimentConfig
-from .runner import Cell, plan
+from .runner import Cell, describe_variant, plan
 
 ALL = "all"
 COLOURS = ("#1f77b4", "#d62728", "#7f7f7f", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
@@ -34,6 +36,9 @@ def _load_cell(config: ExperimentConfig, cell: Cell) -> dict[str, Any] | None:
     report = directory / "selection" / "report.json"
     if report.is_file():
         info["selection"] = json.loads(report.read_text()).get("metrics", {}).get("train+selected", {})
+    categories = directory / "categories.json"
+    if categories.is_file():
+        info.setdefault("selection", {})["category_kl"] = json.loads(categories.read_text())["kl"]
     meta = directory / "adapter" / "compass.json"
     if meta.is_file():
         prov = json.loads(meta.read_text())
@@ -69,7 +74,19 @@ def collect(config: ExperimentConfig) -> dict[str, Any]:
                 for key, val in info.get("training", {}).items():
                     row[f"train_{key}"] = val
                 rows.append(row)
-    return {"rows": rows, "comparisons": _compare(config, scores)}
+    return {"rows": rows, "comparisons": _compare(config, scores), "leakage": _leakage(config)}
+
+
+def _leakage(config: ExperimentConfig) -> dict[str, dict[str, Any]]:
+    """Per target: the leak filter's threshold and how many pool records it dropped."""
+    out = {}
+    for target in config.targets:
+        path = config.out / "leakage" / f"{target.key}.json"
+        if path.is_file():
+            made = json.loads(path.read_text())
+            out[target.key] = {k: made[k] for k in ("threshold", "encoder", "pool", "evaluation",
+                                                    "dropped", "by_lang")}
+    return out
 
 
 def _pooled(config, scores, target, strategy, set_name):
@@ -168,6 +185,16 @@ def markdown(config: ExperimentConfig, results: dict[str, Any]) -> str:
     lines = [f"# {config.name}: results", "",
              f"Seeds {config.seeds}; budget {config.budget}; mean ± std over seeds "
              f"(lower is better for nll, higher for acc). `base` is the model without adapter.", ""]
+    lines += [f"* `{v.name}`: {describe_variant(v)}" for v in config.variants.values()]
+    lines += [""] if config.variants else []
+    leakage = results.get("leakage") or {}
+    if leakage:
+        lines += ["Leaked translations dropped from the pool (cosine to an evaluation item ≥ "
+                  "the threshold):", "", "| target | threshold | pool | evaluation items | dropped |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {t} | {v['threshold']} | {v['pool']} | {v['evaluation']} | {v['dropped']} |"
+                  for t, v in leakage.items()]
+        lines.append("")
     for set_name, subset, metric in views:
         lines += [f"## {set_name} / {subset} ({metric})", "",
                   "| target | " + " | ".join(strategies) + " |",
@@ -188,20 +215,32 @@ def markdown(config: ExperimentConfig, results: dict[str, Any]) -> str:
                 lines.append(f"| {c['target']} | {c['strategy']} | {c['diff']:+.4f} | "
                              f"[{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}] | {c['p_value']:.3g} |")
             lines.append("")
-    sel = [r for r in rows if r["subset"] == ALL and "selection_kl" in r
-           and r["eval_set"] == views[0][0]] if views else []
-    if sel:
-        lines += ["## Selection fit (usage vs train ∪ selected; lower KL/MMD, higher coverage is better)", "",
-                  "| target | strategy | KL | coverage | MMD |", "|---|---|---|---|---|"]
-        agg: dict[tuple, list] = {}
-        for r in sel:
-            agg.setdefault((r["target"], r["strategy"]), []).append(
-                (r["selection_kl"], r["selection_coverage"], r["selection_mmd"]))
-        for (t, s), vals in agg.items():
-            m = np.mean(vals, axis=0)
-            lines.append(f"| {t} | {s} | {m[0]:.4f} | {m[1]:.3f} | {m[2]:.5f} |")
-        lines.append("")
+    lines += _selection_fit(rows, views[0][0]) if views else []
     return "\n".join(lines)
+
+
+FIT = (("kl", "cluster KL", ".4f"), ("category_kl", "category KL", ".4f"),
+       ("coverage", "coverage", ".3f"), ("mmd", "MMD", ".5f"))
+
+
+def _selection_fit(rows: list[dict[str, Any]], eval_set: str) -> list[str]:
+    """Mean over seeds of each fit metric per target and strategy; '–' where not measured
+    (``none`` selects nothing, so it has the category KL of train alone)."""
+    agg: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["subset"] == ALL and r["eval_set"] == eval_set and any(k.startswith("selection_") for k in r):
+            agg.setdefault((r["target"], r["strategy"]), []).append(r)
+    if not agg:
+        return []
+    lines = ["## Selection fit (usage vs train ∪ selected; lower KL/MMD, higher coverage is better)", "",
+             "| target | strategy | " + " | ".join(f[1] for f in FIT) + " |", "|---" * (len(FIT) + 2) + "|"]
+    for (t, s), group in agg.items():
+        cells = []
+        for key, _, fmt in FIT:
+            vals = [r[f"selection_{key}"] for r in group if f"selection_{key}" in r]
+            cells.append(format(float(np.mean(vals)), fmt) if vals else "–")
+        lines.append(f"| {t} | {s} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def plot(config: ExperimentConfig, results: dict[str, Any]) -> str:

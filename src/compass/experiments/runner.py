@@ -4,7 +4,8 @@ Each cell lives in ``OUT/cells/<target>/<strategy>/seed<k>/`` and every step wri
 output atomically (``selection/``, ``adapter/``, ``eval.json``), so an interrupted run
 resumes at the first missing step and a finished cell is never recomputed. A cell
 remembers the hash of the settings it was made with; a changed config is refused
-instead of silently mixing results.
+instead of silently mixing results. With ``leak_threshold`` the pool loses every record
+that close to an evaluation item of its target (``OUT/leakage/<target>.json`` says which).
 """
 
 from __future__ import annotations
@@ -13,15 +14,18 @@ import hashlib
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data import Source, load
+import numpy as np
+
+from ..data import Record, Source, load
 from ..errors import ConfigError
 from ..fsutil import atomic_write_text
-from .config import ExperimentConfig, Target
+from .config import ExperimentConfig, Target, Variant
 
 Echo = Callable[[str], None]
 
@@ -29,7 +33,7 @@ Echo = Callable[[str], None]
 @dataclass(frozen=True)
 class Cell:
     target: Target
-    strategy: str  # a strategy name, or "base" for the untouched base model
+    strategy: str  # a strategy or variant name, or "base" for the untouched base model
     seed: int | None
 
     @property
@@ -51,15 +55,24 @@ def plan(config: ExperimentConfig) -> list[Cell]:
 
 def cell_settings(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
     """Everything that determines a cell's numbers (hashed to detect config changes)."""
+    kind = strategy_of(config, cell)
     settings: dict[str, Any] = {"model": config.model, "evaluate": config.evaluate,
-                                "target": asdict(cell.target), "strategy": cell.strategy}
-    if cell.strategy != "base":
+                                "target": asdict(cell.target), "strategy": kind}
+    if kind != "base":
         settings.update(seed=cell.seed, train=config.train_config(cell.seed).to_dict())
-    if cell.strategy not in ("base", "none"):
-        settings.update(budget=config.budget, select=config.select_options(cell.seed))
-        if config.probe is not None:
-            settings.update(probe=config.probe)
+    if kind not in ("base", "none"):
+        settings.update(budget=config.budget, select=config.select_options(cell.seed, cell.strategy))
+        variant = config.variant(cell.strategy)
+        if variant.probe is not None:
+            settings.update(probe=variant.probe)
+        if config.leak_threshold is not None:
+            settings.update(leak_threshold=config.leak_threshold)
     return relevant(settings)
+
+
+def strategy_of(config: ExperimentConfig, cell: Cell) -> str:
+    """The selection strategy a cell runs (``base`` and ``none`` select nothing)."""
+    return "base" if cell.strategy == "base" else config.variant(cell.strategy).strategy
 
 
 def relevant(settings: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +102,9 @@ def describe(config: ExperimentConfig) -> str:
              f"seeds {config.seeds}; baseline {config.baseline}",
              f"  strategies: {', '.join(config.strategies)}",
              f"  train: {config.train or 'defaults'}; select: {config.select or 'defaults'}"
-             + (f"; transfer probe {config.probe}" if config.probe is not None else "")]
+             + (f"; transfer probe {config.probe}" if config.probe is not None else "")
+             + (f"; leak threshold {config.leak_threshold}" if config.leak_threshold is not None else "")]
+    lines += [f"  variant {v.name}: {describe_variant(v)}" for v in config.variants.values()]
     for target in config.targets:
         lines.append(f"  target {target.lang}")
         roles = [("usage", target.usage), ("train", target.train), ("pool", target.pool)]
@@ -105,6 +120,12 @@ def describe(config: ExperimentConfig) -> str:
     return "\n".join(lines)
 
 
+def describe_variant(variant: Variant) -> str:
+    """``compass, probe {...}, select {...}``: what a variant changes."""
+    probe = "no probe" if variant.probe is None else f"probe {variant.probe}"
+    return f"{variant.strategy}, {probe}" + (f", select {variant.select}" if variant.select else "")
+
+
 class Runner:
     """Runs the cells of a config in order, resuming finished steps; see the module docstring."""
 
@@ -114,6 +135,7 @@ class Runner:
         self.cache_dir = cache_dir
         self.echo = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.progress = progress
+        self._data: tuple[str, dict[str, list[Record]]] | None = None  # the current target's
 
     def run(self) -> list[Cell]:
         cells = plan(self.config)
@@ -152,26 +174,29 @@ class Runner:
                           json.dumps({"hash": settings_hash(settings), "settings": settings},
                                      indent=2, default=str))
         target, selection, adapter = cell.target, directory / "selection", directory / "adapter"
-        adapters: list[str] = []
-        if cell.strategy not in ("base", "none") and not (selection / "report.json").is_file():
+        kind, adapters = strategy_of(config, cell), []
+        if kind not in ("base", "none") and not (selection / "report.json").is_file():
             self.echo(f"  select {cell.strategy} (budget {config.budget})")
             from ..selection import select
 
-            options = config.select_options(cell.seed)
-            if config.probe is not None:
-                options["lang_distances"] = self.lang_distances(target)
-            select(target.usage, target.pool, config.budget, train=target.train or None,
-                   strategy=cell.strategy, target_lang=target.lang, out=selection,
+            data, variant = self.data(target), config.variant(cell.strategy)
+            options = config.select_options(cell.seed, cell.strategy)
+            if variant.probe is not None:
+                options["lang_distances"] = self.lang_distances(target, variant.probe)
+            select(data["usage"], data["pool"], config.budget, train=data["train"] or None,
+                   strategy=kind, target_lang=target.lang, out=selection,
                    cache_dir=self.cache_dir, progress=self.progress, **options)
-        if cell.strategy != "base":
+        if kind != "base":
+            if not (directory / "categories.json").is_file():
+                self._categories(target, selection if kind != "none" else None, directory)
             if not (adapter / "compass.json").is_file():
                 self.echo("  train")
                 from ..adapt import train
 
-                if not target.train and cell.strategy == "none":
+                if not target.train and kind == "none":
                     raise ConfigError(f"target {target.lang}: strategy 'none' needs target train data")
                 train(target.train or [], adapter, model=config.model,
-                      selected=selection if cell.strategy != "none" else None,
+                      selected=selection if kind != "none" else None,
                       config=config.train_config(cell.seed), overwrite=True,
                       progress=self.progress, cache_dir=self.cache_dir)
             adapters = [str(adapter)]
@@ -179,23 +204,77 @@ class Runner:
         results = {e.name: self._evaluate(e, target, adapters) for e in target.evals}
         atomic_write_text(directory / "eval.json", json.dumps(results))
 
-    def lang_distances(self, target: Target) -> dict[str, float]:
-        """The target's transfer-probe distances, measured once per experiment and kept in
-        ``OUT/probe/<target>.json`` (the probe's seed is its own, so every cell shares them)."""
+    def data(self, target: Target) -> dict[str, list[Record]]:
+        """The target's usage, train and pool records, loaded once (the current target's
+        only); the pool without leaked evaluation items when ``leak_threshold`` is set."""
+        if self._data is None or self._data[0] != target.key:
+            lang = target.lang
+            data = {"usage": load(target.usage, name="usage", default_lang=lang),
+                    "train": load(target.train, name="train", default_lang=lang) if target.train else [],
+                    "pool": load(target.pool, name="pool")}
+            if self.config.leak_threshold is not None:
+                data["pool"] = self._drop_leaked(target, data["pool"])
+            self._data = (target.key, data)
+        return self._data[1]
+
+    def _drop_leaked(self, target: Target, pool: list[Record]) -> list[Record]:
+        from ..embed import DEFAULT_ENCODER
+        from ..selection.leakage import drop_leaked
+
+        evaluation = [r for e in target.evals
+                      for r in load(e.sources, name=f"eval set {e.name}", default_lang=target.lang)]
+        encoder = self.config.select.get("encoder", DEFAULT_ENCODER)
+        self.echo(f"  leak filter for {target.lang}: pool vs {len(evaluation)} evaluation items")
+        kept, dropped = drop_leaked(pool, evaluation, self.config.leak_threshold, encoder=encoder,
+                                    cache_dir=self.cache_dir, progress=self.progress)
+        self.echo(f"  dropped {len(dropped)} of {len(pool)} pool records")
+        atomic_write_text(self.config.out / "leakage" / f"{target.key}.json", json.dumps(
+            {"threshold": self.config.leak_threshold, "encoder": encoder, "pool": len(pool),
+             "evaluation": len(evaluation), "dropped": len(dropped),
+             "by_lang": dict(Counter(r.lang for r in dropped)),
+             "dropped_ids": [r.id for r in dropped]}, indent=2))
+        return kept
+
+    def _categories(self, target: Target, selection: Path | None, directory: Path) -> None:
+        """``categories.json``: usage's ``meta.category`` shares against train + selected's,
+        and their KL (e.g. EXAMS subjects); nothing when usage has no categories."""
+        data = self.data(target)
+        usage = [r.meta.get("category") for r in data["usage"]]
+        if not any(c is not None for c in usage):
+            return
+        picked = set()
+        if selection is not None:
+            with (selection / "selected.jsonl").open(encoding="utf-8") as fh:
+                picked = {json.loads(line)["id"] for line in fh}
+        mixed = [r.meta.get("category") for r in data["train"]]
+        mixed += [r.meta.get("category") for r in data["pool"] if r.id in picked]
+        atomic_write_text(directory / "categories.json", json.dumps(category_fit(usage, mixed), indent=2))
+
+    def lang_distances(self, target: Target, probe_options: dict[str, Any]) -> dict[str, float]:
+        """The target's transfer-probe distances, measured once per experiment and probe
+        setting and kept in ``OUT/probe/<target>.json`` (a variant's own probe:
+        ``<target>.<hash>.json``); the probe's seed is its own, so every cell shares them."""
         from ..adapt.probe import ProbeConfig, probe, read_distances
 
-        path = self.config.out / "probe" / f"{target.key}.json"
-        wanted = ProbeConfig(**self.config.probe)
+        wanted = asdict(ProbeConfig(**probe_options))
+        name = target.key if probe_options == self.config.probe else \
+            f"{target.key}.{settings_hash(wanted)[:8]}"
+        path = self.config.out / "probe" / f"{name}.json"
+        made_with = (wanted, self.config.model, self.config.leak_threshold)
         if path.is_file():
             made = json.loads(path.read_text(encoding="utf-8"))
-            if (made.get("config"), made.get("model")) != (asdict(wanted), self.config.model):
+            if (made.get("config"), made.get("model"), made.get("leak_threshold")) != made_with:
                 raise ConfigError(f"{path} was made with other probe settings; use a new 'out' "
                                   "directory (or delete it) to run the changed config")
         else:
-            self.echo(f"  transfer probe for {target.lang} (once per target)")
-            probe(target.usage, target.pool, path, train=target.train or None, model=self.config.model,
-                  config=wanted,
-                  cache_dir=self.cache_dir, progress=self.progress)
+            self.echo(f"  transfer probe for {target.lang} (once per target and probe setting)")
+            data = self.data(target)
+            result = probe(data["usage"], data["pool"], train=data["train"] or None,
+                           model=self.config.model, config=ProbeConfig(**probe_options),
+                           cache_dir=self.cache_dir, progress=self.progress)
+            if self.config.leak_threshold is not None:
+                result["leak_threshold"] = self.config.leak_threshold
+            atomic_write_text(path, json.dumps(result, indent=2))
         return read_distances(path)
 
     def _evaluate(self, eval_set, target: Target, adapters: list[str]) -> dict[str, Any]:
@@ -211,6 +290,19 @@ class Runner:
                 "score": res["item_scores"][name]["score"], "weight": res["item_scores"][name]["weight"],
                 "subsets": {sub: [str(meta[i].get(fld)) in values for i in res["item_ids"]]
                             for sub, (fld, values) in eval_set.subsets.items()}}
+
+
+def category_fit(usage: list[Any], mixed: list[Any], alpha: float = 0.5) -> dict[str, Any]:
+    """Category counts of usage and of train + selected, and KL(usage ‖ train + selected)
+    over add-``alpha`` smoothed shares (a category one side lacks keeps it finite)."""
+    from ..selection.metrics import kl_divergence
+
+    u = Counter(str(c) for c in usage if c is not None)
+    m = Counter(str(c) for c in mixed if c is not None)
+    cats = sorted(u.keys() | m.keys())
+    p = np.array([u[c] + alpha for c in cats]) / (sum(u.values()) + alpha * len(cats))
+    q = np.array([m[c] + alpha for c in cats]) / (sum(m.values()) + alpha * len(cats))
+    return {"usage": dict(u), "train+selected": dict(m), "kl": kl_divergence(p, q)}
 
 
 def _minutes(seconds: float) -> str:
