@@ -64,12 +64,16 @@ def test_language_cap_and_eligibility(scenario):
 def test_given_lang_distances_replace_uriel_in_the_penalty(scenario):
     langs = scenario[4]
     # URIEL: Zulu is closer to Swahili than Korean, so the penalty favours Zulu ...
-    # (supply in the missing topics, not the penalty, limits the favoured language)
+    # (a penalty this large outweighs similarity: usage points recruit from the whole
+    # pool, so every pick is Zulu; with allocation="clusters" the supply in the missing
+    # clusters limits it)
     uriel = langs[run(scenario, lang_penalty=50.0).picks.indices]
+    assert ((uriel == "zul").sum(), (uriel == "kor").sum()) == (60, 0)
+    uriel = langs[run(scenario, lang_penalty=50.0, allocation="clusters").picks.indices]
     assert ((uriel == "zul").sum(), (uriel == "kor").sum()) == (37, 23)
     # ... measured distances saying the opposite win; a language missing from them counts as 1.
     given = langs[run(scenario, lang_penalty=50.0, lang_distances={"kor": 0.0}).picks.indices]
-    assert ((given == "zul").sum(), (given == "kor").sum()) == (23, 37)
+    assert ((given == "zul").sum(), (given == "kor").sum()) == (0, 60)
     # lang-sim stays the URIEL baseline
     sim = run(scenario, strategy="lang-sim", lang_penalty=50.0, lang_distances={"kor": 0.0})
     assert set(langs[sim.picks.indices]) == {"zul"}

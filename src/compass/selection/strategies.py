@@ -398,7 +398,7 @@ class CompassStrategy(ClusterStrategy):
             return super().select(problem, rng)
         eligible = problem.eligible
         plan = point_plan(self._demand, problem.usage_cluster, problem.clustering.k,
-                          min(cfg.budget, int(eligible.sum())), problem.n_total)
+                          min(cfg.budget, int(eligible.sum())), problem.n_total, cfg.seed)
         rows = np.flatnonzero(without_train_duplicates(problem, eligible.copy()))
         vectors, langs = problem.pool[rows], problem.pool_langs[rows]
         depth = plan.total + SHORTLIST_SLACK
@@ -435,9 +435,21 @@ class PointPlan:
     allocated: np.ndarray
 
 
-def point_plan(demand: np.ndarray, usage_cluster: np.ndarray, k: int, total: int,
-               n_total: int) -> PointPlan:
-    points, quotas = point_quotas(demand, np.zeros(len(demand), np.int64), 0, total)
+def point_plan(demand: np.ndarray, usage_cluster: np.ndarray, k: int, total: int, n_total: int,
+               seed: int) -> PointPlan:
+    """Quotas over a seeded, cluster-stratified order of the points: when the budget is
+    smaller than the usage, equal remainders go to a random subset of points spread over
+    the clusters like the usage, not to the first ones."""
+    order = np.random.default_rng(seed).permutation(len(demand))
+    sizes = np.bincount(usage_cluster, minlength=k)
+    rank = np.empty(len(demand))
+    for c in range(k):
+        members = order[usage_cluster[order] == c]
+        rank[members] = (np.arange(len(members)) + 0.5) / sizes[c]
+    order = order[np.argsort(rank[order], kind="stable")]
+    points, quotas = point_quotas(demand[order], np.zeros(len(demand), np.int64), 0, total)
+    keep = np.argsort(order[points])  # queues take turns in usage order
+    points, quotas = order[points][keep], quotas[keep]
     weights = np.bincount(usage_cluster, weights=demand, minlength=k) * n_total / max(1, len(demand))
     return PointPlan(points, quotas, total, weights,
                      np.bincount(usage_cluster[points], weights=quotas, minlength=k).astype(np.int64))
