@@ -94,7 +94,8 @@ def select_cmd(
         engine=engine,
         ray_address=ray_address, ray_workers=ray_workers, embed_batch_size=embed_batch_size,
         centre=centre, include_ood=include_ood, support_quantile=support_quantile,
-        allocation=allocation, ratio_l2=ratio_l2, ratio_weight=ratio_weight, dedup_threshold=dedup_threshold, lang_cap=lang_cap,
+        allocation=allocation, ratio_l2=ratio_l2, ratio_weight=ratio_weight,
+        dedup_threshold=dedup_threshold, lang_cap=lang_cap,
         lang_calibration=lang_calibration, lang_penalty=lang_penalty, lang_distance=lang_distance,
         lang_distances=read_distances(lang_distances) if lang_distances else None,
         only_langs=only_langs or None, skip_langs=skip_langs or []))
