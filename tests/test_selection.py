@@ -23,8 +23,9 @@ def run(scenario, **kw):
     return select_embedded(usage, train, pool, langs, "swh", cfg)
 
 
-def test_compass_fills_the_missing_topics(scenario):
-    res = run(scenario)
+@pytest.mark.parametrize("allocation", ["clusters", "points"])
+def test_compass_fills_the_missing_topics(scenario, allocation):
+    res = run(scenario, allocation=allocation)
     topics = scenario[3][res.picks.indices]
     assert len(topics) == 60 and len(set(res.picks.indices)) == 60
     # gap: N = 120 + 60, ideal per topic 45; topics 2 and 3 have 0 in train -> all budget
@@ -64,16 +65,16 @@ def test_language_cap_and_eligibility(scenario):
 def test_given_lang_distances_replace_uriel_in_the_penalty(scenario):
     langs = scenario[4]
     # URIEL: Zulu is closer to Swahili than Korean, so the penalty favours Zulu ...
-    # (a penalty this large outweighs similarity: usage points recruit from the whole
-    # pool, so every pick is Zulu; with allocation="clusters" the supply in the missing
-    # clusters limits it)
+    # (supply in the missing topics, not the penalty, limits the favoured language)
     uriel = langs[run(scenario, lang_penalty=50.0).picks.indices]
-    assert ((uriel == "zul").sum(), (uriel == "kor").sum()) == (60, 0)
-    uriel = langs[run(scenario, lang_penalty=50.0, allocation="clusters").picks.indices]
     assert ((uriel == "zul").sum(), (uriel == "kor").sum()) == (37, 23)
+    # (with allocation="points" usage points recruit from the whole pool: a penalty this
+    # large outweighs similarity and every pick is Zulu)
+    uriel = langs[run(scenario, lang_penalty=50.0, allocation="points").picks.indices]
+    assert ((uriel == "zul").sum(), (uriel == "kor").sum()) == (60, 0)
     # ... measured distances saying the opposite win; a language missing from them counts as 1.
     given = langs[run(scenario, lang_penalty=50.0, lang_distances={"kor": 0.0}).picks.indices]
-    assert ((given == "zul").sum(), (given == "kor").sum()) == (0, 60)
+    assert ((given == "zul").sum(), (given == "kor").sum()) == (23, 37)
     # lang-sim stays the URIEL baseline
     sim = run(scenario, strategy="lang-sim", lang_penalty=50.0, lang_distances={"kor": 0.0})
     assert set(langs[sim.picks.indices]) == {"zul"}
@@ -93,9 +94,11 @@ def test_config_validation(bad, match):
         SelectConfig(**{"budget": 10, **bad})
 
 
-def test_empty_train_allocates_like_usage(scenario):
+@pytest.mark.parametrize("allocation", ["clusters", "points"])
+def test_empty_train_allocates_like_usage(scenario, allocation):
     usage, _, pool, pool_topic, langs = scenario
-    cfg = SelectConfig(budget=80, target_lang="swh", clusters=4)
+    cfg = SelectConfig(budget=80, target_lang="swh", clusters=4, allocation=allocation)
     res = select_embedded(usage, usage[:0], pool, langs, "swh", cfg)
-    # with T empty, d_c = u_c * B: 4 equal topics -> 20 each
+    # with T empty, d_c = u_c * B (clusters) or equal quotas spread over the clusters
+    # (points): 4 equal topics -> 20 each
     assert sorted(np.bincount(pool_topic[res.picks.indices], minlength=4).tolist()) == [20] * 4

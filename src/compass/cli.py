@@ -55,8 +55,8 @@ def select_cmd(
                                 help="Remove each language's mean embedding."),
     include_ood: bool = typer.Option(False, help="Allow pool records outside the target support."),
     support_quantile: float = typer.Option(0.95, help="Target support radius quantile."),
-    allocation: str = typer.Option("points", help="compass budget split: points (usage points "
-                                   "by gap share, whole pool) or clusters (cluster gaps first)."),
+    allocation: str = typer.Option("clusters", help="compass budget split: clusters (cluster "
+                                   "gaps first) or points (usage points by gap share, whole pool)."),
     ratio_l2: float = typer.Option(1e-3, help="L2 penalty of the usage/train ratio model."),
     ratio_weight: float = typer.Option(1.0, help="Weight of a record's own gap share in ranking."),
     dedup_threshold: float = typer.Option(0.97, help="Cosine at which records are duplicates."),

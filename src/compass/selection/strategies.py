@@ -374,10 +374,10 @@ class CompassStrategy(ClusterStrategy):
 
     Every usage point gets a quota proportional to its own gap share: the share of its
     neighbourhood's ideal mass that train lacks, from a usage-vs-train density ratio
-    (cross-fitted). With ``allocation="points"`` (default) the quotas split the whole
-    budget and each point recruits its best records from the whole eligible pool; with
-    ``"clusters"`` the budget first follows the cluster gaps d_c = max(0, u_c·(|T|+B) − t_c)
-    and points recruit inside their cluster. A neighbourhood that train covers thus
+    (cross-fitted). With ``allocation="clusters"`` (default) the budget first follows the
+    cluster gaps d_c = max(0, u_c·(|T|+B) − t_c) and points recruit inside their cluster;
+    with ``"points"`` the quotas split the whole budget and each point recruits its best
+    records from the whole eligible pool. A neighbourhood that train covers thus
     gets little, a missing theme gets its share, instead of whatever looks most unlike train.
     """
 
