@@ -102,3 +102,34 @@ def test_empty_train_allocates_like_usage(scenario, allocation):
     # with T empty, d_c = u_c * B (clusters) or equal quotas spread over the clusters
     # (points): 4 equal topics -> 20 each
     assert sorted(np.bincount(pool_topic[res.picks.indices], minlength=4).tolist()) == [20] * 4
+
+
+def test_top_rows_is_the_head_of_the_full_ordering_ties_included():
+    from compass.selection.strategies import top_rows
+
+    rng = np.random.default_rng(0)
+    score = rng.integers(0, 5, 200).astype(np.float32)  # many ties: rows break them
+    rows = rng.permutation(1000)[:200]
+    full = np.lexsort((rows, -score))
+    for depth in (1, 7, 50, 200, 500):
+        got_rows, got_scores = top_rows(score, rows, depth)
+        assert got_rows.tolist() == rows[full][:depth].tolist()
+        assert got_scores.tolist() == score[full][:depth].tolist()
+
+
+def test_points_allocation_deepens_shortlists_that_run_dry(scenario, monkeypatch):
+    import compass.selection.strategies as strategies
+
+    depths = []
+    real = strategies.shortlists
+    monkeypatch.setattr(strategies, "shortlists", lambda scorer, points, depth, *a:
+                        depths.append(depth) or real(scorer, points, depth, *a))
+    # a cap of 6 per language (2 languages) skips most of each shortlist: the fill must
+    # deepen them, and then picks what complete orderings pick
+    deep = run(scenario, allocation="points", lang_cap=0.1)
+    assert len(depths) > 1 and depths[1] == 4 * depths[0]
+    monkeypatch.setattr(strategies, "SHORTLIST_SLACK", 10_000)  # complete orderings at once
+    depths.clear()
+    full = run(scenario, allocation="points", lang_cap=0.1)
+    assert len(depths) == 1 and full.picks.indices.tolist() == deep.picks.indices.tolist()
+    assert len(deep.picks.indices) == 12
