@@ -54,8 +54,11 @@ def run(corpus, tmp_path, **kw):
 
 
 @pytest.mark.parametrize("options", [{"strategy": "compass"}, {"strategy": "random"},
-                                     {"strategy": "compass", "lang_cap": 0.1, "seed": 3}],
-                         ids=["compass", "random", "compass-lang-cap"])
+                                     {"strategy": "compass", "lang_cap": 0.1, "seed": 3},
+                                     {"strategy": "compass", "allocation": "points"},
+                                     {"strategy": "compass", "allocation": "points", "lang_cap": 0.1}],
+                         ids=["compass", "random", "compass-lang-cap", "compass-points",
+                              "compass-points-lang-cap"])
 def test_ray_picks_exactly_what_local_picks(ray_local, corpus, tmp_path, options):
     local = run(corpus, tmp_path, **options)
     remote = run(corpus, tmp_path, engine="ray", ray_workers=2, embed_batch_size=64, **options)

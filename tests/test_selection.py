@@ -23,8 +23,9 @@ def run(scenario, **kw):
     return select_embedded(usage, train, pool, langs, "swh", cfg)
 
 
-def test_compass_fills_the_missing_topics(scenario):
-    res = run(scenario)
+@pytest.mark.parametrize("allocation", ["clusters", "points"])
+def test_compass_fills_the_missing_topics(scenario, allocation):
+    res = run(scenario, allocation=allocation)
     topics = scenario[3][res.picks.indices]
     assert len(topics) == 60 and len(set(res.picks.indices)) == 60
     # gap: N = 120 + 60, ideal per topic 45; topics 2 and 3 have 0 in train -> all budget
@@ -67,6 +68,10 @@ def test_given_lang_distances_replace_uriel_in_the_penalty(scenario):
     # (supply in the missing topics, not the penalty, limits the favoured language)
     uriel = langs[run(scenario, lang_penalty=50.0).picks.indices]
     assert ((uriel == "zul").sum(), (uriel == "kor").sum()) == (37, 23)
+    # (with allocation="points" usage points recruit from the whole pool: a penalty this
+    # large outweighs similarity and every pick is Zulu)
+    uriel = langs[run(scenario, lang_penalty=50.0, allocation="points").picks.indices]
+    assert ((uriel == "zul").sum(), (uriel == "kor").sum()) == (60, 0)
     # ... measured distances saying the opposite win; a language missing from them counts as 1.
     given = langs[run(scenario, lang_penalty=50.0, lang_distances={"kor": 0.0}).picks.indices]
     assert ((given == "zul").sum(), (given == "kor").sum()) == (23, 37)
@@ -89,9 +94,42 @@ def test_config_validation(bad, match):
         SelectConfig(**{"budget": 10, **bad})
 
 
-def test_empty_train_allocates_like_usage(scenario):
+@pytest.mark.parametrize("allocation", ["clusters", "points"])
+def test_empty_train_allocates_like_usage(scenario, allocation):
     usage, _, pool, pool_topic, langs = scenario
-    cfg = SelectConfig(budget=80, target_lang="swh", clusters=4)
+    cfg = SelectConfig(budget=80, target_lang="swh", clusters=4, allocation=allocation)
     res = select_embedded(usage, usage[:0], pool, langs, "swh", cfg)
-    # with T empty, d_c = u_c * B: 4 equal topics -> 20 each
+    # with T empty, d_c = u_c * B (clusters) or equal quotas spread over the clusters
+    # (points): 4 equal topics -> 20 each
     assert sorted(np.bincount(pool_topic[res.picks.indices], minlength=4).tolist()) == [20] * 4
+
+
+def test_top_rows_is_the_head_of_the_full_ordering_ties_included():
+    from compass.selection.strategies import top_rows
+
+    rng = np.random.default_rng(0)
+    score = rng.integers(0, 5, 200).astype(np.float32)  # many ties: rows break them
+    rows = rng.permutation(1000)[:200]
+    full = np.lexsort((rows, -score))
+    for depth in (1, 7, 50, 200, 500):
+        got_rows, got_scores = top_rows(score, rows, depth)
+        assert got_rows.tolist() == rows[full][:depth].tolist()
+        assert got_scores.tolist() == score[full][:depth].tolist()
+
+
+def test_points_allocation_deepens_shortlists_that_run_dry(scenario, monkeypatch):
+    import compass.selection.strategies as strategies
+
+    depths = []
+    real = strategies.shortlists
+    monkeypatch.setattr(strategies, "shortlists", lambda scorer, points, depth, *a:
+                        depths.append(depth) or real(scorer, points, depth, *a))
+    # a cap of 6 per language (2 languages) skips most of each shortlist: the fill must
+    # deepen them, and then picks what complete orderings pick
+    deep = run(scenario, allocation="points", lang_cap=0.1)
+    assert len(depths) > 1 and depths[1] == 4 * depths[0]
+    monkeypatch.setattr(strategies, "SHORTLIST_SLACK", 10_000)  # complete orderings at once
+    depths.clear()
+    full = run(scenario, allocation="points", lang_cap=0.1)
+    assert len(depths) == 1 and full.picks.indices.tolist() == deep.picks.indices.tolist()
+    assert len(deep.picks.indices) == 12

@@ -55,6 +55,8 @@ def select_cmd(
                                 help="Remove each language's mean embedding."),
     include_ood: bool = typer.Option(False, help="Allow pool records outside the target support."),
     support_quantile: float = typer.Option(0.95, help="Target support radius quantile."),
+    allocation: str = typer.Option("clusters", help="compass budget split: clusters (cluster "
+                                   "gaps first) or points (usage points by gap share, whole pool)."),
     ratio_l2: float = typer.Option(1e-3, help="L2 penalty of the usage/train ratio model."),
     ratio_weight: float = typer.Option(1.0, help="Weight of a record's own gap share in ranking."),
     dedup_threshold: float = typer.Option(0.97, help="Cosine at which records are duplicates."),
@@ -92,7 +94,8 @@ def select_cmd(
         engine=engine,
         ray_address=ray_address, ray_workers=ray_workers, embed_batch_size=embed_batch_size,
         centre=centre, include_ood=include_ood, support_quantile=support_quantile,
-        ratio_l2=ratio_l2, ratio_weight=ratio_weight, dedup_threshold=dedup_threshold, lang_cap=lang_cap,
+        allocation=allocation, ratio_l2=ratio_l2, ratio_weight=ratio_weight,
+        dedup_threshold=dedup_threshold, lang_cap=lang_cap,
         lang_calibration=lang_calibration, lang_penalty=lang_penalty, lang_distance=lang_distance,
         lang_distances=read_distances(lang_distances) if lang_distances else None,
         only_langs=only_langs or None, skip_langs=skip_langs or []))

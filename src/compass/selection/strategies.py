@@ -200,15 +200,21 @@ class ClusterStrategy(Strategy):
         eligible = problem.eligible
         supply = np.bincount(problem.pool_cluster[eligible], minlength=problem.clustering.k)
         allocated, notes = allocate(weights, supply, problem.counts(problem.usage_cluster), cfg.budget)
-        candidates = eligible & (allocated > 0)[problem.pool_cluster]
-        if len(problem.train) and cfg.dedup_threshold < 1.0:
-            rows = np.flatnonzero(candidates)
-            candidates[rows[near_duplicates(problem.pool[rows], problem.train, cfg.dedup_threshold)]] = False
+        candidates = without_train_duplicates(problem, eligible & (allocated > 0)[problem.pool_cluster])
         filler = Filler(cfg, problem.pool, problem.pool_langs)
         for cluster in np.flatnonzero(allocated):
             rows = np.flatnonzero(candidates & (problem.pool_cluster == cluster))
             filler.fill(self.queues(problem, int(cluster), rows, int(allocated[cluster]), rng))
         return filler.picks(weights, allocated, notes, int(eligible.sum()))
+
+
+def without_train_duplicates(problem: Problem, candidates: np.ndarray) -> np.ndarray:
+    """``candidates`` minus the pool records that near-duplicate a train record."""
+    cfg = problem.config
+    if len(problem.train) and cfg.dedup_threshold < 1.0:
+        rows = np.flatnonzero(candidates)
+        candidates[rows[near_duplicates(problem.pool[rows], problem.train, cfg.dedup_threshold)]] = False
+    return candidates
 
 
 def allocate(weights: np.ndarray, supply: np.ndarray, usage_counts: np.ndarray,
@@ -364,13 +370,15 @@ class Filler:
 
 
 class CompassStrategy(ClusterStrategy):
-    """Gap d_c = max(0, u_c·(|T|+B) − t_c): fill what train under-serves relative to usage.
+    """Fill what train under-serves relative to usage.
 
-    Inside a cluster, each usage point recruits its nearest pool records, with a quota
-    proportional to its own gap share: the share of its neighbourhood's ideal mass that
-    train lacks, from a usage-vs-train density ratio (cross-fitted). A cluster that mixes
-    a covered and a missing theme thus spends its allocation on the missing one, in
-    proportion, instead of on whatever looks most unlike train.
+    Every usage point gets a quota proportional to its own gap share: the share of its
+    neighbourhood's ideal mass that train lacks, from a usage-vs-train density ratio
+    (cross-fitted). With ``allocation="clusters"`` (default) the budget first follows the
+    cluster gaps d_c = max(0, u_c·(|T|+B) − t_c) and points recruit inside their cluster;
+    with ``"points"`` the quotas split the whole budget and each point recruits its best
+    records from the whole eligible pool. A neighbourhood that train covers thus
+    gets little, a missing theme gets its share, instead of whatever looks most unlike train.
     """
 
     name = "compass"
@@ -381,12 +389,26 @@ class CompassStrategy(ClusterStrategy):
                                problem.counts(problem.train_cluster), problem.n_total)
 
     def select(self, problem: Problem, rng: np.random.Generator) -> Picks:
-        self._demand = usage_demand(problem.config, problem.usage, problem.train,
-                                    problem.n_total)
-        self._scorer = compass_scorer(problem.config, problem.usage, problem.train, problem.lang_scale,
-                                      language_distances(problem.config, problem.target_lang,
-                                                         problem.pool_langs), problem.n_total)
-        return super().select(problem, rng)
+        cfg = problem.config
+        self._demand = usage_demand(cfg, problem.usage, problem.train, problem.n_total)
+        self._scorer = compass_scorer(cfg, problem.usage, problem.train, problem.lang_scale,
+                                      language_distances(cfg, problem.target_lang, problem.pool_langs),
+                                      problem.n_total)
+        if cfg.allocation == "clusters":
+            return super().select(problem, rng)
+        eligible = problem.eligible
+        plan = point_plan(self._demand, problem.usage_cluster, problem.clustering.k,
+                          min(cfg.budget, int(eligible.sum())), problem.n_total, cfg.seed)
+        rows = np.flatnonzero(without_train_duplicates(problem, eligible.copy()))
+        vectors, langs = problem.pool[rows], problem.pool_langs[rows]
+        depth = plan.total + SHORTLIST_SLACK
+        while True:  # shortlists, not whole orderings: a large pool times every point is too big
+            filler = Filler(cfg, problem.pool, problem.pool_langs)
+            lists = shortlists(self._scorer, plan.points, depth, rows, vectors, langs)
+            if filler.fill([Queue(r, s, int(q), complete=depth >= len(rows))
+                            for (r, s), q in zip(lists, plan.quotas)]):
+                return filler.picks(plan.weights, plan.allocated, [], int(eligible.sum()))
+            depth *= DEEPEN
 
     def queues(self, problem: Problem, cluster: int, rows: np.ndarray, quota: int,
                rng: np.random.Generator) -> list[Queue]:
@@ -394,6 +416,64 @@ class CompassStrategy(ClusterStrategy):
         sims = self._scorer(points, problem.pool[rows], problem.pool_langs[rows])
         orders = [np.lexsort((rows, -sim)) for sim in sims]
         return [Queue(rows[o], sim[o], int(q)) for sim, o, q in zip(sims, orders, quotas)]
+
+
+SHORTLIST_SLACK = 16  # a usage point's shortlist: its group's quota + SLACK rows to start
+DEEPEN = 4  # a group whose shortlist ran dry gets DEEPEN times deeper ones
+ALL_CLUSTERS = -1  # the queue group of ``allocation="points"``: the whole eligible pool
+
+
+@dataclass
+class PointPlan:
+    """``allocation="points"``: the usage points with a quota over the whole eligible pool,
+    and per cluster (for the report) the estimated gap mass and the quotas of its points."""
+
+    points: np.ndarray
+    quotas: np.ndarray
+    total: int
+    weights: np.ndarray
+    allocated: np.ndarray
+
+
+def point_plan(demand: np.ndarray, usage_cluster: np.ndarray, k: int, total: int, n_total: int,
+               seed: int) -> PointPlan:
+    """Quotas over a seeded, cluster-stratified order of the points: when the budget is
+    smaller than the usage, equal remainders go to a random subset of points spread over
+    the clusters like the usage, not to the first ones."""
+    order = np.random.default_rng(seed).permutation(len(demand))
+    sizes = np.bincount(usage_cluster, minlength=k)
+    rank = np.empty(len(demand))
+    for c in range(k):
+        members = order[usage_cluster[order] == c]
+        rank[members] = (np.arange(len(members)) + 0.5) / sizes[c]
+    order = order[np.argsort(rank[order], kind="stable")]
+    points, quotas = point_quotas(demand[order], np.zeros(len(demand), np.int64), 0, total)
+    keep = np.argsort(order[points])  # queues take turns in usage order
+    points, quotas = order[points][keep], quotas[keep]
+    weights = np.bincount(usage_cluster, weights=demand, minlength=k) * n_total / max(1, len(demand))
+    return PointPlan(points, quotas, total, weights,
+                     np.bincount(usage_cluster[points], weights=quotas, minlength=k).astype(np.int64))
+
+
+def shortlists(scorer: RowScorer, points: np.ndarray, depth: int, rows: np.ndarray,
+               vectors: np.ndarray, langs: np.ndarray,
+               chunk: int = 32) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each point's best ``depth`` rows by (score desc, row asc), scored ``chunk`` points
+    at a time so memory stays at ``chunk`` times the pool."""
+    out = []
+    for start in range(0, len(points), chunk):
+        for score in scorer(points[start:start + chunk], vectors, langs):
+            out.append(top_rows(score, rows, depth))
+    return out
+
+
+def top_rows(score: np.ndarray, rows: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """The head of ``np.lexsort((rows, -score))``, without sorting the whole pool."""
+    keep = np.arange(len(rows))
+    if depth < len(rows):
+        keep = np.flatnonzero(score >= np.partition(score, len(rows) - depth)[len(rows) - depth])
+    order = keep[np.lexsort((rows[keep], -score[keep]))][:depth]
+    return rows[order], score[order]
 
 
 def compass_weights(usage_counts: np.ndarray, n_usage: int, train_counts: np.ndarray,

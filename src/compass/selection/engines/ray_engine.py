@@ -41,6 +41,9 @@ from ..config import SelectConfig
 from ..core import Outcome, fit_target_clusters, selection_metrics
 from ..density import reference_sample
 from ..strategies import (
+    ALL_CLUSTERS,
+    DEEPEN,
+    SHORTLIST_SLACK,
     Filler,
     Picks,
     Queue,
@@ -51,6 +54,7 @@ from ..strategies import (
     language_distances,
     language_ok,
     language_scales,
+    point_plan,
     point_quotas,
     random_ranks,
     spread,
@@ -70,8 +74,6 @@ from .shards import (
 )
 
 SUPPORTED = ("compass", "random")
-SHORTLIST_SLACK = 16  # a usage point's shortlist: its cluster's quota + SLACK rows to start
-DEEPEN = 4  # a cluster whose shortlist ran dry gets DEEPEN times deeper ones
 
 
 @dataclass
@@ -164,16 +166,24 @@ class _Run:
                                           for lang in wanted})
         n_total = len(train) + cfg.budget
         if cfg.strategy == "compass":
-            u_counts = np.bincount(usage_cluster, minlength=clustering.k)
-            t_counts = np.bincount(train_cluster, minlength=clustering.k)
-            weights = compass_weights(u_counts, len(usage), t_counts, n_total)
-            allocated, notes = allocate(weights, supply, u_counts, cfg.budget)
-            ctx.allocated = allocated
             ctx.scorer = compass_scorer(cfg, usage, train, lang_scale,
                                         language_distances(cfg, cfg.target_lang, np.array(list(totals))),
                                         n_total)
             demand = usage_demand(cfg, usage, train, n_total)
-            picks = self._fill(ctx, demand, usage_cluster, weights, allocated, notes, n_eligible)
+            if cfg.allocation == "points":
+                plan = point_plan(demand, usage_cluster, clustering.k, min(cfg.budget, n_eligible),
+                                  n_total, cfg.seed)
+                weights, allocated, notes = plan.weights, plan.allocated, []
+                groups = {ALL_CLUSTERS: (plan.points, plan.quotas, plan.total)}
+            else:
+                u_counts = np.bincount(usage_cluster, minlength=clustering.k)
+                t_counts = np.bincount(train_cluster, minlength=clustering.k)
+                weights = compass_weights(u_counts, len(usage), t_counts, n_total)
+                allocated, notes = allocate(weights, supply, u_counts, cfg.budget)
+                ctx.allocated = allocated
+                groups = {int(c): (*point_quotas(demand, usage_cluster, int(c), int(allocated[c])),
+                                   int(allocated[c])) for c in np.flatnonzero(allocated)}
+            picks = self._fill(ctx, groups, weights, allocated, notes, n_eligible)
             where = self._locate(picks.indices)
         else:
             ranks = random_ranks(self._ok_count(totals), cfg.budget, np.random.default_rng(cfg.seed))
@@ -265,23 +275,22 @@ class _Run:
 
     # -- pass 3: shortlists, and the fill -----------------------------------------------------------
 
-    def _fill(self, ctx: Context, demand: np.ndarray, usage_cluster: np.ndarray, weights: np.ndarray,
-              allocated: np.ndarray, notes: list[str], n_eligible: int) -> Picks:
-        """The local fill on merged shortlists; clusters where a shortlist ran dry get
-        ``DEEPEN`` times deeper ones and the shortlist pass runs again."""
-        quotas = {int(c): point_quotas(demand, usage_cluster, int(c), int(allocated[c]))
-                  for c in np.flatnonzero(allocated)}
-        # A queue skips rows its siblings took (fewer than the cluster's quota), near-duplicates
-        # and capped languages: the cluster's quota plus slack is exact unless many of the latter.
-        depth = {c: np.full(len(q), int(allocated[c]) + SHORTLIST_SLACK) for c, (_, q) in quotas.items()}
+    def _fill(self, ctx: Context, groups: dict[int, tuple[np.ndarray, np.ndarray, int]],
+              weights: np.ndarray, allocated: np.ndarray, notes: list[str], n_eligible: int) -> Picks:
+        """The local fill on merged shortlists. ``groups``: per cluster (or ``ALL_CLUSTERS``)
+        its usage points, their quotas and the group's total; groups where a shortlist ran
+        dry get ``DEEPEN`` times deeper ones and the shortlist pass runs again."""
+        # A queue skips rows its siblings took (fewer than the group's quota), near-duplicates
+        # and capped languages: the group's quota plus slack is exact unless many of the latter.
+        depth = {c: np.full(len(q), total + SHORTLIST_SLACK) for c, (_, q, total) in groups.items()}
         passes = 0
         while True:
             passes += 1
-            ctx.queues = {c: (points, depth[c]) for c, (points, _) in quotas.items()}
+            ctx.queues = {c: (points, depth[c]) for c, (points, _, _) in groups.items()}
             counts, lists, vectors, langs = self._shortlists(ctx)
             filler = Filler(self.config, vectors, langs)
             short = []
-            for c, (_, q) in quotas.items():
+            for c, (_, q, _) in groups.items():
                 empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
                 queues = [Queue(*lists.get((c, j), empty), int(q[j]),
                                 complete=len(lists.get((c, j), empty)[0]) >= counts[c])

@@ -26,7 +26,7 @@ from ...fsutil import atomic_write_bytes
 from ..clustering import Clustering
 from ..config import SelectConfig
 from ..density import near_duplicates
-from ..strategies import RowScorer, eligible_rows, language_ok
+from ..strategies import ALL_CLUSTERS, RowScorer, eligible_rows, language_ok
 
 CACHE_FOLDER = ".compass-cache"
 
@@ -107,9 +107,10 @@ class Context:
     means: dict[str, np.ndarray] | None
     clustering: Clustering
     train_reference: np.ndarray  # for near-duplicate tests against train (already subsampled)
-    allocated: np.ndarray | None = None
+    allocated: np.ndarray | None = None  # None: every cluster (``allocation="points"``)
     scorer: RowScorer | None = None
-    queues: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # cluster: points, depth
+    # cluster (or ALL_CLUSTERS): points, depth
+    queues: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def load(self, shard: Shard) -> tuple[np.ndarray, np.ndarray]:
         """The shard's languages and centred embeddings (centred exactly as the local engine)."""
@@ -141,18 +142,19 @@ def shard_stats(shard: Shard, ctx: Context, lang_offsets: dict[str, int],
 
 
 def shard_shortlists(shard: Shard, ctx: Context, offset: int) -> dict[str, Any]:
-    """Per allocated cluster: the number of candidates in this shard and, per queue (usage
-    point), its best ``depth`` candidates by (score desc, row asc) with their vectors."""
+    """Per allocated cluster (or the whole pool): the number of candidates in this shard and,
+    per queue (usage point), its best ``depth`` candidates by (score desc, row asc) with
+    their vectors."""
     cfg = ctx.config
     langs, x = ctx.load(shard)
     labels, _, eligible = ctx.eligibility(langs, x)
-    candidates = eligible & (ctx.allocated > 0)[labels]
+    candidates = eligible if ctx.allocated is None else eligible & (ctx.allocated > 0)[labels]
     if len(ctx.train_reference) and cfg.dedup_threshold < 1.0:
         rows = np.flatnonzero(candidates)
         candidates[rows[near_duplicates(x[rows], ctx.train_reference, cfg.dedup_threshold)]] = False
     counts, lists, keep = {}, {}, set()
     for cluster, (points, depth) in ctx.queues.items():
-        rows = np.flatnonzero(candidates & (labels == cluster))
+        rows = np.flatnonzero(candidates if cluster == ALL_CLUSTERS else candidates & (labels == cluster))
         counts[cluster] = len(rows)
         if not len(rows):
             continue
