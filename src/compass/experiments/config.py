@@ -27,8 +27,11 @@ Schema (see ``experiments/sib200.yaml``)::
         usage: SOURCE | [SOURCE, ...]
         train: SOURCE | [...]        # optional: no target train data
         pool: SOURCE | [...]
+        dev: SOURCE | [...]          # optional: early-stopping data (needs train.eval_every)
         eval:
           heldout: {source: SOURCE, metric: nll, subsets: {missing: {category: [a, b]}}}
+          exam: {source: SOURCE, metric: mcq-cloze, score: gold_prob}  # score: which
+                                       # per-item figure the tables compare (default: nll, acc)
     quick: {...}            # overrides merged in by ``--quick``
 """
 
@@ -77,6 +80,15 @@ class EvalSet:
     sources: list[str]
     metric: str = "nll"
     subsets: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    score: str = "nll"  # the per-item figure of ``metric`` that the tables compare
+
+
+LOWER_IS_BETTER = ("nll", "gold_nll")
+SCORES = {"nll": ("nll",), "mcq": ("acc", "acc_norm", "gold_prob", "gold_nll")}
+
+
+def default_score(metric: str) -> str:
+    return "nll" if metric == "nll" else "acc"
 
 
 @dataclass
@@ -86,6 +98,7 @@ class Target:
     pool: list[str]
     train: list[str]
     evals: list[EvalSet]
+    dev: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -229,12 +242,16 @@ def _eval_sets(value: Any, where: str) -> list[EvalSet]:
             spec = {"source": spec}
         if not isinstance(spec, dict):
             raise ConfigError(f"{here}: expected a source or a mapping with 'source'")
-        unknown = set(spec) - {"source", "metric", "subsets"}
+        unknown = set(spec) - {"source", "metric", "subsets", "score"}
         if unknown:
             raise ConfigError(f"{here}: unknown key(s) {sorted(unknown)}")
         metric = spec.get("metric", "nll")
         if not isinstance(metric, str) or metric not in METRICS:
             raise ConfigError(f"{here}.metric: unknown metric {metric!r} (choose from {', '.join(METRICS)})")
+        allowed = SCORES["nll" if metric == "nll" else "mcq"]
+        score = spec.get("score", default_score(metric))
+        if score not in allowed:
+            raise ConfigError(f"{here}.score: {metric} gives no {score!r} (choose from {', '.join(allowed)})")
         subsets = {}
         if not isinstance(spec.get("subsets") or {}, dict):
             raise ConfigError(f"{here}.subsets: expected a mapping of named subsets")
@@ -246,7 +263,8 @@ def _eval_sets(value: Any, where: str) -> list[EvalSet]:
             if not values or not isinstance(values, list):
                 raise ConfigError(f"{here}.subsets.{sub}: expected a non-empty list of values")
             subsets[str(sub)] = (str(fld), [str(v) for v in values])
-        sets.append(EvalSet(str(name), _sources(spec.get("source"), f"{here}.source"), metric, subsets))
+        sets.append(EvalSet(str(name), _sources(spec.get("source"), f"{here}.source"), metric, subsets,
+                            score))
     return sets
 
 
@@ -284,6 +302,10 @@ def _build(data: dict[str, Any], origin: str) -> ExperimentConfig:
     evaluate = data.get("evaluate") or {}
     _reject_unknown(origin, "evaluate", evaluate, set(EVAL_OPTIONS), hint=f" (known: {EVAL_OPTIONS})")
     targets = _only(_targets(data["targets"], origin), data.get("only_targets"), origin)
+    for target in targets:  # early stopping needs both halves, or neither is meant
+        if bool(target.dev) != (train.get("eval_every") is not None):
+            raise ConfigError(f"{origin}: target {target.lang}: early stopping needs both a 'dev' "
+                              "source and train.eval_every (or neither)")
     if not isinstance(data.get("out") or "", str) or not isinstance(data.get("model") or "", str):
         raise ConfigError(f"{origin}: 'out' and 'model' must be strings (paths or a model id)")
     return ExperimentConfig(
@@ -388,7 +410,7 @@ def _targets(value: Any, origin: str) -> list[Target]:
         where = f"{origin}: targets[{i}]"
         if not isinstance(spec, dict) or "lang" not in spec:
             raise ConfigError(f"{where}: expected a mapping with 'lang'")
-        unknown = set(spec) - {"lang", "usage", "train", "pool", "eval"}
+        unknown = set(spec) - {"lang", "usage", "train", "pool", "dev", "eval"}
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
         lang = normalize_lang(str(spec["lang"]))
@@ -399,5 +421,6 @@ def _targets(value: Any, origin: str) -> list[Target]:
             lang=lang, usage=_sources(spec.get("usage"), f"{where}.usage"),
             pool=_sources(spec.get("pool"), f"{where}.pool"),
             train=_sources(spec.get("train"), f"{where}.train", required=False),
-            evals=_eval_sets(spec.get("eval"), f"{where}.eval")))
+            evals=_eval_sets(spec.get("eval"), f"{where}.eval"),
+            dev=_sources(spec.get("dev"), f"{where}.dev", required=False)))
     return targets

@@ -21,10 +21,11 @@ import numpy as np
 
 from ..adapt.evaluate import bootstrap_draws
 from ..fsutil import atomic_write_text
-from .config import ExperimentConfig
+from .config import LOWER_IS_BETTER, ExperimentConfig, default_score
 from .runner import Cell, describe_variant, plan
 
 ALL = "all"
+BASE = "base"
 COLOURS = ("#1f77b4", "#d62728", "#7f7f7f", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
 
 
@@ -67,7 +68,7 @@ def collect(config: ExperimentConfig) -> dict[str, Any]:
                 value = float(score[mask].sum() / weight[mask].sum()) if mask.any() else float("nan")
                 row = {"target": cell.target.key, "strategy": cell.strategy,
                        "seed": "" if cell.seed is None else cell.seed, "eval_set": set_name,
-                       "subset": subset, "metric": "nll" if ev["metric"] == "nll" else "acc",
+                       "subset": subset, "metric": score_name(ev),
                        "value": value, "items": int(mask.sum())}
                 for key, val in info.get("selection", {}).items():
                     row[f"selection_{key}"] = val
@@ -75,6 +76,11 @@ def collect(config: ExperimentConfig) -> dict[str, Any]:
                     row[f"train_{key}"] = val
                 rows.append(row)
     return {"rows": rows, "comparisons": _compare(config, scores), "leakage": _leakage(config)}
+
+
+def score_name(ev: dict[str, Any]) -> str:
+    """The per-item figure a cell's scores are (cells made before ``score`` existed: the default)."""
+    return ev.get("score_name") or default_score(ev["metric"])
 
 
 def _leakage(config: ExperimentConfig) -> dict[str, dict[str, Any]]:
@@ -90,9 +96,14 @@ def _leakage(config: ExperimentConfig) -> dict[str, dict[str, Any]]:
 
 
 def _pooled(config, scores, target, strategy, set_name):
-    """Per-item score and weight summed over the seeds that finished (all of them or none)."""
-    found = [scores[(target, strategy, s, set_name)] for s in config.seeds
-             if (target, strategy, s, set_name) in scores]
+    """Per-item score and weight summed over the seeds that finished (all of them or none);
+    the base model, which has no seed, counts once per seed so it pairs with the others."""
+    if strategy == BASE:
+        found = [scores[(target, BASE, None, set_name)]] * len(config.seeds) \
+            if (target, BASE, None, set_name) in scores else []
+    else:
+        found = [scores[(target, strategy, s, set_name)] for s in config.seeds
+                 if (target, strategy, s, set_name) in scores]
     if len(found) != len(config.seeds):
         return None
     ev = found[0][0]
@@ -100,37 +111,42 @@ def _pooled(config, scores, target, strategy, set_name):
 
 
 def _compare(config: ExperimentConfig, scores, n_boot: int | None = None) -> list[dict[str, Any]]:
+    """Every strategy against the baseline, then every one against the base model."""
+    pairs = [(s, config.baseline) for s in config.strategies if s != config.baseline]
+    pairs += [(s, BASE) for s in config.strategies]
+    return [c for strategy, baseline in pairs
+            for c in _compare_pair(config, scores, strategy, baseline, n_boot)]
+
+
+def _compare_pair(config: ExperimentConfig, scores, strategy: str, baseline: str,
+                  n_boot: int | None) -> list[dict[str, Any]]:
     n_boot = n_boot or int(config.evaluate.get("bootstrap", 1000))
     out = []
-    set_names = [e.name for e in config.targets[0].evals]
-    for set_name in set_names:
-        for strategy in config.strategies:
-            if strategy == config.baseline:
-                continue
-            per_target = {}
-            for target in config.targets:
-                a = _pooled(config, scores, target.key, strategy, set_name)
-                b = _pooled(config, scores, target.key, config.baseline, set_name)
-                if a and b:
-                    per_target[target.key] = (a, b)
-            if not per_target:
-                continue
-            subsets = set.intersection(*(set(_masks(a[0])) for a, _ in per_target.values()))
-            for subset in sorted(subsets, key=lambda s: (s != ALL, s)):
-                draws = []
-                for key, (a, b) in per_target.items():
-                    mask = _masks(a[0])[subset]
-                    if not mask.any():
-                        continue
-                    diff, boot = _paired_bootstrap(a[1][mask], a[2][mask], b[1][mask], b[2][mask],
-                                                   n_boot, seed=0)
-                    draws.append(boot)
-                    out.append(_comparison(key, set_name, subset, strategy, config.baseline, diff, boot))
-                if len(draws) > 1 and len(draws) == len(per_target):
-                    mean_boot = np.mean(draws, axis=0)
-                    mean_diff = float(np.mean([c["diff"] for c in out[-len(draws):]]))
-                    out.append(_comparison("mean over targets", set_name, subset, strategy,
-                                           config.baseline, mean_diff, mean_boot))
+    for set_name in [e.name for e in config.targets[0].evals]:
+        per_target = {}
+        for target in config.targets:
+            a = _pooled(config, scores, target.key, strategy, set_name)
+            b = _pooled(config, scores, target.key, baseline, set_name)
+            if a and b:
+                per_target[target.key] = (a, b)
+        if not per_target:
+            continue
+        subsets = set.intersection(*(set(_masks(a[0])) for a, _ in per_target.values()))
+        for subset in sorted(subsets, key=lambda s: (s != ALL, s)):
+            draws = []
+            for key, (a, b) in per_target.items():
+                mask = _masks(a[0])[subset]
+                if not mask.any():
+                    continue
+                diff, boot = _paired_bootstrap(a[1][mask], a[2][mask], b[1][mask], b[2][mask],
+                                               n_boot, seed=0)
+                draws.append(boot)
+                out.append(_comparison(key, set_name, subset, strategy, baseline, diff, boot))
+            if len(draws) > 1 and len(draws) == len(per_target):
+                mean_boot = np.mean(draws, axis=0)
+                mean_diff = float(np.mean([c["diff"] for c in out[-len(draws):]]))
+                out.append(_comparison("mean over targets", set_name, subset, strategy,
+                                       baseline, mean_diff, mean_boot))
     return out
 
 
@@ -180,11 +196,12 @@ def _summary(config: ExperimentConfig, rows) -> dict[tuple, tuple[float, float, 
 def markdown(config: ExperimentConfig, results: dict[str, Any]) -> str:
     rows, comps = results["rows"], results["comparisons"]
     summary = _summary(config, rows)
-    strategies = ["base", *config.strategies]
+    strategies = [BASE, *config.strategies]
     views = list(dict.fromkeys((r["eval_set"], r["subset"], r["metric"]) for r in rows))
     lines = [f"# {config.name}: results", "",
              f"Seeds {config.seeds}; budget {config.budget}; mean ± std over seeds "
-             f"(lower is better for nll, higher for acc). `base` is the model without adapter.", ""]
+             f"(lower is better for {' and '.join(LOWER_IS_BETTER)}, higher for the others). "
+             "`base` is the model without adapter.", ""]
     lines += [f"* `{v.name}`: {describe_variant(v)}" for v in config.variants.values()]
     lines += [""] if config.variants else []
     leakage = results.get("leakage") or {}
@@ -207,14 +224,15 @@ def markdown(config: ExperimentConfig, results: dict[str, Any]) -> str:
                 cells.append("" if got is None else f"{got[0]:.4f}{spread}")
             lines.append(f"| {target.key} | " + " | ".join(cells) + " |")
         lines.append("")
-        here = [c for c in comps if c["eval_set"] == set_name and c["subset"] == subset]
-        if here:
-            lines += [f"Difference to `{config.baseline}` (paired bootstrap over items, seeds pooled):", "",
-                      "| target | strategy | Δ | 95% CI | p |", "|---|---|---|---|---|"]
-            for c in here:
-                lines.append(f"| {c['target']} | {c['strategy']} | {c['diff']:+.4f} | "
-                             f"[{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}] | {c['p_value']:.3g} |")
-            lines.append("")
+        for baseline in (config.baseline, BASE):
+            here = [c for c in comps if c["eval_set"] == set_name and c["subset"] == subset
+                    and c["baseline"] == baseline]
+            if here:
+                lines += [f"Difference to `{baseline}` (paired bootstrap over items, seeds pooled):", "",
+                          "| target | strategy | Δ | 95% CI | p |", "|---|---|---|---|---|"]
+                lines += [f"| {c['target']} | {c['strategy']} | {c['diff']:+.4f} | "
+                          f"[{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}] | {c['p_value']:.3g} |" for c in here]
+                lines.append("")
     lines += _selection_fit(rows, views[0][0]) if views else []
     return "\n".join(lines)
 
@@ -253,7 +271,7 @@ def plot(config: ExperimentConfig, results: dict[str, Any]) -> str:
     for v, (set_name, subset) in enumerate(views):
         vals = {}
         for t in targets:
-            base = summary.get((t, "base", set_name, subset))
+            base = summary.get((t, BASE, set_name, subset))
             for s in config.strategies:
                 got = summary.get((t, s, set_name, subset))
                 if base and got:

@@ -25,7 +25,7 @@ import numpy as np
 from ..data import Record, Source, load
 from ..errors import ConfigError
 from ..fsutil import atomic_write_text
-from .config import ExperimentConfig, Target, Variant
+from .config import ExperimentConfig, Target, Variant, default_score
 
 Echo = Callable[[str], None]
 
@@ -57,7 +57,7 @@ def cell_settings(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
     """Everything that determines a cell's numbers (hashed to detect config changes)."""
     kind = strategy_of(config, cell)
     settings: dict[str, Any] = {"model": config.model, "evaluate": config.evaluate,
-                                "target": asdict(cell.target), "strategy": kind}
+                                "target": target_settings(cell.target), "strategy": kind}
     if kind != "base":
         settings.update(seed=cell.seed, train=config.train_config(cell.seed).to_dict())
     if kind not in ("base", "none"):
@@ -68,6 +68,18 @@ def cell_settings(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
         if config.leak_threshold is not None:
             settings.update(leak_threshold=config.leak_threshold)
     return relevant(settings)
+
+
+def target_settings(target: Target) -> dict[str, Any]:
+    """The target as hashed: options left at their defaults are omitted, so cells made
+    before those options existed keep their hash."""
+    settings = asdict(target)
+    if not target.dev:
+        del settings["dev"]
+    for spec, eval_set in zip(settings["evals"], target.evals):
+        if eval_set.score == default_score(eval_set.metric):
+            del spec["score"]
+    return settings
 
 
 def strategy_of(config: ExperimentConfig, cell: Cell) -> str:
@@ -195,8 +207,9 @@ class Runner:
 
                 if not target.train and kind == "none":
                     raise ConfigError(f"target {target.lang}: strategy 'none' needs target train data")
+                dev = load(target.dev, name="dev", default_lang=target.lang) if target.dev else None
                 train(target.train or [], adapter, model=config.model,
-                      selected=selection if kind != "none" else None,
+                      selected=selection if kind != "none" else None, dev=dev,
                       config=config.train_config(cell.seed), overwrite=True,
                       progress=self.progress, cache_dir=self.cache_dir)
             adapters = [str(adapter)]
@@ -286,8 +299,10 @@ class Runner:
                        **self.config.evaluate)
         name = adapters[0] if adapters else "base"
         meta = {r.id: r.meta for r in records}
-        return {"metric": eval_set.metric, "item_ids": res["item_ids"],
-                "score": res["item_scores"][name]["score"], "weight": res["item_scores"][name]["weight"],
+        figures = res["item_scores"][name]["by_metric"]
+        return {"metric": eval_set.metric, "item_ids": res["item_ids"], "score_name": eval_set.score,
+                "score": figures[eval_set.score]["score"], "weight": figures[eval_set.score]["weight"],
+                "by_metric": figures,
                 "subsets": {sub: [str(meta[i].get(fld)) in values for i in res["item_ids"]]
                             for sub, (fld, values) in eval_set.subsets.items()}}
 
