@@ -119,7 +119,7 @@ def describe(config: ExperimentConfig) -> str:
     lines += [f"  variant {v.name}: {describe_variant(v)}" for v in config.variants.values()]
     for target in config.targets:
         lines.append(f"  target {target.lang}")
-        roles = [("usage", target.usage), ("train", target.train), ("pool", target.pool)]
+        roles = [("usage", target.usage), ("train", target.train), ("dev", target.dev), ("pool", target.pool)]
         roles += [(f"eval {e.name} [{e.metric}]", e.sources) for e in target.evals]
         for role, specs in roles:
             for spec in specs:

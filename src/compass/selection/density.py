@@ -92,3 +92,38 @@ class UsageTrainRatio:
         odds_train = np.exp(-np.clip(self.log_ratio(x), -30, 30))  # P(T|x)/P(U|x)
         density_ratio = odds_train * self.n_usage_ / self.n_train_  # p_T(x)/p_U(x)
         return np.maximum(0.0, 1.0 - self.n_train_ * density_ratio / n_total).astype(np.float32)
+
+
+class NeighbourDemand:
+    """A pool record's gap share read off its target-side neighbourhood: the mean demand of
+    its ``k`` nearest usage ∪ train points, where a usage point carries its (cross-fitted)
+    gap share and a train point 0, since train covers what lies next to it.
+
+    The classifier of :class:`UsageTrainRatio` is global and linear; this estimate is
+    local, so a record between a covered subject and a missing one (EXAMS chemistry next
+    to biology) is judged by which of them it actually sits in. Products are
+    batch-invariant (:func:`exact_dot`), so every engine scores a record alike.
+    """
+
+    def __init__(self, k: int = 10, *, seed: int = 0) -> None:
+        self.k, self.seed = k, seed
+
+    def fit(self, usage: np.ndarray, demand: np.ndarray, train: np.ndarray) -> NeighbourDemand:
+        reference = np.concatenate([usage, train]).astype(np.float32)
+        values = np.concatenate([np.asarray(demand, np.float32), np.zeros(len(train), np.float32)])
+        if len(reference) > MAX_REFERENCE:  # the same seeded rows as reference_sample
+            rows = np.sort(np.random.default_rng(self.seed).choice(len(reference), MAX_REFERENCE,
+                                                                   replace=False))
+            reference, values = reference[rows], values[rows]
+        self.reference_, self.values_ = reference, values
+        return self
+
+    def gap_share(self, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
+        """float32 mean demand of each row's nearest reference points."""
+        k = min(self.k, len(self.reference_))
+        out = np.empty(len(x), dtype=np.float32)
+        for start in range(0, len(x), chunk):
+            sims = exact_dot(x[start:start + chunk], self.reference_)
+            nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            out[start:start + chunk] = self.values_[nearest].mean(axis=1)
+        return out

@@ -15,7 +15,7 @@ import numpy as np
 from .allocation import largest_remainder, water_fill
 from .clustering import Clustering
 from .config import SelectConfig
-from .density import UsageTrainRatio, knn_similarity, near_duplicates
+from .density import NeighbourDemand, UsageTrainRatio, knn_similarity, near_duplicates
 from .langsim import UNKNOWN_DISTANCE, distance_or_max, rank_languages
 from .linalg import exact_dot
 
@@ -274,23 +274,35 @@ def scale_of(lang_scale: dict[str, float], langs: np.ndarray) -> np.ndarray:
 
 @dataclass
 class RowScorer:
-    """How a compass usage point ranks pool records: calibrated similarity, plus the
-    record's own gap share, minus its language penalty. Picklable, so Ray workers score
-    their shards exactly as the local engine scores the whole pool."""
+    """How a compass usage point ranks pool records: calibrated similarity, plus
+    ``ratio_weight`` times the record's own gap share, minus its language penalty. The
+    gap share is the mean of two estimates: the usage/train classifier's (global) and the
+    record's target-side neighbours' (local, :class:`NeighbourDemand`). Picklable, so Ray
+    workers score their shards exactly as the local engine scores the whole pool."""
 
     usage: np.ndarray
     lang_scale: dict[str, float]
     distances: dict[str, float]
     lang_penalty: float
     ratio: UsageTrainRatio | None
+    neighbour_demand: NeighbourDemand | None
     ratio_weight: float
     n_total: int
 
-    def __call__(self, points: np.ndarray, vectors: np.ndarray, langs: np.ndarray) -> np.ndarray:
-        """``(len(points), len(vectors))`` scores."""
+    def bonus(self, vectors: np.ndarray, langs: np.ndarray) -> np.ndarray:
+        """What a record's score adds to its similarity, whichever point asks."""
         bonus = -penalty_of(self.lang_penalty, self.distances, langs)
         if self.ratio is not None and self.ratio_weight:
-            bonus += self.ratio_weight * self.ratio.gap_share(vectors, self.n_total)
+            share = self.ratio.gap_share(vectors, self.n_total)
+            if self.neighbour_demand is not None:
+                share = (share + self.neighbour_demand.gap_share(vectors)) / 2
+            bonus += self.ratio_weight * share
+        return bonus
+
+    def __call__(self, points: np.ndarray, vectors: np.ndarray, langs: np.ndarray,
+                 bonus: np.ndarray | None = None) -> np.ndarray:
+        """``(len(points), len(vectors))`` scores; ``bonus``: :meth:`bonus`, if already known."""
+        bonus = self.bonus(vectors, langs) if bonus is None else bonus
         return exact_dot(self.usage[points], vectors) * scale_of(self.lang_scale, langs) + bonus
 
 
@@ -391,7 +403,7 @@ class CompassStrategy(ClusterStrategy):
     def select(self, problem: Problem, rng: np.random.Generator) -> Picks:
         cfg = problem.config
         self._demand = usage_demand(cfg, problem.usage, problem.train, problem.n_total)
-        self._scorer = compass_scorer(cfg, problem.usage, problem.train, problem.lang_scale,
+        self._scorer = compass_scorer(cfg, problem.usage, problem.train, self._demand, problem.lang_scale,
                                       language_distances(cfg, problem.target_lang, problem.pool_langs),
                                       problem.n_total)
         if cfg.allocation == "clusters":
@@ -460,9 +472,9 @@ def shortlists(scorer: RowScorer, points: np.ndarray, depth: int, rows: np.ndarr
                chunk: int = 32) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each point's best ``depth`` rows by (score desc, row asc), scored ``chunk`` points
     at a time so memory stays at ``chunk`` times the pool."""
-    out = []
+    out, bonus = [], scorer.bonus(vectors, langs)
     for start in range(0, len(points), chunk):
-        for score in scorer(points[start:start + chunk], vectors, langs):
+        for score in scorer(points[start:start + chunk], vectors, langs, bonus):
             out.append(top_rows(score, rows, depth))
     return out
 
@@ -481,14 +493,16 @@ def compass_weights(usage_counts: np.ndarray, n_usage: int, train_counts: np.nda
     return np.maximum(0.0, usage_counts / n_usage * n_total - train_counts)
 
 
-def compass_scorer(config: SelectConfig, usage: np.ndarray, train: np.ndarray,
+def compass_scorer(config: SelectConfig, usage: np.ndarray, train: np.ndarray, demand: np.ndarray,
                    lang_scale: dict[str, float], distances: dict[str, float],
                    n_total: int) -> RowScorer:
-    ratio = None
+    """The ranking of ``compass``; ``demand``: each usage point's gap share (:func:`usage_demand`)."""
+    ratio = neighbours = None
     if len(train):
         ratio = UsageTrainRatio(config.ratio_l2, seed=config.seed).fit(usage, train)
-    return RowScorer(usage, lang_scale, distances, config.lang_penalty, ratio, config.ratio_weight,
-                     n_total)
+        neighbours = NeighbourDemand(config.neighbours, seed=config.seed).fit(usage, demand, train)
+    return RowScorer(usage, lang_scale, distances, config.lang_penalty, ratio, neighbours,
+                     config.ratio_weight, n_total)
 
 
 def usage_demand(cfg: SelectConfig, usage: np.ndarray, train: np.ndarray, n_total: int) -> np.ndarray:

@@ -166,10 +166,10 @@ class _Run:
                                           for lang in wanted})
         n_total = len(train) + cfg.budget
         if cfg.strategy == "compass":
-            ctx.scorer = compass_scorer(cfg, usage, train, lang_scale,
+            demand = usage_demand(cfg, usage, train, n_total)
+            ctx.scorer = compass_scorer(cfg, usage, train, demand, lang_scale,
                                         language_distances(cfg, cfg.target_lang, np.array(list(totals))),
                                         n_total)
-            demand = usage_demand(cfg, usage, train, n_total)
             if cfg.allocation == "points":
                 plan = point_plan(demand, usage_cluster, clustering.k, min(cfg.budget, n_eligible),
                                   n_total, cfg.seed)
