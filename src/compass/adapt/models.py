@@ -97,10 +97,20 @@ def device_and_dtype():
     return torch.device("cpu"), torch.float32
 
 
+def quiet_transformers() -> None:
+    """No per-file progress bars or info lines from transformers: our own output is the
+    progress a user sees."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def load_base(spec: str | None, *, cache_dir: str | Path | None = None):
     """Load ``(model, tokenizer, info)`` on CUDA (bf16) when present, else CPU (fp32)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_transformers()
     info = resolve_model(spec, cache_dir)
     device, dtype = device_and_dtype()
     try:
