@@ -58,7 +58,7 @@ def main() -> None:
                              max_steps=args.max_steps, eval_every=args.eval_every, batch_size=8,
                              max_length=256, progress=False)
                 runs.append({"format": fmt, "learning_rate": lr, "best_step": prov["dev"]["best_step"],
-                             "dev_nll": prov["dev"]["nll"], "steps": prov["steps"],
+                             "dev": prov["dev"]["history"], "steps": prov["steps"],
                              "train_seconds": round(time.perf_counter() - start, 1)})
                 adapters.append(str(out))
                 print(f"trained {fmt} lr {lr:g}: best step {prov['dev']['best_step']} of {prov['steps']}",

@@ -44,8 +44,8 @@ def test_early_stopping_keeps_the_best_dev_weights(tiny_model, tmp_path, frozen)
     prov = train(data, out, model=tiny_model["a"], dev=dev, max_steps=8, batch_size=4, eval_every=2,
                  patience=2, mcq_format="cloze", learning_rate=0.0 if frozen else 3e-2, dropout=0.0,
                  progress=False)
-    history = prov["dev"]["nll"]
-    assert history[0][0] == 0 and all(step % 2 == 0 for step, _ in history)
+    history = prov["dev"]["history"]
+    assert prov["dev"]["metric"] == "nll" and history[0][0] == 0 and all(step % 2 == 0 for step, _ in history)
     best_step, best = min(history, key=lambda h: h[1])
     assert prov["dev"]["best_step"] == best_step
     res = evaluate(as_training(dev, "cloze"), model=tiny_model["a"], adapters=[str(out)], bootstrap=0)
@@ -58,7 +58,26 @@ def test_early_stopping_keeps_the_best_dev_weights(tiny_model, tmp_path, frozen)
         assert best_step > 0
 
 
+def test_early_stopping_on_the_gold_option_probability(tiny_model, tmp_path):
+    """``dev_metric="mcq-cloze"``: the written adapter has the best dev gold-option
+    probability seen, as ``evaluate --metric mcq-cloze`` measures it."""
+    data, dev = questions(12), questions(16)[12:]
+    out = tmp_path / "adapter"
+    prov = train(data, out, model=tiny_model["a"], dev=dev, max_steps=8, batch_size=4, eval_every=2,
+                 patience=4, mcq_format="cloze", dev_metric="mcq-cloze", learning_rate=3e-2,
+                 dropout=0.0, progress=False)
+    history = prov["dev"]["history"]
+    assert prov["dev"]["metric"] == "mcq-cloze" and len(history) == 5
+    best_step, best = max(history, key=lambda h: (h[1], -h[0]))
+    assert prov["dev"]["best_step"] == best_step
+    res = evaluate(dev, model=tiny_model["a"], adapters=[str(out)], metric="mcq-cloze", bootstrap=0)
+    assert res["models"][str(out)]["overall"]["gold_prob"] == pytest.approx(best, abs=1e-4)
+    assert res["models"]["base"]["overall"]["gold_prob"] == pytest.approx(history[0][1], abs=1e-4)
+
+
 def test_bad_options(tiny_model, tmp_path):
+    with pytest.raises(ConfigError, match="unknown dev_metric"):
+        TrainConfig(dev_metric="bleu")
     with pytest.raises(ConfigError, match="unknown mcq_format"):
         TrainConfig(mcq_format="essay")
     with pytest.raises(ConfigError, match="eval_every needs dev data"):

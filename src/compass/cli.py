@@ -148,7 +148,10 @@ def train_cmd(
     l2_pull: float = typer.Option(0.0, help="L2 pull toward the starting weights (0: off)."),
     dev: list[str] | None = typer.Option(None, metavar="SRC", help="Held-out target data for early "
                                          "stopping (with --eval-every)."),
-    eval_every: int | None = typer.Option(None, help="Dev NLL every N steps; the best weights are kept."),
+    eval_every: int | None = typer.Option(None, help="Measure --dev every N steps; the best weights "
+                                          "are kept."),
+    dev_metric: str = typer.Option("nll", help="What --dev measures: nll (of the training format) | "
+                                   "mcq-cloze | mcq (the gold option's probability under that scoring)."),
     patience: int = typer.Option(3, help="Stop after N dev evaluations without improvement."),
     mcq_format: str = typer.Option("question", help="Multiple-choice items train as: question | cloze "
                                    "| options | letter | qa (see compass.adapt.formats)."),
@@ -181,7 +184,7 @@ def train_cmd(
         schedule=schedule, warmup_ratio=warmup_ratio, epochs=epochs, max_steps=max_steps,
         batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, aux_weight=aux_weight,
         replay_share=replay_share, l2_pull=l2_pull, mcq_format=mcq_format, eval_every=eval_every,
-        patience=patience, seed=seed)))
+        dev_metric=dev_metric, patience=patience, seed=seed)))
     if launched_rank() == 0:  # under torchrun / accelerate launch, one summary
         typer.echo(f"adapter -> {out} ({prov['steps']} steps, loss {prov['first_loss']:.3f} -> "
                    f"{prov['final_loss']:.3f}, {prov['tokens_per_second']:.0f} tokens/s, "

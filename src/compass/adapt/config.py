@@ -9,6 +9,7 @@ from ..errors import ConfigError
 from .formats import MCQ_FORMATS
 
 SCHEDULES = ("cosine", "linear", "constant")
+DEV_METRICS = ("nll", "mcq-cloze", "mcq")
 
 
 @dataclass
@@ -26,8 +27,13 @@ class TrainConfig:
     mcq_format: how multiple-choice items (``choices`` + ``answer``) are trained on:
         ``question``, ``cloze``, ``options``, ``letter`` or ``qa`` (see
         :mod:`compass.adapt.formats`); other records are unaffected.
-    eval_every: with ``dev`` data, measure its NLL every this many optimizer steps and
-        keep the best weights (early stopping); ``None``: no dev evaluation.
+    eval_every: with ``dev`` data, measure it every this many optimizer steps and keep
+        the best weights (early stopping); ``None``: no dev evaluation.
+    dev_metric: what early stopping measures on ``dev``: ``nll`` (of the training format)
+        or, for multiple-choice dev items, ``mcq-cloze`` / ``mcq``: the gold option's
+        probability among the options under that scoring (higher is better). The dev NLL
+        of cloze-formatted exam questions falls while the gold option's share falls too
+        (every option's text gets likelier), so choose what the evaluation measures.
     patience: stop after this many dev evaluations without improvement.
     """
 
@@ -49,6 +55,7 @@ class TrainConfig:
     l2_pull: float = 0.0
     mcq_format: str = "question"
     eval_every: int | None = None
+    dev_metric: str = "nll"
     patience: int = 3
     seed: int = 0
 
@@ -76,6 +83,9 @@ class TrainConfig:
                               f"(choose from {', '.join(MCQ_FORMATS)})")
         if self.eval_every is not None and self.eval_every < 1:
             raise ConfigError("eval_every must be ≥ 1")
+        if self.dev_metric not in DEV_METRICS:
+            raise ConfigError(f"unknown dev_metric {self.dev_metric!r} "
+                              f"(choose from {', '.join(DEV_METRICS)})")
         if self.patience < 1:
             raise ConfigError("patience must be ≥ 1")
 

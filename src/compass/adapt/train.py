@@ -117,7 +117,7 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
     aux_recs, selection_report = load_selected(selected) if selected is not None else ([], None)
     aux_recs = as_training(aux_recs, fmt)
     replay_recs = as_training(load(replay, name="replay"), fmt) if replay is not None else []
-    dev_recs = as_training(load(dev, name="dev"), fmt) if dev is not None else []
+    dev_recs = load(dev, name="dev") if dev is not None else []
     torch.manual_seed(config.seed)
     base, tokenizer, info = load_base(model, cache_dir=cache_dir)
     tok_train = tokenise(train_recs, tokenizer, config.max_length)
@@ -127,7 +127,6 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
     examples = add_replay(examples, tok_replay.examples, config.replay_share, config.seed)
     if not examples:
         raise DataError("no trainable examples (no data, or every record lost its targets to truncation)")
-    tok_dev = tokenise(dev_recs, tokenizer, config.max_length)
 
     peft_model = _lora_model(base, config, info, init_adapter, verify)
     causal_lm = peft_model.get_base_model()
@@ -142,7 +141,7 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
     total_steps = math.ceil(total_micro / config.grad_accum)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, _lr_lambda(config, total_steps))
     lengths = [len(e.input_ids) for e in examples]
-    check = DevCheck(causal_lm, tokenizer, tok_dev.examples, params, config) if config.eval_every else None
+    check = DevCheck(causal_lm, tokenizer, dev_recs, params, config) if config.eval_every else None
 
     peft_model.train()
     start, tokens, step, micro, losses = time.perf_counter(), 0, 0, 0, []
@@ -199,7 +198,8 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
         "wall_seconds": round(wall, 2), "tokens": tokens, "tokens_per_second": round(tokens / wall, 1),
         "processes": world.size,
         "dev": None if check is None else {"records": len(dev_recs), "sha256": records_hash(dev_recs),
-                                           "nll": check.history, "best_step": check.best_step},
+                                           "metric": check.metric, "history": check.history,
+                                           "best_step": check.best_step},
     }
     # The selection's drift-monitor reference travels with the adapter built from it.
     reference = Path(selected) / "reference.npz" if selected is not None else None
@@ -210,26 +210,45 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
 
 
 class DevCheck:
-    """Early stopping on the dev set's NLL: measured every ``eval_every`` steps (and before
-    the first), the best LoRA weights kept and restored at the end."""
+    """Early stopping on dev data: measured every ``eval_every`` steps (and before the
+    first), the best LoRA weights kept and restored at the end. ``dev_metric`` ``nll``:
+    the dev NLL of the training format; ``mcq``/``mcq-cloze``: minus the gold option's
+    mean probability among the options, so lower is better either way."""
 
-    def __init__(self, causal_lm, tokenizer, examples: list[Example], params: list, config: TrainConfig):
-        if not examples:
-            raise DataError("dev data yields no examples after tokenisation")
-        self.causal_lm, self.tokenizer, self.examples, self.params = causal_lm, tokenizer, examples, params
+    def __init__(self, causal_lm, tokenizer, dev: list[Record], params: list, config: TrainConfig):
+        from .mcq import mcq_items
+
+        self.metric = config.dev_metric
+        if self.metric == "nll":
+            formatted = as_training(dev, config.mcq_format)
+            self.examples = tokenise(formatted, tokenizer, config.max_length).examples
+        else:
+            self.examples = mcq_items([r for r in dev if r.choices], tokenizer, self.metric)
+        if not self.examples:
+            raise DataError("dev data yields no examples after tokenisation"
+                            + ("" if self.metric == "nll" else " (or has no multiple-choice items)"))
+        self.causal_lm, self.tokenizer, self.params = causal_lm, tokenizer, params
         self.batch_size, self.patience = config.batch_size, config.patience
         self.history: list[list[float]] = []
         self.best, self.best_step, self.best_weights, self.bad = math.inf, 0, None, 0
 
-    def measure(self, step: int) -> bool:
-        """Record the dev NLL at ``step``; True when training should stop."""
+    def loss(self) -> float:
         from .evaluate import score
+        from .mcq import option_logliks, score_items
 
-        sums, counts = score(self.causal_lm, self.tokenizer, self.examples, self.batch_size)
-        nll = float(sums.sum() / counts.sum())
-        self.history.append([step, round(nll, 6)])
-        if nll < self.best:
-            self.best, self.best_step, self.bad = nll, step, 0
+        if self.metric == "nll":
+            sums, counts = score(self.causal_lm, self.tokenizer, self.examples, self.batch_size)
+            return float(sums.sum() / counts.sum())
+        num, den = score_items(self.examples, option_logliks(self.causal_lm, self.tokenizer, self.examples,
+                                                             self.batch_size))["gold_prob"]
+        return -float(num.sum() / den.sum())
+
+    def measure(self, step: int) -> bool:
+        """Record the dev figure at ``step``; True when training should stop."""
+        value = self.loss()
+        self.history.append([step, round(abs(value) if self.metric != "nll" else value, 6)])
+        if value < self.best:
+            self.best, self.best_step, self.bad = value, step, 0
             self.best_weights = [p.detach().clone() for p in self.params]
         else:
             self.bad += 1
