@@ -1,8 +1,9 @@
 """Which way of training on exam questions makes the bundled model better at them?
 
 EXAMS Bulgarian (``../shared/data/exams``): the adapter trains on the target's train
-questions (``--train-size``), early-stops on half of its dev questions (dev NLL of the
-training format), and is scored on test questions (``--eval-size``) against the base
+questions (``--train-size``), early-stops on half of its dev questions (``--dev-metric``:
+the gold option's cloze probability by default, or the dev NLL of the training format),
+and is scored on test questions (``--eval-size``) against the base
 model: gold-option probability and accuracy under cloze scoring (the option texts) and
 letter scoring (the ``global_mmlu`` prompt), with paired bootstrap 95% intervals.
 
@@ -39,6 +40,7 @@ def main() -> None:
     parser.add_argument("--eval-size", type=int, default=150)
     parser.add_argument("--max-steps", type=int, default=120)
     parser.add_argument("--eval-every", type=int, default=15)
+    parser.add_argument("--dev-metric", default="mcq-cloze", choices=["nll", "mcq-cloze", "mcq"])
     parser.add_argument("--model", default=None)
     parser.add_argument("--out", default=str(RESULTS / "exams_recipe.json"))
     args = parser.parse_args()
@@ -56,6 +58,7 @@ def main() -> None:
                 start = time.perf_counter()
                 prov = train(train_recs, out, model=args.model, dev=dev, mcq_format=fmt, learning_rate=lr,
                              max_steps=args.max_steps, eval_every=args.eval_every, batch_size=8,
+                             dev_metric=args.dev_metric,
                              max_length=256, progress=False)
                 runs.append({"format": fmt, "learning_rate": lr, "best_step": prov["dev"]["best_step"],
                              "dev": prov["dev"]["history"], "steps": prov["steps"],
@@ -73,7 +76,8 @@ def main() -> None:
     base = {metric: {k: res["models"]["base"]["overall"][k] for k in ("gold_prob", "acc", "acc_norm")}
             for metric, res in scores.items()}
     result = {"lang": args.lang, "train": len(train_recs), "dev": len(dev), "test": len(test),
-              "max_steps": args.max_steps, "eval_every": args.eval_every, "base": base, "runs": runs}
+              "max_steps": args.max_steps, "eval_every": args.eval_every,
+              "dev_metric": args.dev_metric, "base": base, "runs": runs}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(table(result))
