@@ -75,6 +75,21 @@ def test_early_stopping_on_the_gold_option_probability(tiny_model, tmp_path):
     assert res["models"]["base"]["overall"]["gold_prob"] == pytest.approx(history[0][1], abs=1e-4)
 
 
+def test_choice_format_trains_the_gold_option_share(tiny_model, tmp_path):
+    """``mcq_format="choice"``: the loss is ``-log gold_prob`` itself, so training on the
+    items raises their gold-option probability, as ``evaluate`` measures it."""
+    data = questions(12)
+    out = tmp_path / "adapter"
+    prov = train(data, out, model=tiny_model["a"], max_steps=6, batch_size=4, mcq_format="choice",
+                 learning_rate=3e-2, dropout=0.0, progress=False)
+    assert prov["data"]["train"]["examples"] == 12 and prov["final_loss"] < prov["first_loss"]
+    res = evaluate(data, model=tiny_model["a"], adapters=[str(out)], metric="mcq-cloze", bootstrap=0)
+    gold_prob = {name: m["overall"]["gold_prob"] for name, m in res["models"].items()}
+    assert gold_prob[str(out)] > gold_prob["base"] + 0.05
+    with pytest.raises(ConfigError, match="no token NLL to stop on"):
+        TrainConfig(mcq_format="choice", eval_every=2)
+
+
 def test_bad_options(tiny_model, tmp_path):
     with pytest.raises(ConfigError, match="unknown dev_metric"):
         TrainConfig(dev_metric="bleu")

@@ -154,7 +154,7 @@ def train_cmd(
                                    "mcq-cloze | mcq (the gold option's probability under that scoring)."),
     patience: int = typer.Option(3, help="Stop after N dev evaluations without improvement."),
     mcq_format: str = typer.Option("question", help="Multiple-choice items train as: question | cloze "
-                                   "| options | letter | qa (see compass.adapt.formats)."),
+                                   "| options | letter | qa | choice (see compass.adapt.formats)."),
     model: str | None = typer.Option(None, help="Base model: hub id or folder; default the bundled "
                                      "Gemma 3 270M."),
     rank: int = typer.Option(16), alpha: int = typer.Option(32), dropout: float = typer.Option(0.05),

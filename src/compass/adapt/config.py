@@ -25,8 +25,9 @@ class TrainConfig:
     l2_pull: weight of an L2 penalty pulling the LoRA weights toward the weights the
         run started from (the adapter it continues); 0 disables it.
     mcq_format: how multiple-choice items (``choices`` + ``answer``) are trained on:
-        ``question``, ``cloze``, ``options``, ``letter`` or ``qa`` (see
-        :mod:`compass.adapt.formats`); other records are unaffected.
+        ``question``, ``cloze``, ``options``, ``letter``, ``qa`` or ``choice`` (the gold
+        option's share of the options as the loss; see :mod:`compass.adapt.formats`);
+        other records are unaffected.
     eval_every: with ``dev`` data, measure it every this many optimizer steps and keep
         the best weights (early stopping); ``None``: no dev evaluation.
     dev_metric: what early stopping measures on ``dev``: ``nll`` (of the training format)
@@ -86,6 +87,9 @@ class TrainConfig:
         if self.dev_metric not in DEV_METRICS:
             raise ConfigError(f"unknown dev_metric {self.dev_metric!r} "
                               f"(choose from {', '.join(DEV_METRICS)})")
+        if self.mcq_format == "choice" and self.eval_every and self.dev_metric == "nll":
+            raise ConfigError("mcq_format 'choice' trains no token NLL to stop on: "
+                              "use dev_metric 'mcq-cloze'")
         if self.patience < 1:
             raise ConfigError("patience must be ≥ 1")
 

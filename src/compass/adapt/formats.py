@@ -12,10 +12,15 @@ cloze       ``question\\n[Answer: gold text]``                                  
 options     ``question\\nA. ...\\nB. ...\\n[Answer: gold text]``
 letter      ``question\\nA. ...\\nB. ...\\n[Answer: C. gold text]``              ``mcq``
 qa          ``[question\\ngold text]``: question and answer as plain text
+choice      every option's cloze sequence; loss ``-log`` of the gold option's   ``mcq-cloze``
+            share of the options (:func:`~compass.adapt.mcq.choice_nll`)
 ==========  =================================================================  ============
 
 The prompts are the evaluation's own (:mod:`compass.adapt.mcq`), so ``cloze`` trains
-exactly the string ``mcq-cloze`` scores and ``letter`` the one ``mcq`` scores.
+exactly the string ``mcq-cloze`` scores and ``letter`` the one ``mcq`` scores. ``choice``
+is the only format that also sees the wrong options: it trains what ``mcq-cloze``'s
+gold-option probability measures (language modelling the gold answer makes every
+answer-like text likelier, the wrong ones too).
 """
 
 from __future__ import annotations
@@ -25,21 +30,21 @@ from dataclasses import replace
 from ..data import Record
 from .mcq import LETTERS, lettered_options
 
-MCQ_FORMATS = ("question", "cloze", "options", "letter", "qa")
+MCQ_FORMATS = ("question", "cloze", "options", "letter", "qa", "choice")
 
 
 def as_training(records: list[Record], fmt: str) -> list[Record]:
     """``records`` with every MCQ item rewritten in ``fmt`` (see the module docstring)."""
-    return [_convert(r, fmt) if _is_mcq(r) else r for r in records]
+    return [_convert(r, fmt) if is_mcq(r) else r for r in records]
 
 
-def _is_mcq(rec: Record) -> bool:
+def is_mcq(rec: Record) -> bool:
     return bool(rec.choices) and rec.answer is not None and rec.completion is None
 
 
 def _convert(rec: Record, fmt: str) -> Record:
     question, gold = rec.text.strip(), rec.choices[rec.answer]
-    if fmt == "question":
+    if fmt in ("question", "choice"):  # choice items are scored, not rewritten (see train)
         return rec
     if fmt == "qa":
         return replace(rec, text=f"{question}\n{gold}")

@@ -86,26 +86,75 @@ def option_logliks(causal_lm, tokenizer, items: list[Item], batch_size: int) -> 
     """Summed log-likelihood of every option of every item; an item's rows share a batch."""
     import torch
 
-    device = next(causal_lm.parameters()).device
-    shaped = [_rows(item) for item in items]
-    out = [np.zeros(len(item.options)) for item in items]
+    out: list[np.ndarray] = [np.zeros(0)] * len(items)
     causal_lm.eval()
     with torch.no_grad():
-        for batch in _pack([len(rows) for rows, _ in shaped], [len(item.context) for item in items],
+        for batch in _pack([len(_rows(item)[0]) for item in items], [len(item.context) for item in items],
                            batch_size):
-            rows, queries = [], []
-            for i in batch:
-                item_rows, item_queries = shaped[i]
-                queries += [(len(rows) + r, p, t, i, j) for r, p, t, j in item_queries]
-                rows += item_rows
-            ids, attn, _ = collate([Example(r, 0, "", "") for r in rows], tokenizer.pad_token_id, device)
-            hidden = causal_lm.get_decoder()(input_ids=ids, attention_mask=attn).last_hidden_state
-            r, p, t, i, j = (np.array(c) for c in zip(*queries))
-            logp = torch.log_softmax(head_logits(causal_lm, hidden[r, p]), dim=-1)
-            picked = logp[torch.arange(len(t)), torch.as_tensor(t, device=device)].double().cpu().numpy()
-            for item, option, value in zip(i, j, picked):
-                out[item][option] += value
+            for i, scores in zip(batch, option_scores(causal_lm, tokenizer.pad_token_id,
+                                                      [items[i] for i in batch])):
+                out[i] = scores.double().cpu().numpy()
     return out
+
+
+def option_scores(causal_lm, pad_id: int, items: list[Item]) -> list:
+    """Per item, a tensor of its options' summed log-likelihoods, from one forward pass
+    over all the items' rows (differentiable: :func:`choice_nll` trains through it)."""
+    import torch
+
+    device = next(causal_lm.parameters()).device
+    rows, queries = [], []
+    for i, item in enumerate(items):
+        item_rows, item_queries = _rows(item)
+        queries += [(len(rows) + r, p, t, i, j) for r, p, t, j in item_queries]
+        rows += item_rows
+    ids, attn, _ = collate([Example(r, 0, "", "") for r in rows], pad_id, device)
+    hidden = causal_lm.get_decoder()(input_ids=ids, attention_mask=attn).last_hidden_state
+    r, p, t, i, j = (np.array(c) for c in zip(*queries))
+    logp = torch.log_softmax(head_logits(causal_lm, hidden[r, p]), dim=-1)
+    picked = logp[torch.arange(len(t), device=device), torch.as_tensor(t, device=device)].double()
+    offsets = np.cumsum([0] + [len(item.options) for item in items])
+    flat = torch.zeros(int(offsets[-1]), dtype=torch.float64, device=device)
+    flat = flat.index_add(0, torch.as_tensor(offsets[i] + j, device=device), picked)
+    return [flat[offsets[k]:offsets[k + 1]] for k in range(len(items))]
+
+
+def choice_nll(causal_lm, pad_id: int, items: list[Item]):
+    """Per item, minus the log of the gold option's share of a softmax over the options'
+    summed log-likelihoods: ``-log gold_prob``, the ``mcq-cloze`` score as a loss."""
+    import torch
+
+    scores = option_scores(causal_lm, pad_id, items)
+    return torch.stack([-torch.log_softmax(s, dim=0)[item.gold] for s, item in zip(scores, items)])
+
+
+@dataclass
+class ChoiceExample:
+    """A multiple-choice item trained with :func:`choice_nll` (``mcq_format="choice"``):
+    one loss term, whatever its number of tokens."""
+
+    item: Item
+    record_id: str
+    lang: str
+    n_targets: int = 1
+
+    @property
+    def input_ids(self) -> list[int]:
+        """Every token the item's rows hold past the shared context (its length for
+        batching and token counts)."""
+        return self.item.context + [t for option in self.item.options for t in option]
+
+
+def choice_examples(records: list[Record], tokenizer, max_length: int) -> tuple[list[ChoiceExample], int]:
+    """Cloze items of ``records`` as :class:`ChoiceExample`; items with a row longer than
+    ``max_length`` are dropped (their count is returned)."""
+    examples, dropped = [], 0
+    for rec, item in zip(records, mcq_items(records, tokenizer, "mcq-cloze")):
+        if len(item.context) + max(len(o) for o in item.options) > max_length:
+            dropped += 1
+        else:
+            examples.append(ChoiceExample(item, rec.id, rec.lang))
+    return examples, dropped
 
 
 def _pack(n_rows: list[int], lengths: list[int], batch_size: int) -> list[list[int]]:

@@ -17,11 +17,12 @@ from ..data import Record, load
 from ..errors import ConfigError, DataError
 from ..fsutil import follow_umask
 from ..outputs import ADAPTER, check_output_dir, input_paths, publish_directory
-from .batching import Example, collate, length_batches, target_nll, tokenise
+from .batching import Example, Tokenised, collate, length_batches, target_nll, tokenise
 from .config import TrainConfig
 from .distributed import World
-from .formats import as_training
+from .formats import as_training, is_mcq
 from .integrity import weights_manifest
+from .mcq import ChoiceExample, choice_examples, choice_nll
 from .models import check_adapter, load_base
 
 
@@ -60,6 +61,31 @@ def add_replay(examples: list[Example], replay: list[Example], share: float, see
     rng = np.random.default_rng(seed + 1)
     picks = rng.choice(len(replay), n, replace=n > len(replay))
     return examples + [replay[i] for i in picks]
+
+
+def training_examples(records: list[Record], tokenizer, config: TrainConfig) -> Tokenised:
+    """Tokenised records; with ``mcq_format="choice"`` the multiple-choice ones become
+    :class:`~compass.adapt.mcq.ChoiceExample` (too long ones count as dropped)."""
+    if config.mcq_format != "choice":
+        return tokenise(records, tokenizer, config.max_length)
+    tok = tokenise([r for r in records if not is_mcq(r)], tokenizer, config.max_length)
+    choices, too_long = choice_examples([r for r in records if is_mcq(r)], tokenizer, config.max_length)
+    return Tokenised([*tok.examples, *choices], tok.truncated, tok.dropped + too_long)
+
+
+def unit_losses(causal_lm, pad_id: int, units: list, device):
+    """1-D losses of a batch: the target-token NLLs of plain examples, then one
+    ``-log gold_prob`` per choice example (each unit's ``n_targets`` counts its terms)."""
+    import torch
+
+    plain = [u for u in units if isinstance(u, Example)]
+    items = [u.item for u in units if isinstance(u, ChoiceExample)]
+    parts = []
+    if plain:
+        parts.append(target_nll(causal_lm, *collate(plain, pad_id, device))[0])
+    if items:
+        parts.append(choice_nll(causal_lm, pad_id, items).to(parts[0].dtype if parts else torch.float32))
+    return torch.cat(parts)
 
 
 def _lr_lambda(config: TrainConfig, total: int):
@@ -120,9 +146,8 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
     dev_recs = load(dev, name="dev") if dev is not None else []
     torch.manual_seed(config.seed)
     base, tokenizer, info = load_base(model, cache_dir=cache_dir)
-    tok_train = tokenise(train_recs, tokenizer, config.max_length)
-    tok_aux = tokenise(aux_recs, tokenizer, config.max_length)
-    tok_replay = tokenise(replay_recs, tokenizer, config.max_length)
+    tok_train, tok_aux, tok_replay = (training_examples(recs, tokenizer, config)
+                                      for recs in (train_recs, aux_recs, replay_recs))
     examples = mix(tok_train.examples, tok_aux.examples, config.aux_weight, config.seed)
     examples = add_replay(examples, tok_replay.examples, config.replay_share, config.seed)
     if not examples:
@@ -154,8 +179,7 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
                 break
             mine, loss = world.shard(batch), torch.zeros((), device=device)
             if len(mine):  # a tail batch smaller than the world idles some ranks
-                ids, attn, target = collate([examples[i] for i in mine], tokenizer.pad_token_id, device)
-                nll, _ = target_nll(causal_lm, ids, attn, target)
+                nll = unit_losses(causal_lm, tokenizer.pad_token_id, [examples[i] for i in mine], device)
                 loss = world.mean(nll, sum(examples[i].n_targets for i in batch))
             losses.append(world.average(float(loss.detach())))
             if anchor is not None:  # on idle ranks too: the gradient average counts it once
