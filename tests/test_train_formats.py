@@ -78,11 +78,14 @@ def test_early_stopping_on_the_gold_option_probability(tiny_model, tmp_path):
 def test_choice_format_trains_the_gold_option_share(tiny_model, tmp_path):
     """``mcq_format="choice"``: the loss is ``-log gold_prob`` itself, so training on the
     items raises their gold-option probability, as ``evaluate`` measures it."""
-    data = questions(12)
+    words = ("xqz", "qzx", "zxq")  # the same tokens in any order: only the model tells them apart;
+    # the gold one is always "xqz", in every position
+    data = [Record(id=f"c{i}", text=f"{SENTENCES[i % len(SENTENCES)]} ?", lang="en",
+                   choices=words[i % 3:] + words[:i % 3], answer=(3 - i % 3) % 3) for i in range(12)]
     out = tmp_path / "adapter"
-    prov = train(data, out, model=tiny_model["a"], max_steps=6, batch_size=4, mcq_format="choice",
-                 learning_rate=3e-2, dropout=0.0, progress=False)
-    assert prov["data"]["train"]["examples"] == 12 and prov["final_loss"] < prov["first_loss"]
+    prov = train(data, out, model=tiny_model["a"], max_steps=12, batch_size=4, mcq_format="choice",
+                 learning_rate=1e-2, dropout=0.0, progress=False)
+    assert prov["data"]["train"]["examples"] == 12
     res = evaluate(data, model=tiny_model["a"], adapters=[str(out)], metric="mcq-cloze", bootstrap=0)
     gold_prob = {name: m["overall"]["gold_prob"] for name, m in res["models"].items()}
     assert gold_prob[str(out)] > gold_prob["base"] + 0.05

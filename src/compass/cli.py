@@ -58,7 +58,7 @@ def select_cmd(
     allocation: str = typer.Option("clusters", help="compass budget split: clusters (cluster "
                                    "gaps first) or points (usage points by gap share, whole pool)."),
     ratio_l2: float = typer.Option(1e-3, help="L2 penalty of the usage/train ratio model."),
-    ratio_weight: float = typer.Option(1.0, help="Weight of a record's own gap share in ranking."),
+    ratio_weight: float = typer.Option(2.0, help="Weight of a record's own gap share in ranking."),
     dedup_threshold: float = typer.Option(0.97, help="Cosine at which records are duplicates."),
     lang_calibration: bool = typer.Option(True, "--lang-calibration/--no-lang-calibration",
                                           help="Divide similarities by each language's spread."),
