@@ -59,6 +59,8 @@ def select_cmd(
                                    "gaps first) or points (usage points by gap share, whole pool)."),
     ratio_l2: float = typer.Option(1e-3, help="L2 penalty of the usage/train ratio model."),
     ratio_weight: float = typer.Option(2.0, help="Weight of a record's own gap share in ranking."),
+    neighbours: int = typer.Option(10, help="k of the nearest-neighbour estimates (density, the "
+                                   "neighbourhood demand of a record's gap share)."),
     dedup_threshold: float = typer.Option(0.97, help="Cosine at which records are duplicates."),
     lang_calibration: bool = typer.Option(True, "--lang-calibration/--no-lang-calibration",
                                           help="Divide similarities by each language's spread."),
@@ -94,7 +96,7 @@ def select_cmd(
         engine=engine,
         ray_address=ray_address, ray_workers=ray_workers, embed_batch_size=embed_batch_size,
         centre=centre, include_ood=include_ood, support_quantile=support_quantile,
-        allocation=allocation, ratio_l2=ratio_l2, ratio_weight=ratio_weight,
+        allocation=allocation, ratio_l2=ratio_l2, ratio_weight=ratio_weight, neighbours=neighbours,
         dedup_threshold=dedup_threshold, lang_cap=lang_cap,
         lang_calibration=lang_calibration, lang_penalty=lang_penalty, lang_distance=lang_distance,
         lang_distances=read_distances(lang_distances) if lang_distances else None,
