@@ -124,6 +124,7 @@ class DriftMonitor:
         self.reference = reference if isinstance(reference, Reference) else Reference.load(reference)
         self.window, self.alpha = window, alpha
         self.skipped: Counter[str] = Counter()
+        self._options = {"page_hinkley": page_hinkley, "n_boot": n_boot, "seed": seed, "cache_dir": cache_dir}
         self._clustering = self.reference.clustering()
         self._cache_dir, self._cache = cache_dir, None
         langs = self.reference.languages
@@ -135,6 +136,11 @@ class DriftMonitor:
             self._streams[key] = _Stream(key, self.reference.histogram(None if key == ALL else key),
                                          int(novel[rows].sum()), window, alpha, n_boot, seed + i,
                                          page_hinkley)
+
+    def with_reference(self, reference: Reference | str | Path) -> DriftMonitor:
+        """A fresh monitor with this one's settings over another reference (a promoted
+        adapter's: its traffic is the new normal)."""
+        return type(self)(reference, self.window, self.alpha, **self._options)
 
     @property
     def thresholds(self) -> dict[str, dict[str, float]]:

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS queries (
     ts REAL,
     received REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS queries_by_lang ON queries(lang, seq);
 CREATE TABLE IF NOT EXISTS drift_reports (
     seq INTEGER PRIMARY KEY,
     lang TEXT NOT NULL,
@@ -143,6 +144,18 @@ class QueryStore:
         rows = self._read("SELECT seq, text, lang FROM queries WHERE seq > ? ORDER BY seq LIMIT ?",
                           (seq, limit))
         return [StoredQuery(*row) for row in rows]
+
+    def of_language(self, lang: str, first: int, last: int) -> list[StoredQuery]:
+        """The queries of ``lang`` with sequence numbers in ``[first, last]``, in order."""
+        rows = self._read("SELECT seq, text, lang FROM queries WHERE lang = ? AND seq BETWEEN ? AND ? "
+                          "ORDER BY seq", (lang, first, last))
+        return [StoredQuery(*row) for row in rows]
+
+    def nth_of_language(self, lang: str, first: int, n: int) -> int | None:
+        """Sequence number of the ``n``-th query of ``lang`` from ``first`` on (1-based), if stored."""
+        rows = self._read("SELECT seq FROM queries WHERE lang = ? AND seq >= ? ORDER BY seq LIMIT 1 OFFSET ?",
+                          (lang, first, n - 1))
+        return rows[0][0] if rows else None
 
     def record(self, reports: Sequence[dict[str, Any]], cursor: int) -> None:
         """Store drift reports (dicts with ``lang`` and ``window``) and advance the cursor,

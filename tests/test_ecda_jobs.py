@@ -1,0 +1,189 @@
+"""ECDA jobs: the durable queue (leases, fencing, one running job per language), the service
+turning confirmed alarms into jobs (modes, cool-down, daily budget), approval, and a worker
+recording a failed job without blocking the next."""
+
+import sqlite3
+import time
+
+import numpy as np
+import pytest
+from conftest import blobs
+from fastapi.testclient import TestClient
+from test_ecda_service import AUTH, CENTRES, TOKEN, TopicMonitor, monitored, topic_batch
+
+from compass.ecda import Reference, Registry
+from compass.ecda.control import Controls, parse_modes
+from compass.ecda.jobs import JobQueue, LostLease
+from compass.ecda.service import create_app
+from compass.ecda.worker import Worker, WorkerConfig
+from compass.errors import ConfigError
+
+
+@pytest.fixture
+def queue(tmp_path) -> JobQueue:
+    return JobQueue(tmp_path / "queries.sqlite")
+
+
+def states(queue: JobQueue, job: int) -> list[tuple]:
+    return [(e["state_from"], e["state_to"], e["attempt"]) for e in queue.events(job)]
+
+
+def test_a_language_has_one_open_job_and_collected_jobs_queue(queue):
+    job = queue.create("swh", "auto", {"from_seq": 5, "min_queries": 3})
+    assert queue.create("swh", "auto", {"from_seq": 9, "min_queries": 3}) is None
+    other = queue.create("kor", "approve", {"from_seq": 1, "min_queries": 3})
+    assert queue.claim("w1", 10) is None  # both still collecting
+    queue.collected({job: 12})
+    claimed = queue.claim("w1", 10)
+    assert (claimed.id, claimed.state, claimed.attempt, claimed.inputs["to_seq"]) == (job, "running", 1, 12)
+    assert queue.get(other).state == "collecting"
+    with pytest.raises(sqlite3.IntegrityError):  # the index, should code elsewhere go wrong
+        con = sqlite3.connect(queue.path)
+        con.execute("INSERT INTO jobs (lang, state, mode, inputs, created, updated) "
+                    "VALUES ('swh', 'running', 'auto', '{}', 0, 0)")
+
+
+def test_an_expired_lease_is_claimed_again_and_the_job_finishes_once(queue):
+    job = queue.create("swh", "auto", {"from_seq": 1, "min_queries": 2}, state="queued")
+    first = queue.claim("dead-worker", 0.2)
+    assert queue.claim("other", 10) is None  # leased
+    time.sleep(0.3)
+    second = queue.claim("other", 10)
+    assert (second.id, second.attempt, second.worker) == (job, 2, "other")
+    with pytest.raises(LostLease):
+        queue.renew(first, 10)
+    with pytest.raises(LostLease):
+        queue.finish(first, "promoted")
+    queue.finish(second, "rejected", result={"reason": "gate"})
+    with pytest.raises(LostLease):
+        queue.finish(second, "promoted")
+    done = queue.get(job)
+    assert (done.state, done.result, done.lease_until) == ("rejected", {"reason": "gate"}, None)
+    assert states(queue, job) == [(None, "queued", 0), ("queued", "running", 1), ("running", "running", 2),
+                                  ("running", "rejected", 2)]
+    assert "lease of dead-worker expired" in queue.events(job)[2]["detail"]
+
+
+def test_a_job_whose_workers_keep_dying_fails_and_the_next_runs(queue):
+    job = queue.create("swh", "auto", {"from_seq": 1, "min_queries": 2}, state="queued")
+    for _ in range(2):
+        queue.claim("w", 0.05)
+        time.sleep(0.1)
+    later = queue.create("kor", "auto", {"from_seq": 1, "min_queries": 2}, state="queued")
+    got = queue.claim("w", 10, max_attempts=2)
+    assert got.id == later
+    failed = queue.get(job)
+    assert failed.state == "failed" and "lease expired) in 2 attempts" in failed.error
+
+
+@pytest.mark.parametrize("bad, message", [({"mode": "sometimes"}, "mode 'sometimes'"),
+                                          ({"modes": {"ko": "nope"}}, "mode of kor 'nope'"),
+                                          ({"confirm": 0}, "confirm")])
+def test_controls_refuse_bad_settings(bad, message):
+    with pytest.raises(ConfigError, match=message):
+        Controls(**bad)
+    with pytest.raises(ConfigError, match="LANG=MODE"):
+        parse_modes(["swh"])
+
+
+@pytest.fixture
+def ko_registry(tmp_path) -> Registry:
+    reg = Registry(tmp_path / "registry.sqlite")
+    for adapter_id in ("kor-1", "kor-2"):
+        folder = tmp_path / "adapters" / adapter_id
+        folder.mkdir(parents=True)
+        reg.register(adapter_id, "kor", folder, parent="kor-1" if adapter_id == "kor-2" else None)
+    reg.promote("kor-1")
+    return reg
+
+
+def serve(db, registry, controls):
+    reference = Reference.from_embeddings(blobs([100] * 4, CENTRES, seed=1), target_lang="kor", clusters=4)
+    monitor = TopicMonitor(reference, window=50, alpha=0.01, n_boot=2000)
+    return TestClient(create_app(db, registry, monitor=monitor, token=TOKEN, chunk=50, controls=controls))
+
+
+def shifted(c, start: int = 0, n_shift: int = 150) -> dict:
+    """100 stationary queries, then ``n_shift`` of one topic; /v1/drift once monitored."""
+    stationary = np.random.default_rng(0).integers(0, 4, 100)
+    assert c.post("/v1/queries", json=topic_batch(stationary, start), headers=AUTH).status_code == 200
+    assert c.post("/v1/queries", json=topic_batch([0] * n_shift, start + 100), headers=AUTH).status_code == 200
+    return monitored(c)
+
+
+def test_confirmed_drift_becomes_one_job_queued_once_its_queries_are_in(tmp_path, ko_registry):
+    db = tmp_path / "queries.sqlite"
+    with serve(db, ko_registry, Controls(confirm=2, min_queries=200, cooldown=0)) as c:
+        shifted(c)
+        jobs = c.get("/v1/jobs").json()["jobs"]
+        # windows 2, 3 (seqs 101-150, 151-200) alarm: the job starts at seq 101, and its 200
+        # queries (through seq 300) are not all in yet: it collects
+        assert [(j["lang"], j["state"], j["mode"], j["inputs"]["from_seq"]) for j in jobs] == [
+            ("kor", "collecting", "auto", 101)]
+        c.post("/v1/queries", json=topic_batch([0] * 50, 250), headers=AUTH)
+        monitored(c)
+        deadline = time.monotonic() + 10
+        while (job := c.get(f"/v1/jobs/{jobs[0]['id']}").json())["state"] != "queued":
+            assert time.monotonic() < deadline, job
+            time.sleep(0.05)
+        assert job["inputs"]["to_seq"] == 300
+        assert [e["state_to"] for e in job["events"]] == ["collecting", "queued"]
+        # the alarms after the confirmed one start no second job while it is open
+        assert len(c.get("/v1/jobs").json()["jobs"]) == 1
+    con = sqlite3.connect(db)
+    actions = [a for (a,) in con.execute("SELECT json_extract(report, '$.action') FROM drift_reports")]
+    assert actions[:4] == ["none", "none", "alert", f"job:{jobs[0]['id']}"]
+
+
+@pytest.mark.parametrize("controls, why", [
+    (Controls(modes={"ko": "off"}, confirm=2), "mode off: alarm only"),
+    (Controls(confirm=2, cooldown=3600), "cooling down after a promotion"),
+    (Controls(confirm=2, cooldown=0, daily_jobs=0), "daily budget of 0 jobs spent")])
+def test_modes_cooldown_and_budget_keep_alarms_from_starting_jobs(tmp_path, ko_registry, controls, why):
+    with serve(tmp_path / "queries.sqlite", ko_registry, controls) as c:
+        state = shifted(c)
+        assert c.get("/v1/jobs").json()["jobs"] == []
+        assert state["reports"]["kor"]["drift"]
+    con = sqlite3.connect(tmp_path / "queries.sqlite")
+    notes = [n for (n,) in con.execute("SELECT json_extract(report, '$.update.why') FROM drift_reports")
+             if n is not None]
+    assert notes and notes[0].startswith(why)
+
+
+def test_approve_promotes_the_candidate_of_a_job_awaiting_approval(tmp_path, ko_registry):
+    db = tmp_path / "queries.sqlite"
+    queue = JobQueue(db)
+    job = queue.create("kor", "approve", {"from_seq": 1, "min_queries": 2}, state="queued")
+    running = queue.claim("w", 10)
+    queue.set_adapter(running, "kor-2")
+    with TestClient(create_app(db, ko_registry, token=TOKEN)) as c:
+        assert c.post(f"/v1/jobs/{job}/approve", headers=AUTH).status_code == 409  # still running
+        queue.finish(running, "awaiting_approval", result={"numbers": {"adaptation_gain": 0.1}})
+        assert c.post(f"/v1/jobs/{job}/approve").status_code == 401
+        assert ko_registry.active("kor").id == "kor-1"
+        done = c.post(f"/v1/jobs/{job}/approve?reason=looks+good", headers=AUTH)
+        assert done.status_code == 200, done.text
+        assert done.json()["job"]["state"] == "promoted" and done.json()["active"]["id"] == "kor-2"
+        assert c.post(f"/v1/jobs/{job}/approve", headers=AUTH).status_code == 409
+        assert c.get("/v1/jobs/999").status_code == 404
+    assert ko_registry.active("kor").id == "kor-2"
+    assert ko_registry.decisions()[-1].reason == "looks good"
+    assert [e["state_to"] for e in queue.events(job)][-2:] == ["awaiting_approval", "promoted"]
+
+
+def test_a_failed_job_records_its_error_and_the_next_job_runs(tmp_path, ko_registry):
+    db = tmp_path / "queries.sqlite"
+    queue = JobQueue(db)
+    config = WorkerConfig(db=str(db), registry=str(ko_registry.path), pool=[str(tmp_path / "none.jsonl")],
+                          preserve=[str(tmp_path / "none.jsonl")], workdir=str(tmp_path / "w"))
+    (tmp_path / "none.jsonl").write_text('{"id": "p", "text": "x", "lang": "fra"}\n')
+    worker = Worker(config, name="w")
+    first = queue.create("kor", "auto", {"from_seq": 1, "to_seq": 10, "min_queries": 2}, state="queued")
+    second = queue.create("swh", "auto", {"from_seq": 1, "to_seq": 10, "min_queries": 2}, state="queued")
+    done = worker.run_once()
+    assert (done.id, done.state) == (first, "failed")
+    assert done.error == "ConfigError: the preservation set has no kor records"
+    assert done.adapter == "kor-u3"
+    assert worker.run_once().id == second
+    assert queue.get(second).error.startswith("ConfigError: no active adapter for swh")
+    assert worker.run_once() is None
