@@ -106,8 +106,8 @@ def serve(db, registry, controls):
 def shifted(c, start: int = 0, n_shift: int = 150) -> dict:
     """100 stationary queries, then ``n_shift`` of one topic; /v1/drift once monitored."""
     stationary = np.random.default_rng(0).integers(0, 4, 100)
-    assert c.post("/v1/queries", json=topic_batch(stationary, start), headers=AUTH).status_code == 200
-    assert c.post("/v1/queries", json=topic_batch([0] * n_shift, start + 100), headers=AUTH).status_code == 200
+    for batch in (topic_batch(stationary, start), topic_batch([0] * n_shift, start + 100)):
+        assert c.post("/v1/queries", json=batch, headers=AUTH).status_code == 200
     return monitored(c)
 
 

@@ -35,6 +35,7 @@ from ..selection.reference import FILENAME as REFERENCE_FILE
 from .control import Controls, JobTrigger
 from .jobs import Job, JobQueue
 from .monitor import DriftMonitor
+from .notify import Notifier, NotifyConfig
 from .registry import AdapterVersion, Registry, validate_id
 from .store import QueryStore
 from .worker import WorkerConfig, run_worker
@@ -270,14 +271,15 @@ def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
                monitor: DriftMonitor | None = None, token: str | None = None, max_body: int = MAX_BODY,
                max_query: int = MAX_QUERY, max_batch: int = MAX_BATCH, chunk: int = 128,
                data_dir: str | Path | None = None, controls: Controls | None = None,
-               job_worker: WorkerConfig | None = None) -> FastAPI:
+               job_worker: WorkerConfig | None = None, notify: NotifyConfig | None = None) -> FastAPI:
     """The service over a query store at ``db`` and an adapter registry.
 
     ``monitor`` (optional) is fed the stored queries in the background; ``token`` is the
     bearer token write endpoints require (``None`` or empty: every write is refused).
     Paths in responses are relative to ``data_dir``, by default the registry's directory.
     ``controls`` (with a monitor) turn confirmed alarms into update jobs;
-    ``job_worker`` starts a worker process beside the server that runs them.
+    ``job_worker`` starts a worker process beside the server that runs them;
+    ``notify`` says whom to tell about promotions and rollbacks.
     Run it with uvicorn, in one process.
     """
     if max_body < 1 or max_query < 1 or max_batch < 1:
@@ -290,18 +292,23 @@ def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
     worker = None if monitor is None else MonitorWorker(monitor, store, chunk=chunk, trigger=trigger,
                                                         registry=reg)
     jobs_process = _WorkerProcess(job_worker) if job_worker is not None else None
+    notifier = Notifier(notify, db, reg) if notify is not None else None
+    parts = [p for p in (worker, jobs_process, notifier) if p is not None]
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        for part in (worker, jobs_process):
-            if part is not None:
-                part.start()
+        for part in parts:
+            part.start()
         try:
             yield
         finally:
-            for part in (worker, jobs_process):
-                if part is not None:
-                    await run_in_threadpool(part.stop)
+            for part in parts:
+                await run_in_threadpool(part.stop)
+
+    def changed() -> None:
+        """The registry changed: notify now rather than at the next poll."""
+        if notifier is not None:
+            notifier.wake()
 
     app = FastAPI(title="COMPASS-ECDA", version="1", lifespan=lifespan,
                   description="Query ingestion, drift reports and adapter versions. Writes need "
@@ -378,6 +385,7 @@ def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
             retired = reg.promote(adapter_id, reason=reason)
         except ConfigError as exc:
             raise HTTPException(409, str(exc)) from None
+        changed()
         return {"active": public.data(reg.get(adapter_id).to_dict()), "retired": retired}
 
     @app.post("/v1/adapters/{adapter_id}/rollback", dependencies=[Depends(authorize)])
@@ -389,7 +397,41 @@ def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
             restored = reg.rollback(current.lang, reason=reason, expected=adapter_id)
         except ConfigError as exc:
             raise HTTPException(409, str(exc)) from None
+        changed()
         return {"rolled_back": adapter_id, "active": public.data(reg.get(restored).to_dict())}
+
+    @app.get("/v1/adapters/active")
+    def active(lang: str) -> dict[str, Any]:
+        """The version a gateway should route ``lang`` to, and its name on the model server."""
+        try:
+            code = normalize_lang(lang)
+        except ConfigError as exc:
+            raise HTTPException(400, str(exc)) from None
+        current = reg.active(code)
+        if current is None:
+            raise HTTPException(404, f"no active adapter for {code}")
+        naming = notify or NotifyConfig()
+        return public.data({"lang": code, "id": current.id, "lora_name": naming.name(current.id, code),
+                            "path": current.path, "metrics": current.metrics, "updated": current.updated})
+
+    @app.get("/v1/notifications")
+    def notifications(state: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        """Calls to the model server and the webhook: pending ones carry their last error."""
+        if notifier is None:
+            return {"notifications": [], "targets": [], "reason": "no --vllm-url or --webhook-url"}
+        return public.data({"notifications": notifier.list(state, limit), "targets": notify.targets,
+                            "error": notifier.error})
+
+    @app.post("/v1/notifications/{notification_id}/retry", dependencies=[Depends(authorize)])
+    def retry_notification(notification_id: int) -> dict[str, Any]:
+        """Try a pending notification again now instead of at its next backoff step."""
+        if notifier is None:
+            raise HTTPException(404, "notifications are not configured")
+        try:
+            notifier.retry(notification_id)
+        except ConfigError as exc:
+            raise HTTPException(409 if "delivered" in str(exc) else 404, str(exc)) from None
+        return {"retrying": notification_id}
 
     def job(job_id: int) -> Job:
         try:
@@ -423,6 +465,7 @@ def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
             done = queue.approved(job_id, f"approved: {reason}" if reason else "approved")
         except ConfigError as exc:
             raise HTTPException(409, str(exc)) from None
+        changed()
         return public.data({"job": done.to_dict(), "active": reg.get(found.adapter).to_dict()})
 
     build_openapi = app.openapi
