@@ -2,6 +2,7 @@
 turning confirmed alarms into jobs (modes, cool-down, daily budget), approval, and a worker
 recording a failed job without blocking the next."""
 
+import json
 import sqlite3
 import time
 
@@ -187,3 +188,58 @@ def test_a_failed_job_records_its_error_and_the_next_job_runs(tmp_path, ko_regis
     assert worker.run_once().id == second
     assert queue.get(second).error.startswith("ConfigError: no active adapter for swh")
     assert worker.run_once() is None
+
+
+class StableTopicMonitor(TopicMonitor):
+    """Each query's embedding depends on its text alone (not on how the monitor chunks them)."""
+
+    def update(self, texts, langs=None):
+        rows = []
+        for t in texts:
+            noise = np.random.default_rng(int(t.split()[-1])).standard_normal(16)
+            rows.append(CENTRES[int(t.split()[0].removeprefix("topic"))] + 0.15 * noise)
+        x = np.array(rows)
+        return self.update_embeddings(x / np.linalg.norm(x, axis=1, keepdims=True), langs)
+
+
+def reports(db) -> list[dict]:
+    con = sqlite3.connect(db)
+    rows = [json.loads(r) for (r,) in con.execute("SELECT report FROM drift_reports ORDER BY seq")]
+    con.close()
+    return rows
+
+
+def test_a_restart_continues_partly_filled_windows_and_alarm_runs_exactly(tmp_path, ko_registry):
+    """The same stream with and without a restart in the middle: the same reports, the same
+    job (its alarm run began before the restart and was confirmed after it)."""
+    topics = np.concatenate([np.random.default_rng(0).integers(0, 4, 100), [0] * 60, [1] * 90])
+    parts = [topic_batch(topics[:130], 0), topic_batch(topics[130:], 130)]  # restart mid-window, mid-run
+
+    def run(db, restart: bool):
+        reference = Reference.from_embeddings(blobs([100] * 4, CENTRES, seed=1), target_lang="kor",
+                                              clusters=4)
+        controls = Controls(confirm=2, min_queries=60, cooldown=0)
+        make = lambda: TestClient(create_app(  # noqa: E731
+            db, ko_registry, token=TOKEN, chunk=40, controls=controls,
+            monitor=StableTopicMonitor(reference, window=50, alpha=0.01, n_boot=2000)))
+        c = make().__enter__()
+        for i, part in enumerate(parts):
+            if restart and i == 1:
+                state = monitored(c)
+                assert state["monitor"]["pending"] == {"kor": 30}
+                c.__exit__(None, None, None)
+                c = make().__enter__()
+                assert c.get("/v1/drift").json()["monitor"]["pending"] == {"kor": 30}  # restored
+            c.post("/v1/queries", json=part, headers=AUTH)
+            monitored(c)
+        jobs = c.get("/v1/jobs").json()["jobs"]
+        c.__exit__(None, None, None)
+        return [{k: v for k, v in r.items() if k != "time"} for r in reports(db)], jobs
+
+    straight, straight_jobs = run(tmp_path / "a.sqlite", restart=False)
+    restarted, restarted_jobs = run(tmp_path / "b.sqlite", restart=True)
+    assert [r["window"] for r in restarted] == [0, 1, 2, 3, 4]
+    assert restarted == straight
+    assert [r["drift"] for r in straight][2:4] == [True, True]
+    assert len(straight_jobs) == 1
+    assert [j["inputs"]["from_seq"] for j in restarted_jobs] == [straight_jobs[0]["inputs"]["from_seq"]]

@@ -81,6 +81,17 @@ class JobTrigger:
         self.starts: dict[str, int] = {}  # per language: first seq of its current window
         self.confirmations: dict[str, Confirmation] = {}
 
+    def state(self) -> dict[str, Any]:
+        """Window starts and open runs of alarms, saved with the monitor's state."""
+        return {"starts": self.starts, "runs": {k: c.run for k, c in self.confirmations.items()}}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.starts = {k: int(v) for k, v in state["starts"].items()}
+        self.confirmations = {}
+        for lang, run in state["runs"].items():
+            self.confirmations[lang] = Confirmation(self.controls.confirm)
+            self.confirmations[lang].run = list(run)
+
     def reset(self, lang: str) -> None:
         """Forget a language's windows (its monitor restarted from another reference)."""
         self.starts.pop(lang, None)

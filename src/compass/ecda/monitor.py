@@ -9,6 +9,7 @@ over a log and acts on its alarms.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -90,6 +91,20 @@ class _Stream:
             start -= self.window
         return out
 
+    def state(self) -> dict[str, Any]:
+        """The partly filled window and the slow-drift tests, as JSON-ready data."""
+        tests = {name: [t.n, t.running_mean, t.cumulative, t.minimum] for name, t in self.tests.items()}
+        return {"labels": self.labels.tolist(), "novel": self.novel.astype(int).tolist(), "done": self.done,
+                "tests": tests}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.labels = np.asarray(state["labels"], dtype=np.int64)
+        self.novel = np.asarray(state["novel"], dtype=bool)
+        self.done = int(state["done"])
+        for name, (n, mean, cumulative, minimum) in state["tests"].items():
+            test = self.tests[name]
+            test.n, test.running_mean, test.cumulative, test.minimum = n, mean, cumulative, minimum
+
     def _report(self, labels: np.ndarray, novel: np.ndarray) -> DriftReport:
         cal = self.calibration
         hist = np.bincount(labels, minlength=len(self.counts))
@@ -125,6 +140,7 @@ class DriftMonitor:
         self.window, self.alpha = window, alpha
         self.skipped: Counter[str] = Counter()
         self._options = {"page_hinkley": page_hinkley, "n_boot": n_boot, "seed": seed, "cache_dir": cache_dir}
+        self._fingerprint: str | None = None
         self._clustering = self.reference.clustering()
         self._cache_dir, self._cache = cache_dir, None
         langs = self.reference.languages
@@ -136,6 +152,39 @@ class DriftMonitor:
             self._streams[key] = _Stream(key, self.reference.histogram(None if key == ALL else key),
                                          int(novel[rows].sum()), window, alpha, n_boot, seed + i,
                                          page_hinkley)
+
+    @property
+    def fingerprint(self) -> str:
+        """What a saved state is valid for: the reference and every setting of the windows."""
+        if self._fingerprint is None:
+            ref, digest = self.reference, hashlib.sha256()
+            for part in (ref.centroids, ref.labels, ref.sims, ref.langs.astype("U")):
+                digest.update(np.ascontiguousarray(part).tobytes())
+            ph = self._options["page_hinkley"]
+            digest.update(json.dumps([self.window, self.alpha, self._options["n_boot"], self._options["seed"],
+                                      None if ph is None else asdict(ph)]).encode())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    def state(self) -> dict[str, Any]:
+        """Everything a restarted monitor needs to go on exactly where this one is: each
+        stream's partly filled window, window count and Page-Hinkley sums, the skips."""
+        return {"fingerprint": self.fingerprint, "skipped": dict(self.skipped),
+                "streams": {key: s.state() for key, s in self._streams.items()}}
+
+    def restore(self, state: dict[str, Any]) -> bool:
+        """Go on from a saved :meth:`state`; ``False`` (and nothing changed) if it was saved
+        for another reference or other settings."""
+        if state.get("fingerprint") != self.fingerprint or set(state["streams"]) != set(self._streams):
+            return False
+        for key, saved in state["streams"].items():
+            self._streams[key].restore(saved)
+        self.skipped = Counter(state["skipped"])
+        return True
+
+    def done(self, key: str) -> int:
+        """Windows completed in stream ``key`` (a language, or ``all``)."""
+        return self._streams[key].done if key in self._streams else 0
 
     def with_reference(self, reference: Reference | str | Path) -> DriftMonitor:
         """A fresh monitor with this one's settings over another reference (a promoted

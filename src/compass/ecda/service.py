@@ -137,12 +137,14 @@ class MonitorWorker:
 
     def _run(self) -> None:
         _lower_priority()
-        offsets = self.store.windows()
         try:
+            self._follow_active()
+            self._restore()
+            offsets = self._offsets()
             while not self._stop.is_set():
                 self._wake.clear()
                 if self._follow_active():
-                    offsets = self.store.windows()
+                    offsets = self._offsets()
                 if self.trigger is not None:
                     self.trigger.collect()
                 batch = self.store.after(self.store.cursor(), self.chunk)
@@ -155,11 +157,31 @@ class MonitorWorker:
                 if self.trigger is not None:
                     self.trigger.observe(batch, reports, self.monitor.window, before, self.monitor.pending)
                 self.store.record([replace(r, window=offsets.get(r.lang, 0) + r.window).to_dict()
-                                   for r in reports], batch[-1].seq)
+                                   for r in reports], batch[-1].seq, self._state())
         except Exception as exc:  # the server keeps ingesting; /v1/drift shows why monitoring stopped
             log.exception("drift monitor stopped")
             self.error = f"{type(exc).__name__}: {exc}"
 
+
+    def _state(self) -> dict[str, Any]:
+        return {"monitor": self.monitor.state(), "active": self._active,
+                "trigger": None if self.trigger is None else self.trigger.state()}
+
+    def _restore(self) -> None:
+        """Go on from the state saved with the cursor: partly filled windows, Page-Hinkley
+        sums, open runs of alarms. A state saved for another reference is not used."""
+        saved = self.store.state()
+        if saved is None or not self.monitor.restore(saved["monitor"]):
+            if saved is not None:
+                log.info("drift monitor: the saved state is for another reference; starting afresh")
+            return
+        if self.trigger is not None and saved["trigger"] is not None:
+            self.trigger.restore(saved["trigger"])
+        self._seen = {"pending": self.monitor.pending, "skipped": dict(self.monitor.skipped)}
+
+    def _offsets(self) -> dict[str, int]:
+        """Per stream, reports stored before this monitor's first window: its numbers go on."""
+        return {lang: n - self.monitor.done(lang) for lang, n in self.store.windows().items()}
 
     def _follow_active(self) -> bool:
         """Restart the monitor from the active adapter's reference when that changed."""

@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS monitor_cursor (
     seq INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO monitor_cursor VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS monitor_state (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    state TEXT NOT NULL
+);
 """
 
 _LOOKUP = 500  # ids per lookup query, well below SQLite's limit on bound parameters
@@ -157,15 +161,23 @@ class QueryStore:
                           (lang, first, n - 1))
         return rows[0][0] if rows else None
 
-    def record(self, reports: Sequence[dict[str, Any]], cursor: int) -> None:
-        """Store drift reports (dicts with ``lang`` and ``window``) and advance the cursor,
-        in one transaction: either both happen or neither."""
+    def record(self, reports: Sequence[dict[str, Any]], cursor: int,
+               state: dict[str, Any] | None = None) -> None:
+        """Store drift reports (dicts with ``lang`` and ``window``), advance the cursor and
+        save the monitor's ``state``, in one transaction: all of it happens or none."""
         now = time.time()
         with self._transaction() as con:
             con.executemany("INSERT INTO drift_reports (lang, window_no, time, report) VALUES (?, ?, ?, ?)",
                             [(r["lang"], r["window"], now, json.dumps(r, ensure_ascii=False))
                              for r in reports])
             con.execute("UPDATE monitor_cursor SET seq = ?", (cursor,))
+            if state is not None:
+                con.execute("INSERT OR REPLACE INTO monitor_state VALUES (1, ?)", (json.dumps(state),))
+
+    def state(self) -> dict[str, Any] | None:
+        """The monitor state saved with the cursor, if any."""
+        rows = self._read("SELECT state FROM monitor_state")
+        return json.loads(rows[0][0]) if rows else None
 
     def windows(self) -> dict[str, int]:
         """Reports stored per stream: where a restarted monitor's window numbers continue."""
