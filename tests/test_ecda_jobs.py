@@ -138,12 +138,15 @@ def test_confirmed_drift_becomes_one_job_queued_once_its_queries_are_in(tmp_path
 
 @pytest.mark.parametrize("controls, why", [
     (Controls(modes={"ko": "off"}, confirm=2), "mode off: alarm only"),
-    (Controls(confirm=2, cooldown=3600), "cooling down after a promotion"),
-    (Controls(confirm=2, cooldown=0, daily_jobs=0), "daily budget of 0 jobs spent")])
+    (Controls(confirm=2, cooldown=3600), "cooling down until"),
+    (Controls(confirm=2, cooldown=0, daily_jobs=1), "daily budget of 1 jobs spent")])
 def test_modes_cooldown_and_budget_keep_alarms_from_starting_jobs(tmp_path, ko_registry, controls, why):
+    queue = JobQueue(tmp_path / "queries.sqlite")  # an update promoted a moment ago
+    queue.create("kor", "auto", {"from_seq": 1, "min_queries": 2}, state="queued")
+    queue.finish(queue.claim("w", 10), "promoted")
     with serve(tmp_path / "queries.sqlite", ko_registry, controls) as c:
         state = shifted(c)
-        assert c.get("/v1/jobs").json()["jobs"] == []
+        assert [j["state"] for j in c.get("/v1/jobs").json()["jobs"]] == ["promoted"]
         assert state["reports"]["kor"]["drift"]
     con = sqlite3.connect(tmp_path / "queries.sqlite")
     notes = [n for (n,) in con.execute("SELECT json_extract(report, '$.update.why') FROM drift_reports")
@@ -193,13 +196,13 @@ def test_a_failed_job_records_its_error_and_the_next_job_runs(tmp_path, ko_regis
 class StableTopicMonitor(TopicMonitor):
     """Each query's embedding depends on its text alone (not on how the monitor chunks them)."""
 
-    def update(self, texts, langs=None):
+    def update(self, texts, langs=None, times=None):
         rows = []
         for t in texts:
             noise = np.random.default_rng(int(t.split()[-1])).standard_normal(16)
             rows.append(CENTRES[int(t.split()[0].removeprefix("topic"))] + 0.15 * noise)
         x = np.array(rows)
-        return self.update_embeddings(x / np.linalg.norm(x, axis=1, keepdims=True), langs)
+        return self.update_embeddings(x / np.linalg.norm(x, axis=1, keepdims=True), langs, times)
 
 
 def reports(db) -> list[dict]:

@@ -531,7 +531,8 @@ def serve_cmd(
                                           "monitor'); without it queries are stored but not monitored."),
     registry: Path | None = typer.Option(None, help=REGISTRY_HELP),
     db: Path | None = DB_OPT,
-    window: int = typer.Option(200, help="Queries per window, per language."),
+    window: str = typer.Option("200", help="Per language: queries per window (500), or a time span "
+                               "(90s, 15m, 1h, 1d; a window closes at the first query after its span)."),
     alpha: float = typer.Option(0.01, help="Target false-alarm rate per window."),
     max_body: int = typer.Option(8 * 1024 * 1024, help="Largest request body, in bytes."),
     max_query: int = typer.Option(64 * 1024, help="Largest query text, in bytes (UTF-8)."),

@@ -36,8 +36,10 @@ class Controls:
 
     mode: ``auto`` (promote when the gate passes), ``approve`` (gate, then wait for
         ``POST /v1/jobs/{id}/approve``) or ``off`` (alarm only), for languages not in
-        ``modes``. cooldown: seconds after a promotion in which alarms start no job.
-    daily_jobs: most jobs per language in any 24 hours.
+        ``modes``. cooldown: seconds after a job's promotion in which alarms start no job.
+    daily_jobs: most jobs per language in any 24 hours. The cool-down counts from the
+        end of the language's latest job that promoted its candidate (an operator's
+        own promotions start none).
     """
 
     mode: str = "auto"
@@ -97,9 +99,12 @@ class JobTrigger:
         self.starts.pop(lang, None)
         self.confirmations.pop(lang, None)
 
-    def observe(self, batch: Sequence[StoredQuery], reports: list[DriftReport], window: int,
+    def observe(self, batch: Sequence[StoredQuery], reports: list[DriftReport],
                 pending_before: dict[str, int], pending_after: dict[str, int]) -> None:
-        """One monitored batch and the reports it completed (annotated with what was done)."""
+        """One monitored batch and the reports it completed (annotated with what was done).
+
+        A language's first completed window began ``pending_before`` queries before the
+        batch; each next one where the one before ended (``n`` queries later)."""
         by_lang: dict[str, list[DriftReport]] = {}
         for report in reports:
             if report.lang != ALL:
@@ -108,10 +113,11 @@ class JobTrigger:
             if lang == ALL:
                 continue
             seqs = [q.seq for q in batch if q.lang == lang]
-            for k, report in enumerate(by_lang.get(lang, [])):
-                at = k * window - before
+            at = -before
+            for report in by_lang.get(lang, []):
                 first = seqs[at] if at >= 0 else self.starts.get(lang, seqs[0])
                 self._window(lang, report, first)
+                at += report.n
             left = pending_after.get(lang, 0)
             if left and left <= len(seqs):
                 self.starts[lang] = seqs[len(seqs) - left]
@@ -133,9 +139,9 @@ class JobTrigger:
             return None, "mode off: alarm only"
         if self.registry.active(lang) is None:
             return None, f"no active adapter for {lang} to update"
-        promoted = [d.time for d in self.registry.decisions(lang) if d.action == "promote"]
-        if promoted and now - promoted[-1] < c.cooldown:
-            return None, f"cooling down after a promotion until {promoted[-1] + c.cooldown:.0f}"
+        promoted = self.queue.last_promotion(lang)
+        if promoted is not None and now - promoted < c.cooldown:
+            return None, f"cooling down until {promoted + c.cooldown:.0f} after an update job's promotion"
         if self.queue.created_since(lang, now - DAY) >= c.daily_jobs:
             return None, f"daily budget of {c.daily_jobs} jobs spent"
         inputs = {"from_seq": start, "min_queries": c.min_queries, "alarm": {

@@ -176,6 +176,12 @@ class JobQueue:
             return con.execute("SELECT COUNT(*) FROM jobs WHERE lang = ? AND created >= ?",
                                (lang, since)).fetchone()[0]
 
+    def last_promotion(self, lang: str) -> float | None:
+        """When the latest job of ``lang`` that promoted its candidate ended."""
+        with self._transaction() as con:
+            return con.execute("SELECT MAX(finished) FROM jobs WHERE lang = ? AND state = 'promoted'",
+                               (lang,)).fetchone()[0]
+
     def collected(self, ready: dict[int, int]) -> None:
         """Collecting jobs whose queries are all stored: ``{job: last seq}``; they become queued."""
         with self._transaction() as con:

@@ -66,6 +66,9 @@ class AdaptiveMonitor:
     def __init__(self, reference: Reference | str | Path, policy: UpdatePolicy | None = None, *,
                  window: int = 200, alpha: float = 0.01, seed: int = 0,
                  cache_dir: str | Path | None = None) -> None:
+        if not isinstance(window, int):
+            raise ConfigError(f"window {window!r}: a log is replayed in windows of a number of queries "
+                              "(time windows are for 'compass serve')")
         self.window, self.alpha, self.seed, self.cache_dir = window, alpha, seed, cache_dir
         self.policy = policy
         self.outcomes: list[UpdateOutcome] = []

@@ -152,10 +152,11 @@ class MonitorWorker:
                     self._wake.wait(self.poll)
                     continue
                 before = self.monitor.pending
-                reports = self.monitor.update([q.text for q in batch], [q.lang for q in batch])
+                reports = self.monitor.update([q.text for q in batch], [q.lang for q in batch],
+                                              [q.received for q in batch])
                 self._seen = {"pending": self.monitor.pending, "skipped": dict(self.monitor.skipped)}
                 if self.trigger is not None:
-                    self.trigger.observe(batch, reports, self.monitor.window, before, self.monitor.pending)
+                    self.trigger.observe(batch, reports, before, self.monitor.pending)
                 self.store.record([replace(r, window=offsets.get(r.lang, 0) + r.window).to_dict()
                                    for r in reports], batch[-1].seq, self._state())
         except Exception as exc:  # the server keeps ingesting; /v1/drift shows why monitoring stopped

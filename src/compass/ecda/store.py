@@ -61,6 +61,7 @@ class StoredQuery:
     seq: int
     text: str
     lang: str
+    received: float = 0.0  # server time of the ingest (Unix seconds): time windows use it
 
 
 @dataclass
@@ -145,7 +146,7 @@ class QueryStore:
 
     def after(self, seq: int, limit: int) -> list[StoredQuery]:
         """Up to ``limit`` queries after sequence number ``seq``, in order."""
-        rows = self._read("SELECT seq, text, lang FROM queries WHERE seq > ? ORDER BY seq LIMIT ?",
+        rows = self._read("SELECT seq, text, lang, received FROM queries WHERE seq > ? ORDER BY seq LIMIT ?",
                           (seq, limit))
         return [StoredQuery(*row) for row in rows]
 
