@@ -11,6 +11,7 @@ server; without one the server refuses every write.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import os
 import re
@@ -24,13 +25,15 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import CompassError, ConfigError
 from ..langs import normalize_lang
+from ..report import render_html
+from ..report.dashboard import render_dashboard
 from ..selection.reference import FILENAME as REFERENCE_FILE
 from .control import Controls, JobTrigger
 from .jobs import Job, JobQueue
@@ -490,6 +493,32 @@ def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
             raise HTTPException(409, str(exc)) from None
         changed()
         return public.data({"job": done.to_dict(), "active": reg.get(found.adapter).to_dict()})
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard() -> str:
+        """The operator's page: drift per language, adapter versions, jobs, notifications."""
+        last, cursor, _ = store.progress()
+        versions = [v.to_dict() for v in reg.list()]
+        history = store.history()
+        languages = {lang: {"reports": history.get(lang, []),
+                            "versions": [v for v in versions if v["lang"] == lang]}
+                     for lang in sorted(set(history) | {v["lang"] for v in versions})}
+        found = [{**j.to_dict(), "error": None if j.error is None else public.text(j.error)}
+                 for j in queue.list(limit=50)]
+        return render_dashboard(public.data({
+            "languages": languages, "jobs": found, "queries": {"last_seq": last, "monitored_through": cursor},
+            "controls": None if controls is None else controls.to_dict(),
+            "notifications": None if notifier is None else notifier.list(limit=30)}))
+
+    @app.get("/jobs/{job_id}/selection", response_class=HTMLResponse, include_in_schema=False)
+    def job_selection(job_id: int) -> str:
+        """The selection report of a job's update: per cluster, the gap and what filled it."""
+        found = job(job_id)
+        folder = (found.result or {}).get("selection")
+        report = Path(folder) / "report.json" if folder else None
+        if report is None or not report.is_file():
+            raise HTTPException(404, f"job {job_id} has no selection report (yet)")
+        return render_html(json.loads(report.read_text(encoding="utf-8")))
 
     build_openapi = app.openapi
 

@@ -184,6 +184,16 @@ class QueryStore:
         """Reports stored per stream: where a restarted monitor's window numbers continue."""
         return dict(self._read("SELECT lang, COUNT(*) FROM drift_reports GROUP BY lang"))
 
+    def history(self, limit: int = 200) -> dict[str, list[dict[str, Any]]]:
+        """Each stream's latest ``limit`` drift reports, oldest first, with the time stored."""
+        rows = self._read("SELECT lang, time, report FROM (SELECT lang, time, report, seq, ROW_NUMBER() OVER "
+                          "(PARTITION BY lang ORDER BY seq DESC) AS back FROM drift_reports) WHERE back <= ? "
+                          "ORDER BY seq", (limit,))
+        out: dict[str, list[dict[str, Any]]] = {}
+        for lang, stored, report in rows:
+            out.setdefault(lang, []).append({**json.loads(report), "time": stored})
+        return out
+
     def progress(self) -> tuple[int, int, dict[str, dict[str, Any]]]:
         """The last sequence number, the monitor cursor and each stream's latest drift report
         (with the time it was stored), read in one transaction so they agree."""
