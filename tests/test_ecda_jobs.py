@@ -3,9 +3,11 @@ turning confirmed alarms into jobs (modes, cool-down, daily budget), approval, a
 recording a failed job without blocking the next."""
 
 import json
+import os
 import sqlite3
 import time
 
+import httpx
 import numpy as np
 import pytest
 from conftest import blobs
@@ -246,3 +248,45 @@ def test_a_restart_continues_partly_filled_windows_and_alarm_runs_exactly(tmp_pa
     assert [r["drift"] for r in straight][2:4] == [True, True]
     assert len(straight_jobs) == 1
     assert [j["inputs"]["from_seq"] for j in restarted_jobs] == [straight_jobs[0]["inputs"]["from_seq"]]
+
+
+def test_serve_with_worker_runs_one_beside_the_api_and_stops_it(tmp_path):
+    from test_ecda_service import start_server
+
+    (tmp_path / "pool.jsonl").write_text('{"id": "p", "text": "x", "lang": "fra"}\n')
+    db = tmp_path / "queries.sqlite"
+    JobQueue(db).create("kor", "auto", {"from_seq": 1, "to_seq": 2, "min_queries": 2}, state="queued")
+    data = str(tmp_path / "pool.jsonl")
+    proc, url, log = start_server(tmp_path, db, "--with-worker", "--pool", data, "--preserve", data,
+                                  "--workdir", str(tmp_path / "w"))
+    try:
+        worker = httpx.get(f"{url}/v1/jobs").json()["worker"]
+        assert worker["running"] and worker["pid"] != proc.pid
+        deadline = time.monotonic() + 240  # it starts (imports torch), takes the job and fails it
+        while (job := JobQueue(db).get(1)).state != "failed":
+            assert time.monotonic() < deadline, job
+            time.sleep(0.2)
+        assert job.error == "ConfigError: no active adapter for kor: register and promote one first"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    deadline = time.monotonic() + 30
+    while os.path.exists(f"/proc/{worker['pid']}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{worker['pid']}")
+    assert "Traceback" not in log.read_text()
+
+
+def test_a_retried_job_clears_only_what_an_update_writes(tmp_path):
+    from compass.ecda.worker import _clear_attempt
+
+    half = tmp_path / "swh-u2"
+    (half / "selection").mkdir(parents=True)
+    (half / "trained.jsonl").write_text("{}\n")
+    _clear_attempt(half)
+    assert not half.exists()
+    (half / "adapter").mkdir(parents=True)
+    (half / "my-notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"swh-u2 holds files an update does not write \(my-notes.txt\)"):
+        _clear_attempt(half)
+    assert (half / "my-notes.txt").read_text() == "mine"

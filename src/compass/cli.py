@@ -275,6 +275,8 @@ LEASE_OPT = typer.Option(60.0, "--lease", help="Worker: seconds a job's claim la
 THREADS_OPT = typer.Option(1, "--threads", help="Worker: torch CPU threads while training.")
 NICENESS_OPT = typer.Option(10, "--niceness", help="Worker: added to its process priority, so "
                             "training does not slow ingestion down.")
+IDLE_OPT = typer.Option(False, "--idle", help="Worker: Linux SCHED_IDLE instead of --niceness: CPU time "
+                        "only when nothing else wants it (may starve on a busy machine).")
 
 
 def _worker_config(db: Path | None, registry: Path | None, **kw) -> WorkerConfig:
@@ -506,6 +508,7 @@ def worker_cmd(
     lease: float = LEASE_OPT,
     threads: int = THREADS_OPT,
     niceness: int = NICENESS_OPT,
+    idle: bool = IDLE_OPT,
     cache_dir: Path | None = typer.Option(None, help="Embedding cache (default "
                                              "$COMPASS_CACHE_DIR or ~/.cache/compass)."),
     no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
@@ -517,7 +520,8 @@ def worker_cmd(
     config = _run(lambda: _worker_config(
         db, registry, pool=pool, preserve=preserve, trained=trained, workdir=workdir, model=model,
         budget=budget, delta=delta, epsilon=epsilon, replay_share=replay_share, l2_pull=l2_pull, seed=seed,
-        lease=lease, threads=threads, niceness=niceness, cache_dir=cache_dir, verify=not no_verify))
+        lease=lease, threads=threads, niceness=niceness, idle=idle, cache_dir=cache_dir,
+        verify=not no_verify))
     typer.echo(f"worker: jobs from {config.db}, adapters in {config.registry}", err=True)
     _run(lambda: run_worker(config))
 
@@ -564,6 +568,7 @@ def serve_cmd(
     lease: float = LEASE_OPT,
     threads: int = THREADS_OPT,
     niceness: int = NICENESS_OPT,
+    idle: bool = IDLE_OPT,
     vllm_url: str | None = typer.Option(None, help="vLLM server to load promoted adapters into (it "
                                         "needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True), e.g. http://vllm:8000."),
     webhook_url: str | None = typer.Option(None, help="URL that gets a JSON POST per promotion and "
@@ -606,7 +611,8 @@ def serve_cmd(
     job_worker = None if not with_worker else _run(lambda: _worker_config(
         db, registry, pool=pool, preserve=preserve, trained=trained, workdir=workdir, model=model,
         budget=budget, min_queries=min_queries, delta=delta, epsilon=epsilon, replay_share=replay_share,
-        l2_pull=l2_pull, seed=seed, lease=lease, threads=threads, niceness=niceness, cache_dir=cache_dir))
+        l2_pull=l2_pull, seed=seed, lease=lease, threads=threads, niceness=niceness, idle=idle,
+        cache_dir=cache_dir))
     notify = None if not (vllm_url or webhook_url) else _run(lambda: NotifyConfig(
         vllm_url=vllm_url, webhook_url=webhook_url, path_map=parse_path_map(path_map or []),
         lora_name=lora_name))

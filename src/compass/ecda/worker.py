@@ -25,7 +25,7 @@ from typing import Any
 from ..data import Record
 from ..errors import ConfigError
 from .jobs import Job, JobQueue, LostLease
-from .policy import PolicyConfig, UpdateOutcome, UpdatePolicy
+from .policy import TRAINED, PolicyConfig, UpdateOutcome, UpdatePolicy
 from .registry import AdapterVersion, Registry
 from .store import QueryStore
 
@@ -39,6 +39,8 @@ class WorkerConfig:
     lease: seconds a claim lasts without renewal (a killed worker's job is claimed
         again this long after its last heartbeat). threads: torch CPU threads.
     niceness: added to the process's; a job must not slow ingestion down.
+    idle: run in Linux's ``SCHED_IDLE`` class instead: the worker only gets CPU time
+        nothing else wants (below even nice 19); it can starve on a busy machine.
     """
 
     db: str
@@ -53,6 +55,7 @@ class WorkerConfig:
     poll: float = 2.0
     threads: int = 1
     niceness: int = 10
+    idle: bool = False
     max_attempts: int = 3
     cache_dir: str | None = None
     verify: bool = True
@@ -120,9 +123,7 @@ class Worker:
         if existing is not None:
             outcome = self._resume(existing, job.mode == "auto")
         else:
-            scratch = Path(self.config.workdir) / adapter
-            if scratch.exists():  # an earlier attempt's half-written files, the worker's own
-                shutil.rmtree(scratch)
+            _clear_attempt(Path(self.config.workdir) / adapter)
             outcome = self.policy.update(job.lang, self._queries(job), adapter_id=adapter,
                                          promote=job.mode == "auto")
         state = "awaiting_approval" if outcome.awaiting else "promoted" if outcome.promoted else "rejected"
@@ -145,6 +146,21 @@ class Worker:
         return UpdateOutcome(version.id, version.parent or "", status == "active", reason, numbers,
                              version.provenance.get("ecda", {}).get("selection", ""),
                              int(numbers.get("tokens", 0)), awaiting=status == "candidate")
+
+
+OWN = {"selection", "adapter", TRAINED}
+
+
+def _clear_attempt(folder: Path) -> None:
+    """Remove what a killed attempt half-wrote for this candidate, and nothing else: a
+    folder holding anything an update does not write is refused."""
+    if not folder.exists():
+        return
+    foreign = sorted(p.name for p in folder.iterdir() if p.name not in OWN) if folder.is_dir() else [""]
+    if foreign:
+        raise ConfigError(f"{folder} holds files an update does not write ({', '.join(foreign)}); "
+                          "move them away or use another --workdir")
+    shutil.rmtree(folder)
 
 
 class _Heartbeat:
@@ -174,6 +190,9 @@ class _Heartbeat:
 
 
 def _exit(*_: Any) -> None:
+    """SIGTERM: stop; a job in progress is claimed again once its lease runs out. A long
+    native call (a training step) may not return to Python soon: exit anyway after 10 s."""
+    threading.Timer(10.0, os._exit, args=(0,)).start()
     raise SystemExit(0)
 
 
@@ -181,7 +200,9 @@ def run_worker(config: WorkerConfig | dict[str, Any], stop: threading.Event | No
     """A worker process's body: lower priority, bounded torch threads, jobs until SIGTERM."""
     if isinstance(config, dict):
         config = WorkerConfig(**config)
-    if config.niceness and hasattr(os, "nice"):
+    if config.idle and hasattr(os, "SCHED_IDLE"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # threads started later inherit it
+    elif config.niceness and hasattr(os, "nice"):
         os.nice(config.niceness)
     import torch
 
