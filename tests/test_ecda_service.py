@@ -294,10 +294,10 @@ CENTRES /= np.linalg.norm(CENTRES, axis=1, keepdims=True)
 class TopicMonitor(DriftMonitor):
     """Embeds 'topic<k> ...' texts as noisy copies of topic centre k: no encoder needed."""
 
-    def update(self, texts, langs=None):
+    def update(self, texts, langs=None, times=None):
         topics = [int(t.split()[0].removeprefix("topic")) for t in texts]
         x = CENTRES[topics] + 0.15 * np.random.default_rng(len(texts)).standard_normal((len(texts), 16))
-        return self.update_embeddings(x / np.linalg.norm(x, axis=1, keepdims=True), langs)
+        return self.update_embeddings(x / np.linalg.norm(x, axis=1, keepdims=True), langs, times)
 
 
 def topic_batch(topics, start: int, lang: str = "ko") -> dict:
@@ -347,7 +347,7 @@ def test_monitor_error_names_paths_relative_to_the_data_directory(db, registry, 
     cache = tmp_path / "cache" / "embeddings.npy"
 
     class MissingCache(TopicMonitor):
-        def update(self, texts, langs=None):
+        def update(self, texts, langs=None, times=None):
             raise FileNotFoundError(2, "No such file or directory", str(cache))
 
     reference = Reference.from_embeddings(blobs([50] * 4, CENTRES, seed=1), target_lang="kor", clusters=4)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from .errors import CompassError, CompassWarning, ConfigError
+
+if TYPE_CHECKING:
+    from .ecda.worker import WorkerConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="COMPASS: distribution-aware multilingual data selection for LoRA adapters.")
@@ -255,6 +259,44 @@ def experiment(
 
 
 REGISTRY_HELP = "Registry file (default $COMPASS_REGISTRY, else ~/.cache/compass/registry.sqlite)."
+# Options of an ECDA update, declared once for 'monitor --update', 'worker' and 'serve --with-worker'.
+POOL_OPT = typer.Option(None, "--pool", metavar="SRC", help="Updates: the auxiliary pool.")
+PRESERVE_OPT = typer.Option(None, "--preserve", metavar="SRC", help="Updates: held-out old usage "
+                            "(the gate's preservation set).")
+TRAINED_OPT = typer.Option(None, "--trained", metavar="SRC", help="Updates: what the active adapter "
+                           "was trained on (train data and selection).")
+WORKDIR_OPT = typer.Option(Path("ecda-updates"), "--workdir", help="Updates: where candidates go.")
+MODEL_OPT = typer.Option(None, "--model", help="Updates: base model (default bundled Gemma).")
+BUDGET_OPT = typer.Option(200, "--budget", help="Updates: records selected per update.")
+MIN_QUERIES_OPT = typer.Option(400, "--min-queries", help="Updates: queries after an alarm per update.")
+DELTA_OPT = typer.Option(0.005, "--delta", help="Gate: least relative NLL gain on new usage.")
+EPSILON_OPT = typer.Option(0.01, "--epsilon", help="Gate: most relative NLL loss on old usage.")
+REPLAY_OPT = typer.Option(0.2, "--replay-share", help="Share of replayed earlier training data.")
+L2_OPT = typer.Option(0.0, "--l2-pull", help="L2 pull toward the previous adapter's weights.")
+DB_OPT = typer.Option(None, "--db", help="Query store, which also holds the job queue (default: "
+                      "queries.sqlite next to the registry).")
+LEASE_OPT = typer.Option(60.0, "--lease", help="Worker: seconds a job's claim lasts without a heartbeat "
+                         "(a killed worker's job is claimed again after it).")
+THREADS_OPT = typer.Option(1, "--threads", help="Worker: torch CPU threads while training.")
+NICENESS_OPT = typer.Option(10, "--niceness", help="Worker: added to its process priority, so "
+                            "training does not slow ingestion down.")
+IDLE_OPT = typer.Option(False, "--idle", help="Worker: Linux SCHED_IDLE instead of --niceness: CPU time "
+                        "only when nothing else wants it (may starve on a busy machine).")
+
+
+def _worker_config(db: Path | None, registry: Path | None, **kw) -> WorkerConfig:
+    """A worker's config from the shared update options (``kw``: the commands' names)."""
+    from .ecda import PolicyConfig, Registry
+    from .ecda.worker import WorkerConfig
+
+    reg = Registry(registry)
+    policy = PolicyConfig(**{k: kw.pop(k) for k in ("budget", "min_queries", "delta", "epsilon",
+                                                      "replay_share", "l2_pull", "seed") if k in kw})
+    return WorkerConfig(db=str(db or reg.path.with_name("queries.sqlite")), registry=str(reg.path),
+                        pool=kw.pop("pool") or [], preserve=kw.pop("preserve") or [],
+                        workdir=str(kw.pop("workdir")), policy=policy,
+                        cache_dir=None if kw.get("cache_dir") is None else str(kw.pop("cache_dir")),
+                        **{k: v for k, v in kw.items() if k != "cache_dir"})
 
 
 @app.command("monitor")
@@ -273,19 +315,17 @@ def monitor_cmd(
     update: bool = typer.Option(False, help="On drift, run the update policy and the registry."),
     registry: Path | None = typer.Option(None, help=REGISTRY_HELP + " With --update: its active "
                                          "adapter for the language is the one updated."),
-    pool: list[str] | None = typer.Option(None, metavar="SRC", help="With --update: the auxiliary pool."),
-    preserve: list[str] | None = typer.Option(None, metavar="SRC", help="With --update: held-out old "
-                                              "usage (the gate's preservation set)."),
-    trained: list[str] | None = typer.Option(None, metavar="SRC", help="With --update: what the active "
-                                             "adapter was trained on (train data and selection)."),
-    workdir: Path = typer.Option(Path("ecda-updates"), help="With --update: where candidates go."),
-    model: str | None = typer.Option(None, help="With --update: base model (default bundled Gemma)."),
-    budget: int = typer.Option(200, help="With --update: records selected per update."),
-    min_queries: int = typer.Option(400, help="With --update: queries after an alarm per update."),
-    delta: float = typer.Option(0.005, help="Gate: least relative NLL gain on new usage."),
-    epsilon: float = typer.Option(0.01, help="Gate: most relative NLL loss on old usage."),
-    replay_share: float = typer.Option(0.2, help="Share of replayed earlier training data."),
-    l2_pull: float = typer.Option(0.0, help="L2 pull toward the previous adapter's weights."),
+    pool: list[str] | None = POOL_OPT,
+    preserve: list[str] | None = PRESERVE_OPT,
+    trained: list[str] | None = TRAINED_OPT,
+    workdir: Path = WORKDIR_OPT,
+    model: str | None = MODEL_OPT,
+    budget: int = BUDGET_OPT,
+    min_queries: int = MIN_QUERIES_OPT,
+    delta: float = DELTA_OPT,
+    epsilon: float = EPSILON_OPT,
+    replay_share: float = REPLAY_OPT,
+    l2_pull: float = L2_OPT,
     no_verify: bool = typer.Option(False, "--no-verify", help="With --update: " + NO_VERIFY_HELP),
 ) -> None:
     """Replay a query log in windows against a reference and flag drift per language;
@@ -455,6 +495,42 @@ def adapters_rollback(
     typer.echo(f"rolled back {lang}: {restored} is active again")
 
 
+@app.command("worker")
+def worker_cmd(
+    registry: Path | None = typer.Option(None, help=REGISTRY_HELP),
+    db: Path | None = DB_OPT,
+    pool: list[str] | None = POOL_OPT,
+    preserve: list[str] | None = PRESERVE_OPT,
+    trained: list[str] | None = TRAINED_OPT,
+    workdir: Path = WORKDIR_OPT,
+    model: str | None = MODEL_OPT,
+    budget: int = BUDGET_OPT,
+    delta: float = DELTA_OPT,
+    epsilon: float = EPSILON_OPT,
+    replay_share: float = REPLAY_OPT,
+    l2_pull: float = L2_OPT,
+    seed: int = typer.Option(0, help="Seed of selection and training."),
+    lease: float = LEASE_OPT,
+    threads: int = THREADS_OPT,
+    niceness: int = NICENESS_OPT,
+    idle: bool = IDLE_OPT,
+    cache_dir: Path | None = typer.Option(None, help="Embedding cache (default "
+                                             "$COMPASS_CACHE_DIR or ~/.cache/compass)."),
+    no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
+) -> None:
+    """Run the update jobs that 'compass serve' creates on drift: select, train, gate,
+    register (and promote in auto mode), one job at a time, until stopped."""
+    from .ecda.worker import run_worker
+
+    config = _run(lambda: _worker_config(
+        db, registry, pool=pool, preserve=preserve, trained=trained, workdir=workdir, model=model,
+        budget=budget, delta=delta, epsilon=epsilon, replay_share=replay_share, l2_pull=l2_pull, seed=seed,
+        lease=lease, threads=threads, niceness=niceness, idle=idle, cache_dir=cache_dir,
+        verify=not no_verify))
+    typer.echo(f"worker: jobs from {config.db}, adapters in {config.registry}", err=True)
+    _run(lambda: run_worker(config))
+
+
 @app.command("serve")
 def serve_cmd(
     host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback exposes the "
@@ -463,9 +539,9 @@ def serve_cmd(
     reference: Path | None = typer.Option(None, help="Drift monitor reference (as for 'compass "
                                           "monitor'); without it queries are stored but not monitored."),
     registry: Path | None = typer.Option(None, help=REGISTRY_HELP),
-    db: Path | None = typer.Option(None, help="Query store (default: queries.sqlite next to the "
-                                   "registry)."),
-    window: int = typer.Option(200, help="Queries per window, per language."),
+    db: Path | None = DB_OPT,
+    window: str = typer.Option("200", help="Per language: queries per window (500), or a time span "
+                               "(90s, 15m, 1h, 1d; a window closes at the first query after its span)."),
     alpha: float = typer.Option(0.01, help="Target false-alarm rate per window."),
     max_body: int = typer.Option(8 * 1024 * 1024, help="Largest request body, in bytes."),
     max_query: int = typer.Option(64 * 1024, help="Largest query text, in bytes (UTF-8)."),
@@ -473,15 +549,51 @@ def serve_cmd(
     cache_dir: Path | None = typer.Option(None, help="Embedding cache (default "
                                              "$COMPASS_CACHE_DIR or ~/.cache/compass)."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
+    mode: list[str] | None = typer.Option(None, metavar="LANG=MODE", help="Per language: auto (promote "
+                                          "when the gate passes), approve (wait for POST "
+                                          "/v1/jobs/ID/approve) or off (alarm only). Repeatable."),
+    default_mode: str = typer.Option("auto", help="Mode of languages not named by --mode."),
+    confirm: int = typer.Option(2, help="Alarmed windows in a row before an update job starts."),
+    min_queries: int = MIN_QUERIES_OPT,
+    cooldown: float = typer.Option(3600.0, help="Seconds after a promotion in which alarms start no job."),
+    daily_jobs: int = typer.Option(4, help="Most update jobs per language in any 24 hours."),
+    with_worker: bool = typer.Option(False, "--with-worker", help="Start a worker process beside the "
+                                     "API (else run 'compass worker' separately)."),
+    pool: list[str] | None = POOL_OPT,
+    preserve: list[str] | None = PRESERVE_OPT,
+    trained: list[str] | None = TRAINED_OPT,
+    workdir: Path = WORKDIR_OPT,
+    model: str | None = MODEL_OPT,
+    budget: int = BUDGET_OPT,
+    delta: float = DELTA_OPT,
+    epsilon: float = EPSILON_OPT,
+    replay_share: float = REPLAY_OPT,
+    l2_pull: float = L2_OPT,
+    seed: int = typer.Option(0, help="Seed of calibration, selection and training."),
+    lease: float = LEASE_OPT,
+    threads: int = THREADS_OPT,
+    niceness: int = NICENESS_OPT,
+    idle: bool = IDLE_OPT,
+    vllm_url: str | None = typer.Option(None, help="vLLM server to load promoted adapters into (it "
+                                        "needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True), e.g. http://vllm:8000."),
+    webhook_url: str | None = typer.Option(None, help="URL that gets a JSON POST per promotion and "
+                                           "rollback."),
+    path_map: list[str] | None = typer.Option(None, metavar="LOCAL=REMOTE", help="Adapter path prefix "
+                                              "here = the same prefix on the model server. Repeatable."),
+    lora_name: str = typer.Option("compass-{id}", help="A version's name on the model server "
+                                  "({id}, {lang})."),
 ) -> None:
-    """HTTP service: ingest queries durably, report drift, list/promote/roll back adapters.
-    Write endpoints need 'Authorization: Bearer $COMPASS_API_TOKEN'."""
+    """HTTP service: ingest queries durably, report drift, turn confirmed drift into update
+    jobs, list/promote/roll back adapters and tell the model server. Write endpoints need
+    'Authorization: Bearer $COMPASS_API_TOKEN'."""
     import ipaddress
     import os
 
     import uvicorn
 
     from .ecda import DriftMonitor, Registry
+    from .ecda.control import Controls, parse_modes
+    from .ecda.notify import NotifyConfig, parse_path_map
     from .ecda.service import TOKEN_ENV, create_app
 
     token = os.environ.get(TOKEN_ENV) or None
@@ -497,10 +609,22 @@ def serve_cmd(
                     err=True)
     reg = _run(lambda: Registry(registry))
     monitor = None if reference is None else _run(
-        lambda: DriftMonitor(reference, window, alpha, cache_dir=cache_dir))
+        lambda: DriftMonitor(reference, window, alpha, cache_dir=cache_dir, seed=seed))
+    controls = None if reference is None else _run(lambda: Controls(
+        mode=default_mode, modes=parse_modes(mode or []), confirm=confirm, min_queries=min_queries,
+        cooldown=cooldown, daily_jobs=daily_jobs))
+    job_worker = None if not with_worker else _run(lambda: _worker_config(
+        db, registry, pool=pool, preserve=preserve, trained=trained, workdir=workdir, model=model,
+        budget=budget, min_queries=min_queries, delta=delta, epsilon=epsilon, replay_share=replay_share,
+        l2_pull=l2_pull, seed=seed, lease=lease, threads=threads, niceness=niceness, idle=idle,
+        cache_dir=cache_dir))
+    notify = None if not (vllm_url or webhook_url) else _run(lambda: NotifyConfig(
+        vllm_url=vllm_url, webhook_url=webhook_url, path_map=parse_path_map(path_map or []),
+        lora_name=lora_name))
     service = _run(lambda: create_app(db or reg.path.with_name("queries.sqlite"), reg, monitor=monitor,
                                       token=token, max_body=max_body, max_query=max_query,
-                                      max_batch=max_batch))
+                                      max_batch=max_batch, controls=controls, job_worker=job_worker,
+                                      notify=notify))
     uvicorn.run(service, host=host, port=port, access_log=access_log)
 
 

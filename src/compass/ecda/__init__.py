@@ -1,13 +1,17 @@
 """COMPASS-ECDA: drift monitoring, gated adapter updates on drift, and a registry of versions."""
 
 from ..selection.reference import Reference
+from .control import Controls
 from .detectors import Calibration, NullDistribution, PageHinkley, calibrate, js_divergence
-from .loop import AdaptiveMonitor, replay
+from .jobs import Job, JobQueue
+from .loop import AdaptiveMonitor, Confirmation, replay
 from .monitor import DriftMonitor, DriftReport, summarise
+from .notify import Notifier, NotifyConfig
 from .policy import PolicyConfig, UpdateOutcome, UpdatePolicy, gate
 from .registry import AdapterVersion, Decision, Registry, validate_id
+from .worker import Worker, WorkerConfig
 
-__all__ = ["AdaptiveMonitor", "AdapterVersion", "Calibration", "Decision", "DriftMonitor", "DriftReport",
-           "NullDistribution",
-           "PageHinkley", "PolicyConfig", "Reference", "Registry", "UpdateOutcome", "UpdatePolicy",
-           "calibrate", "gate", "js_divergence", "replay", "summarise", "validate_id"]
+__all__ = ["AdaptiveMonitor", "AdapterVersion", "Calibration", "Confirmation", "Controls", "Decision",
+           "DriftMonitor", "DriftReport", "Job", "JobQueue", "Notifier", "NotifyConfig", "NullDistribution",
+           "PageHinkley", "PolicyConfig", "Reference", "Registry", "UpdateOutcome", "UpdatePolicy", "Worker",
+           "WorkerConfig", "calibrate", "gate", "js_divergence", "replay", "summarise", "validate_id"]

@@ -27,6 +27,34 @@ from .monitor import DriftMonitor, DriftReport
 from .policy import UpdateOutcome, UpdatePolicy
 
 
+class Confirmation:
+    """Drift is confirmed after ``confirm`` alarmed windows in a row (a lone alarm may be
+    one of the ``alpha`` false alarms); the update then starts at the first of them.
+
+    Positions are whatever the caller counts queries in (a loop's query index, a
+    store's sequence number); ``observe`` takes each window's first position.
+    """
+
+    def __init__(self, confirm: int) -> None:
+        self.confirm, self.run = confirm, []
+
+    @property
+    def start(self) -> int | None:
+        """First position of the current run of alarmed windows, if one is open."""
+        return self.run[0] if self.run else None
+
+    def observe(self, drift: bool, first: int) -> int | None:
+        """One window's verdict; the run's first position when this window confirms drift."""
+        if not drift:
+            self.run = []
+            return None
+        self.run.append(first)
+        if len(self.run) < self.confirm:
+            return None
+        start, self.run = self.run[0], []
+        return start
+
+
 class AdaptiveMonitor:
     """``update(records) -> [DriftReport]`` like :class:`DriftMonitor`, plus the policy.
 
@@ -38,6 +66,9 @@ class AdaptiveMonitor:
     def __init__(self, reference: Reference | str | Path, policy: UpdatePolicy | None = None, *,
                  window: int = 200, alpha: float = 0.01, seed: int = 0,
                  cache_dir: str | Path | None = None) -> None:
+        if not isinstance(window, int):
+            raise ConfigError(f"window {window!r}: a log is replayed in windows of a number of queries "
+                              "(time windows are for 'compass serve')")
         self.window, self.alpha, self.seed, self.cache_dir = window, alpha, seed, cache_dir
         self.policy = policy
         self.outcomes: list[UpdateOutcome] = []
@@ -45,9 +76,9 @@ class AdaptiveMonitor:
         self._queries: list[Record] = []  # the target's queries from absolute index _first on
         self._first = 0
         self._collect_from: int | None = None
-        self._run: list[int] = []  # first query of each alarmed window in the current run
         self._due: UpdateOutcome | None = None
         self.monitor = self._monitor(reference)
+        self._confirm = Confirmation(policy.config.confirm if policy is not None else 1)
         if policy is not None and len(self.monitor.reference.languages) != 1:
             raise ConfigError(f"updates need a single-language reference; this one has "
                               f"{self.monitor.reference.languages} (run one loop per language)")
@@ -76,12 +107,10 @@ class AdaptiveMonitor:
             if self._collect_from is not None:
                 report.action = "collect"
                 continue
-            if not report.drift:
-                self._run = []
-                continue
-            self._run.append(self._base + (report.window - self._offset) * self.window)
-            if len(self._run) >= self.policy.config.confirm:
-                self._collect_from, self._run = max(self._first, self._run[0]), []
+            start = self._confirm.observe(report.drift,
+                                          self._base + (report.window - self._offset) * self.window)
+            if start is not None:
+                self._collect_from = max(self._first, start)
                 report.action = "collect"
         if self._due is not None and reports:
             reports[0].action, reports[0].update = self._due.action, self._due.to_dict()
@@ -102,7 +131,7 @@ class AdaptiveMonitor:
         # keep what a collection may need: from its start, the current run's, or two windows back
         end = self._first + len(self._queries)
         start = self._collect_from if self._collect_from is not None else min(
-            self._run[:1] + [end - 2 * self.window])
+            [p for p in (self._confirm.start,) if p is not None] + [end - 2 * self.window])
         drop = max(0, start - self._first)
         self._queries, self._first = self._queries[drop:], self._first + drop
 

@@ -1,7 +1,7 @@
 """Drift monitor over live queries, in the streaming style of online-learning libraries.
 
 ``monitor.update(texts, langs)`` (or ``update_embeddings``) buffers queries into
-count-based windows, one stream per reference language plus one over all languages
+count- or time-based windows, one stream per reference language plus one over all languages
 when there are several, and returns a :class:`DriftReport` for every window that
 completed. It runs inside a user's own pipeline; :mod:`compass.ecda.loop` drives it
 over a log and acts on its alarms.
@@ -9,7 +9,9 @@ over a log and acts on its alarms.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -22,7 +24,7 @@ from ..embed import EmbeddingCache, embed_texts
 from ..errors import ConfigError
 from ..langs import normalize_lang
 from ..selection.reference import Reference
-from .detectors import PageHinkley, calibrate, js_divergence
+from .detectors import Calibration, PageHinkley, calibrate, js_divergence
 
 ALL = "all"
 
@@ -51,11 +53,14 @@ class DriftReport:
     histogram: list[int]
     action: str = "none"
     update: dict[str, Any] | None = None
+    start: float | None = None  # time windows: the span the window covers (Unix seconds)
+    end: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         row = asdict(self)
-        if row["update"] is None:
-            del row["update"]
+        for optional in ("update", "start", "end"):
+            if row[optional] is None:
+                del row[optional]
         row["threshold"] = {"js": row.pop("js_threshold"), "novelty": row.pop("novelty_threshold")}
         return row
 
@@ -63,21 +68,62 @@ class DriftReport:
         return json.dumps(self.to_dict(), ensure_ascii=False)
 
 
-class _Stream:
-    """Windows of one language (or of all): a buffer, its calibration, its Page-Hinkley tests."""
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+MIN_TIME_WINDOW = 20
 
-    def __init__(self, key: str, counts: np.ndarray, novel: int, window: int, alpha: float,
-                 n_boot: int, seed: int, page_hinkley: PageHinkley | None) -> None:
-        self.key, self.counts, self.window = key, counts, window
-        self.calibration = calibrate(counts, novel, window, alpha=alpha, n_boot=n_boot, seed=seed)
+
+def parse_window(value: int | str) -> int | float:
+    """A window size: a count of queries (``500``) or, with a unit, a time span in seconds
+    (``90s``, ``15m``, ``1h``, ``1d``)."""
+    text = str(value).strip()
+    try:
+        if text[-1:] in _UNITS:
+            span = float(text[:-1]) * _UNITS[text[-1]]
+            if span > 0:
+                return span
+        elif (count := int(text)) >= 1:
+            return count
+    except ValueError:
+        pass
+    raise ConfigError(f"window {value!r}: give a count of queries (500) or a time span (90s, 15m, 1h, 1d)")
+
+
+class _Stream:
+    """Windows of one language (or of all): a buffer, its calibrations, its Page-Hinkley tests.
+
+    Count windows hold ``window`` queries each. Time windows (``span`` seconds) close at
+    the first query past their end, aligned to multiples of the span, once they hold
+    ``MIN_TIME_WINDOW`` queries (a quieter window runs on into the next span); each is
+    tested against thresholds calibrated at its own size.
+    """
+
+    def __init__(self, key: str, counts: np.ndarray, novel: int, window: int | float, alpha: float,
+                 n_boot: int, seed: int, page_hinkley: PageHinkley | None, timed: bool = False) -> None:
+        self.key, self.counts, self.window, self.timed = key, counts, window, timed
+        self._calibrate = lambda n: calibrate(counts, novel, n, alpha=alpha, n_boot=n_boot, seed=seed)
+        self._calibrations: dict[int, Calibration] = {}
+        self.calibration = None if timed else self._at(int(window))
         self.tests = {} if page_hinkley is None else {s: replace(page_hinkley) for s in ("js", "novelty")}
         self.labels = np.zeros(0, dtype=np.int64)
         self.novel = np.zeros(0, dtype=bool)
         self.done = 0
+        self.start: float | None = None  # time windows: where the current one began, and ends
+        self.end: float | None = None
 
-    def add(self, labels: np.ndarray, novel: np.ndarray,
-            positions: np.ndarray) -> list[tuple[int, DriftReport]]:
+    def _at(self, n: int) -> Calibration:
+        """The calibration for windows of ``n`` queries (a few recent sizes are kept)."""
+        if n not in self._calibrations:
+            if len(self._calibrations) >= 32:
+                self._calibrations.pop(next(iter(self._calibrations)))
+            self._calibrations[n] = self._calibrate(n)
+        self.calibration = self._calibrations[n]
+        return self.calibration
+
+    def add(self, labels: np.ndarray, novel: np.ndarray, positions: np.ndarray,
+            times: np.ndarray | None = None) -> list[tuple[int, DriftReport]]:
         """Buffer queries; each completed window's report with the position that completed it."""
+        if self.timed:
+            return self._add_timed(labels, novel, positions, times)
         start = len(self.labels)
         self.labels = np.concatenate([self.labels, labels])
         self.novel = np.concatenate([self.novel, novel])
@@ -90,8 +136,42 @@ class _Stream:
             start -= self.window
         return out
 
+    def _add_timed(self, labels: np.ndarray, novel: np.ndarray, positions: np.ndarray,
+                   times: np.ndarray) -> list[tuple[int, DriftReport]]:
+        out, span = [], float(self.window)
+        for label, new, position, t in zip(labels, novel, positions, times):
+            slot = float(t - t % span)
+            if self.start is None:
+                self.start, self.end = slot, slot + span
+            if t >= self.end:
+                if len(self.labels) >= MIN_TIME_WINDOW:
+                    report = self._report(self.labels, self.novel)
+                    report.start, report.end = self.start, self.end
+                    out.append((int(position), report))
+                    self.labels, self.novel = self.labels[:0], self.novel[:0]
+                    self.start = slot
+                self.end = slot + span  # a window too small to test runs on to the next boundary
+            self.labels = np.append(self.labels, label)
+            self.novel = np.append(self.novel, new)
+        return out
+
+    def state(self) -> dict[str, Any]:
+        """The partly filled window and the slow-drift tests, as JSON-ready data."""
+        tests = {name: [t.n, t.running_mean, t.cumulative, t.minimum] for name, t in self.tests.items()}
+        return {"labels": self.labels.tolist(), "novel": self.novel.astype(int).tolist(), "done": self.done,
+                "tests": tests, "start": self.start, "end": self.end}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.labels = np.asarray(state["labels"], dtype=np.int64)
+        self.novel = np.asarray(state["novel"], dtype=bool)
+        self.done = int(state["done"])
+        self.start, self.end = state.get("start"), state.get("end")
+        for name, (n, mean, cumulative, minimum) in state["tests"].items():
+            test = self.tests[name]
+            test.n, test.running_mean, test.cumulative, test.minimum = n, mean, cumulative, minimum
+
     def _report(self, labels: np.ndarray, novel: np.ndarray) -> DriftReport:
-        cal = self.calibration
+        cal = self._at(len(labels))
         hist = np.bincount(labels, minlength=len(self.counts))
         js, novelty = float(js_divergence(hist, self.counts)), float(novel.mean())
         fired = [name for name, value, limit in (("js", js, cal.js_threshold),
@@ -118,12 +198,16 @@ class DriftMonitor:
     usage for are counted in ``skipped`` and otherwise ignored.
     """
 
-    def __init__(self, reference: Reference | str | Path, window: int = 200, alpha: float = 0.01, *,
+    def __init__(self, reference: Reference | str | Path, window: int | str = 200, alpha: float = 0.01, *,
                  page_hinkley: PageHinkley | None = PageHinkley(), n_boot: int = 10_000, seed: int = 0,
                  cache_dir: str | Path | None = None) -> None:
         self.reference = reference if isinstance(reference, Reference) else Reference.load(reference)
-        self.window, self.alpha = window, alpha
+        size = window if isinstance(window, int) else parse_window(window)
+        self.timed = isinstance(size, float)
+        self.window, self.alpha = window if self.timed else size, alpha
         self.skipped: Counter[str] = Counter()
+        self._options = {"page_hinkley": page_hinkley, "n_boot": n_boot, "seed": seed, "cache_dir": cache_dir}
+        self._fingerprint: str | None = None
         self._clustering = self.reference.clustering()
         self._cache_dir, self._cache = cache_dir, None
         langs = self.reference.languages
@@ -133,13 +217,52 @@ class DriftMonitor:
         for i, key in enumerate(keys):
             rows = np.ones(len(novel), bool) if key == ALL else self.reference.langs == key
             self._streams[key] = _Stream(key, self.reference.histogram(None if key == ALL else key),
-                                         int(novel[rows].sum()), window, alpha, n_boot, seed + i,
-                                         page_hinkley)
+                                         int(novel[rows].sum()), size, alpha, n_boot, seed + i,
+                                         page_hinkley, self.timed)
+
+    @property
+    def fingerprint(self) -> str:
+        """What a saved state is valid for: the reference and every setting of the windows."""
+        if self._fingerprint is None:
+            ref, digest = self.reference, hashlib.sha256()
+            for part in (ref.centroids, ref.labels, ref.sims, ref.langs.astype("U")):
+                digest.update(np.ascontiguousarray(part).tobytes())
+            ph = self._options["page_hinkley"]
+            digest.update(json.dumps([self.window, self.alpha, self._options["n_boot"], self._options["seed"],
+                                      None if ph is None else asdict(ph)]).encode())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    def state(self) -> dict[str, Any]:
+        """Everything a restarted monitor needs to go on exactly where this one is: each
+        stream's partly filled window, window count and Page-Hinkley sums, the skips."""
+        return {"fingerprint": self.fingerprint, "skipped": dict(self.skipped),
+                "streams": {key: s.state() for key, s in self._streams.items()}}
+
+    def restore(self, state: dict[str, Any]) -> bool:
+        """Go on from a saved :meth:`state`; ``False`` (and nothing changed) if it was saved
+        for another reference or other settings."""
+        if state.get("fingerprint") != self.fingerprint or set(state["streams"]) != set(self._streams):
+            return False
+        for key, saved in state["streams"].items():
+            self._streams[key].restore(saved)
+        self.skipped = Counter(state["skipped"])
+        return True
+
+    def done(self, key: str) -> int:
+        """Windows completed in stream ``key`` (a language, or ``all``)."""
+        return self._streams[key].done if key in self._streams else 0
+
+    def with_reference(self, reference: Reference | str | Path) -> DriftMonitor:
+        """A fresh monitor with this one's settings over another reference (a promoted
+        adapter's: its traffic is the new normal)."""
+        return type(self)(reference, self.window, self.alpha, **self._options)
 
     @property
     def thresholds(self) -> dict[str, dict[str, float]]:
+        """Per stream; with time windows, those of its latest window (each report has its own)."""
         return {key: {"js": s.calibration.js_threshold, "novelty": s.calibration.novelty_threshold}
-                for key, s in self._streams.items()}
+                for key, s in self._streams.items() if s.calibration is not None}
 
     @property
     def completed(self) -> int:
@@ -151,8 +274,10 @@ class DriftMonitor:
         """Queries buffered per stream, waiting for their window to fill."""
         return {key: len(s.labels) for key, s in self._streams.items()}
 
-    def update(self, texts: Sequence[str], langs: Sequence[str] | str | None = None) -> list[DriftReport]:
-        """Embed queries with the reference's encoder (through the cache) and add them."""
+    def update(self, texts: Sequence[str], langs: Sequence[str] | str | None = None,
+               times: Sequence[float] | None = None) -> list[DriftReport]:
+        """Embed queries with the reference's encoder (through the cache) and add them.
+        ``times`` (Unix seconds, in order) place them in time windows; default: now."""
         langs_arr, keep = self._languages(langs, len(texts))
         if not keep.any():
             return []
@@ -160,13 +285,22 @@ class DriftMonitor:
             self._cache = EmbeddingCache(self._cache_dir)
         x = embed_texts([t for t, k in zip(texts, keep) if k], self.reference.encoder,
                         cache=self._cache, progress=False)
-        return self._ingest(x, langs_arr[keep])
+        return self._ingest(x, langs_arr[keep], self._times(times, len(texts))[keep])
 
-    def update_embeddings(self, x: np.ndarray, langs: Sequence[str] | str | None = None) -> list[DriftReport]:
+    def update_embeddings(self, x: np.ndarray, langs: Sequence[str] | str | None = None,
+                          times: Sequence[float] | None = None) -> list[DriftReport]:
         """Add queries already embedded by the reference's encoder (normalised, not centred)."""
         x = np.asarray(x, dtype=np.float32)
         langs_arr, keep = self._languages(langs, len(x))
-        return self._ingest(x[keep], langs_arr[keep])
+        return self._ingest(x[keep], langs_arr[keep], self._times(times, len(x))[keep])
+
+    def _times(self, times: Sequence[float] | None, n: int) -> np.ndarray:
+        if times is None:
+            return np.full(n, time.time())
+        out = np.asarray(times, dtype=np.float64)
+        if out.shape != (n,):
+            raise ConfigError(f"got {n} queries but {len(out)} times")
+        return out
 
     def _languages(self, langs: Sequence[str] | str | None, n: int) -> tuple[np.ndarray, np.ndarray]:
         if langs is None:
@@ -181,7 +315,7 @@ class DriftMonitor:
         self.skipped.update(arr[~keep].tolist())
         return arr, keep
 
-    def _ingest(self, x: np.ndarray, langs: np.ndarray) -> list[DriftReport]:
+    def _ingest(self, x: np.ndarray, langs: np.ndarray, times: np.ndarray) -> list[DriftReport]:
         if not len(x):
             return []
         labels, sims = self._clustering.assign(self.reference.prepare(x, langs))
@@ -190,7 +324,7 @@ class DriftMonitor:
         done = []
         for key, stream in self._streams.items():
             rows = everything if key == ALL else np.flatnonzero(langs == key)
-            done += stream.add(labels[rows], novel[rows], rows)
+            done += stream.add(labels[rows], novel[rows], rows, times[rows])
         done.sort(key=lambda item: item[0])  # in stream order; stable, so languages before "all"
         return [report for _, report in done]
 

@@ -81,10 +81,12 @@ class UpdateOutcome:
     numbers: dict[str, float]
     selection: str
     tokens: int
+    awaiting: bool = False  # passed the gate, left a candidate for an operator to approve
 
     @property
     def action(self) -> str:
-        return f"{'promote' if self.promoted else 'reject'}:{self.adapter}"
+        verb = "await" if self.awaiting else "promote" if self.promoted else "reject"
+        return f"{verb}:{self.adapter}"
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "action": self.action}
@@ -129,8 +131,14 @@ class UpdatePolicy:
         self.config = config or PolicyConfig()
         self.cache_dir, self.progress, self.verify = cache_dir, progress, verify
 
-    def update(self, lang: str, queries: list[Record]) -> UpdateOutcome:
-        """Run one update for ``lang`` on its recent ``queries``; register and gate it."""
+    def update(self, lang: str, queries: list[Record], *, adapter_id: str | None = None,
+               promote: bool = True) -> UpdateOutcome:
+        """Run one update for ``lang`` on its recent ``queries``; register and gate it.
+
+        ``adapter_id`` names the candidate (default: the next free ``<lang>-u<n>``; a
+        worker fixes it so a retried job finds its own candidate). ``promote=False``
+        leaves a candidate that passed the gate for an operator to promote.
+        """
         lang, cfg = normalize_lang(lang), self.config
         current = self.registry.active(lang)
         if current is None:
@@ -140,7 +148,7 @@ class UpdatePolicy:
             raise ConfigError(f"the preservation set has no {lang} records")
         usage, adaptation = self._split(queries)
         history = self._history(current.id)
-        new_id = self._new_id(lang)
+        new_id = adapter_id or self.next_id(lang)
         folder = self.workdir / new_id
         selection = select(usage, self.pool, cfg.budget, train=history, target_lang=lang,
                            out=folder / "selection", cache_dir=self.cache_dir, progress=self.progress,
@@ -165,12 +173,12 @@ class UpdatePolicy:
                                        "policy": asdict(cfg)}}
         self.registry.register(new_id, lang, folder / "adapter", parent=current.id,
                                provenance=provenance, metrics=numbers, verify=self.verify)
-        if ok:
+        if ok and promote:
             self.registry.promote(new_id, reason=reason, numbers=numbers, verify=self.verify)
-        else:
+        elif not ok:
             self.registry.reject(new_id, reason, numbers=numbers)
-        return UpdateOutcome(new_id, current.id, ok, reason, numbers, str(folder / "selection"),
-                             prov["tokens"])
+        return UpdateOutcome(new_id, current.id, ok and promote, reason, numbers, str(folder / "selection"),
+                             prov["tokens"], awaiting=ok and not promote)
 
     def _split(self, queries: list[Record]) -> tuple[list[Record], list[Record]]:
         cut = int(round(self.config.holdout * 10_000))
@@ -190,7 +198,9 @@ class UpdatePolicy:
                               "(its train data and selection) to the policy")
         return load(self.trained, name="trained data")
 
-    def _new_id(self, lang: str) -> str:
+    def next_id(self, lang: str) -> str:
+        """The next free candidate id of ``lang``: ``<lang>-u<n>``."""
+        lang = normalize_lang(lang)
         taken = {v.id for v in self.registry.list()}
         n = len(self.registry.list(lang)) + 1
         while f"{lang}-u{n}" in taken:

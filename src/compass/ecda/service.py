@@ -11,6 +11,7 @@ server; without one the server refuses every write.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import os
 import re
@@ -24,16 +25,23 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import CompassError, ConfigError
 from ..langs import normalize_lang
+from ..report import render_html
+from ..report.dashboard import render_dashboard
+from ..selection.reference import FILENAME as REFERENCE_FILE
+from .control import Controls, JobTrigger
+from .jobs import Job, JobQueue
 from .monitor import DriftMonitor
+from .notify import Notifier, NotifyConfig
 from .registry import AdapterVersion, Registry, validate_id
 from .store import QueryStore
+from .worker import WorkerConfig, run_worker
 
 TOKEN_ENV = "COMPASS_API_TOKEN"
 MAX_BODY = 8 * 1024 * 1024
@@ -90,12 +98,20 @@ class MonitorWorker:
     After each chunk the reports and the new cursor are committed together. A
     restarted worker starts from the stored cursor with a fresh monitor: windows
     that were only partly filled when the server stopped start afresh, and window
-    numbers continue from the reports already stored.
+    numbers continue from the reports already stored. With a ``trigger``, confirmed
+    alarms become update jobs; with a ``registry`` and a single-language reference,
+    the monitor follows the language's active adapter: when that adapter directory
+    holds a reference (a promoted update's selection), the monitor restarts from it.
     """
 
     def __init__(self, monitor: DriftMonitor, store: QueryStore, *, chunk: int = 128,
-                 poll: float = 1.0) -> None:
+                 poll: float = 1.0, trigger: JobTrigger | None = None,
+                 registry: Registry | None = None) -> None:
         self.monitor, self.store, self.chunk, self.poll = monitor, store, chunk, poll
+        self.trigger, self.registry = trigger, registry
+        langs = monitor.reference.languages
+        self._follow = langs[0] if registry is not None and len(langs) == 1 else None
+        self._active: str | None = None
         self.error: str | None = None
         self._wake, self._stop = threading.Event(), threading.Event()
         self._thread: threading.Thread | None = None
@@ -124,21 +140,96 @@ class MonitorWorker:
 
     def _run(self) -> None:
         _lower_priority()
-        offsets = self.store.windows()
         try:
+            self._follow_active()
+            self._restore()
+            offsets = self._offsets()
             while not self._stop.is_set():
                 self._wake.clear()
+                if self._follow_active():
+                    offsets = self._offsets()
+                if self.trigger is not None:
+                    self.trigger.collect()
                 batch = self.store.after(self.store.cursor(), self.chunk)
                 if not batch:
                     self._wake.wait(self.poll)
                     continue
-                reports = self.monitor.update([q.text for q in batch], [q.lang for q in batch])
+                before = self.monitor.pending
+                reports = self.monitor.update([q.text for q in batch], [q.lang for q in batch],
+                                              [q.received for q in batch])
                 self._seen = {"pending": self.monitor.pending, "skipped": dict(self.monitor.skipped)}
+                if self.trigger is not None:
+                    self.trigger.observe(batch, reports, before, self.monitor.pending)
                 self.store.record([replace(r, window=offsets.get(r.lang, 0) + r.window).to_dict()
-                                   for r in reports], batch[-1].seq)
+                                   for r in reports], batch[-1].seq, self._state())
         except Exception as exc:  # the server keeps ingesting; /v1/drift shows why monitoring stopped
             log.exception("drift monitor stopped")
             self.error = f"{type(exc).__name__}: {exc}"
+
+
+    def _state(self) -> dict[str, Any]:
+        return {"monitor": self.monitor.state(), "active": self._active,
+                "trigger": None if self.trigger is None else self.trigger.state()}
+
+    def _restore(self) -> None:
+        """Go on from the state saved with the cursor: partly filled windows, Page-Hinkley
+        sums, open runs of alarms. A state saved for another reference is not used."""
+        saved = self.store.state()
+        if saved is None or not self.monitor.restore(saved["monitor"]):
+            if saved is not None:
+                log.info("drift monitor: the saved state is for another reference; starting afresh")
+            return
+        if self.trigger is not None and saved["trigger"] is not None:
+            self.trigger.restore(saved["trigger"])
+        self._seen = {"pending": self.monitor.pending, "skipped": dict(self.monitor.skipped)}
+
+    def _offsets(self) -> dict[str, int]:
+        """Per stream, reports stored before this monitor's first window: its numbers go on."""
+        return {lang: n - self.monitor.done(lang) for lang, n in self.store.windows().items()}
+
+    def _follow_active(self) -> bool:
+        """Restart the monitor from the active adapter's reference when that changed."""
+        if self._follow is None:
+            return False
+        active = self.registry.active(self._follow)
+        if active is None or active.id == self._active:
+            return False
+        first = self._active is None
+        self._active = active.id
+        if not (Path(active.path) / REFERENCE_FILE).is_file():
+            return False
+        self.monitor = self.monitor.with_reference(active.path)
+        if self.trigger is not None:
+            self.trigger.reset(self._follow)
+        if not first:
+            log.info("drift monitor: now against the reference of %s", active.id)
+        return True
+
+
+class _WorkerProcess:
+    """``compass serve --with-worker``: one worker process beside the server, stopped with it."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self._process: Any = None
+
+    def start(self) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")  # no copy of the server's threads and sockets
+        self._process = ctx.Process(target=run_worker, args=(self.config.to_dict(),),
+                                    name="compass-worker", daemon=True)
+        self._process.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._process is not None and self._process.is_alive():
+            self._process.terminate()  # a job in progress is claimed again when its lease ends
+            self._process.join(timeout)
+
+    def status(self) -> dict[str, Any]:
+        alive = self._process is not None and self._process.is_alive()
+        return {"running": alive, "pid": self._process.pid if alive else None,
+                "exitcode": None if self._process is None else self._process.exitcode}
 
 
 def _lower_priority(niceness: int = 10) -> None:
@@ -205,30 +296,45 @@ class PathScrubber:
 def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
                monitor: DriftMonitor | None = None, token: str | None = None, max_body: int = MAX_BODY,
                max_query: int = MAX_QUERY, max_batch: int = MAX_BATCH, chunk: int = 128,
-               data_dir: str | Path | None = None) -> FastAPI:
+               data_dir: str | Path | None = None, controls: Controls | None = None,
+               job_worker: WorkerConfig | None = None, notify: NotifyConfig | None = None) -> FastAPI:
     """The service over a query store at ``db`` and an adapter registry.
 
     ``monitor`` (optional) is fed the stored queries in the background; ``token`` is the
     bearer token write endpoints require (``None`` or empty: every write is refused).
     Paths in responses are relative to ``data_dir``, by default the registry's directory.
+    ``controls`` (with a monitor) turn confirmed alarms into update jobs;
+    ``job_worker`` starts a worker process beside the server that runs them;
+    ``notify`` says whom to tell about promotions and rollbacks.
     Run it with uvicorn, in one process.
     """
     if max_body < 1 or max_query < 1 or max_batch < 1:
         raise ConfigError("max_body, max_query and max_batch must be positive")
     store = QueryStore(db)
+    queue = JobQueue(db)
     reg = registry if isinstance(registry, Registry) else Registry(registry)
     public = PathScrubber(reg.path.parent if data_dir is None else data_dir)
-    worker = None if monitor is None else MonitorWorker(monitor, store, chunk=chunk)
+    trigger = None if controls is None else JobTrigger(controls, queue, store, reg)
+    worker = None if monitor is None else MonitorWorker(monitor, store, chunk=chunk, trigger=trigger,
+                                                        registry=reg)
+    jobs_process = _WorkerProcess(job_worker) if job_worker is not None else None
+    notifier = Notifier(notify, db, reg) if notify is not None else None
+    parts = [p for p in (worker, jobs_process, notifier) if p is not None]
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if worker is not None:
-            worker.start()
+        for part in parts:
+            part.start()
         try:
             yield
         finally:
-            if worker is not None:
-                await run_in_threadpool(worker.stop)
+            for part in parts:
+                await run_in_threadpool(part.stop)
+
+    def changed() -> None:
+        """The registry changed: notify now rather than at the next poll."""
+        if notifier is not None:
+            notifier.wake()
 
     app = FastAPI(title="COMPASS-ECDA", version="1", lifespan=lifespan,
                   description="Query ingestion, drift reports and adapter versions. Writes need "
@@ -305,6 +411,7 @@ def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
             retired = reg.promote(adapter_id, reason=reason)
         except ConfigError as exc:
             raise HTTPException(409, str(exc)) from None
+        changed()
         return {"active": public.data(reg.get(adapter_id).to_dict()), "retired": retired}
 
     @app.post("/v1/adapters/{adapter_id}/rollback", dependencies=[Depends(authorize)])
@@ -316,7 +423,102 @@ def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
             restored = reg.rollback(current.lang, reason=reason, expected=adapter_id)
         except ConfigError as exc:
             raise HTTPException(409, str(exc)) from None
+        changed()
         return {"rolled_back": adapter_id, "active": public.data(reg.get(restored).to_dict())}
+
+    @app.get("/v1/adapters/active")
+    def active(lang: str) -> dict[str, Any]:
+        """The version a gateway should route ``lang`` to, and its name on the model server."""
+        try:
+            code = normalize_lang(lang)
+        except ConfigError as exc:
+            raise HTTPException(400, str(exc)) from None
+        current = reg.active(code)
+        if current is None:
+            raise HTTPException(404, f"no active adapter for {code}")
+        naming = notify or NotifyConfig()
+        return public.data({"lang": code, "id": current.id, "lora_name": naming.name(current.id, code),
+                            "path": current.path, "metrics": current.metrics, "updated": current.updated})
+
+    @app.get("/v1/notifications")
+    def notifications(state: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        """Calls to the model server and the webhook: pending ones carry their last error."""
+        if notifier is None:
+            return {"notifications": [], "targets": [], "reason": "no --vllm-url or --webhook-url"}
+        return public.data({"notifications": notifier.list(state, limit), "targets": notify.targets,
+                            "error": notifier.error})
+
+    @app.post("/v1/notifications/{notification_id}/retry", dependencies=[Depends(authorize)])
+    def retry_notification(notification_id: int) -> dict[str, Any]:
+        """Try a pending notification again now instead of at its next backoff step."""
+        if notifier is None:
+            raise HTTPException(404, "notifications are not configured")
+        try:
+            notifier.retry(notification_id)
+        except ConfigError as exc:
+            raise HTTPException(409 if "delivered" in str(exc) else 404, str(exc)) from None
+        return {"retrying": notification_id}
+
+    def job(job_id: int) -> Job:
+        try:
+            return queue.get(job_id)
+        except ConfigError as exc:
+            raise HTTPException(404, str(exc)) from None
+
+    @app.get("/v1/jobs")
+    def jobs(lang: str | None = None, state: str | None = None,
+             limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        """Update jobs, newest first; ``controls`` are the modes and limits in force."""
+        found = queue.list(None if lang is None else normalize_lang(lang), state, limit)
+        return public.data({"jobs": [j.to_dict() for j in found],
+                            "controls": None if controls is None else controls.to_dict(),
+                            "worker": None if jobs_process is None else jobs_process.status()})
+
+    @app.get("/v1/jobs/{job_id}")
+    def job_detail(job_id: int) -> dict[str, Any]:
+        """One job with every transition it went through."""
+        return public.data({**job(job_id).to_dict(), "events": queue.events(job_id)})
+
+    @app.post("/v1/jobs/{job_id}/approve", dependencies=[Depends(authorize)])
+    def approve(job_id: int, reason: str = Query("", max_length=1000)) -> dict[str, Any]:
+        """Promote the candidate of a job awaiting approval (``approve`` mode)."""
+        found = job(job_id)
+        if found.state != "awaiting_approval" or found.adapter is None:
+            raise HTTPException(409, f"job {job_id} is {found.state}, not awaiting approval")
+        numbers = (found.result or {}).get("numbers")
+        try:  # promote first: approving again after a failure in between promotes nothing twice
+            reg.promote(found.adapter, reason=reason or f"approved (job {job_id})", numbers=numbers)
+            done = queue.approved(job_id, f"approved: {reason}" if reason else "approved")
+        except ConfigError as exc:
+            raise HTTPException(409, str(exc)) from None
+        changed()
+        return public.data({"job": done.to_dict(), "active": reg.get(found.adapter).to_dict()})
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard() -> str:
+        """The operator's page: drift per language, adapter versions, jobs, notifications."""
+        last, cursor, _ = store.progress()
+        versions = [v.to_dict() for v in reg.list()]
+        history = store.history()
+        languages = {lang: {"reports": history.get(lang, []),
+                            "versions": [v for v in versions if v["lang"] == lang]}
+                     for lang in sorted(set(history) | {v["lang"] for v in versions})}
+        found = [{**j.to_dict(), "error": None if j.error is None else public.text(j.error)}
+                 for j in queue.list(limit=50)]
+        return render_dashboard(public.data({
+            "languages": languages, "jobs": found, "queries": {"last_seq": last, "monitored_through": cursor},
+            "controls": None if controls is None else controls.to_dict(),
+            "notifications": None if notifier is None else notifier.list(limit=30)}))
+
+    @app.get("/jobs/{job_id}/selection", response_class=HTMLResponse, include_in_schema=False)
+    def job_selection(job_id: int) -> str:
+        """The selection report of a job's update: per cluster, the gap and what filled it."""
+        found = job(job_id)
+        folder = (found.result or {}).get("selection")
+        report = Path(folder) / "report.json" if folder else None
+        if report is None or not report.is_file():
+            raise HTTPException(404, f"job {job_id} has no selection report (yet)")
+        return render_html(json.loads(report.read_text(encoding="utf-8")))
 
     build_openapi = app.openapi
 

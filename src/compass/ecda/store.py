@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS queries (
     ts REAL,
     received REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS queries_by_lang ON queries(lang, seq);
 CREATE TABLE IF NOT EXISTS drift_reports (
     seq INTEGER PRIMARY KEY,
     lang TEXT NOT NULL,
@@ -46,6 +47,10 @@ CREATE TABLE IF NOT EXISTS monitor_cursor (
     seq INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO monitor_cursor VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS monitor_state (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    state TEXT NOT NULL
+);
 """
 
 _LOOKUP = 500  # ids per lookup query, well below SQLite's limit on bound parameters
@@ -56,6 +61,7 @@ class StoredQuery:
     seq: int
     text: str
     lang: str
+    received: float = 0.0  # server time of the ingest (Unix seconds): time windows use it
 
 
 @dataclass
@@ -140,23 +146,53 @@ class QueryStore:
 
     def after(self, seq: int, limit: int) -> list[StoredQuery]:
         """Up to ``limit`` queries after sequence number ``seq``, in order."""
-        rows = self._read("SELECT seq, text, lang FROM queries WHERE seq > ? ORDER BY seq LIMIT ?",
+        rows = self._read("SELECT seq, text, lang, received FROM queries WHERE seq > ? ORDER BY seq LIMIT ?",
                           (seq, limit))
         return [StoredQuery(*row) for row in rows]
 
-    def record(self, reports: Sequence[dict[str, Any]], cursor: int) -> None:
-        """Store drift reports (dicts with ``lang`` and ``window``) and advance the cursor,
-        in one transaction: either both happen or neither."""
+    def of_language(self, lang: str, first: int, last: int) -> list[StoredQuery]:
+        """The queries of ``lang`` with sequence numbers in ``[first, last]``, in order."""
+        rows = self._read("SELECT seq, text, lang FROM queries WHERE lang = ? AND seq BETWEEN ? AND ? "
+                          "ORDER BY seq", (lang, first, last))
+        return [StoredQuery(*row) for row in rows]
+
+    def nth_of_language(self, lang: str, first: int, n: int) -> int | None:
+        """Sequence number of the ``n``-th query of ``lang`` from ``first`` on (1-based), if stored."""
+        rows = self._read("SELECT seq FROM queries WHERE lang = ? AND seq >= ? ORDER BY seq LIMIT 1 OFFSET ?",
+                          (lang, first, n - 1))
+        return rows[0][0] if rows else None
+
+    def record(self, reports: Sequence[dict[str, Any]], cursor: int,
+               state: dict[str, Any] | None = None) -> None:
+        """Store drift reports (dicts with ``lang`` and ``window``), advance the cursor and
+        save the monitor's ``state``, in one transaction: all of it happens or none."""
         now = time.time()
         with self._transaction() as con:
             con.executemany("INSERT INTO drift_reports (lang, window_no, time, report) VALUES (?, ?, ?, ?)",
                             [(r["lang"], r["window"], now, json.dumps(r, ensure_ascii=False))
                              for r in reports])
             con.execute("UPDATE monitor_cursor SET seq = ?", (cursor,))
+            if state is not None:
+                con.execute("INSERT OR REPLACE INTO monitor_state VALUES (1, ?)", (json.dumps(state),))
+
+    def state(self) -> dict[str, Any] | None:
+        """The monitor state saved with the cursor, if any."""
+        rows = self._read("SELECT state FROM monitor_state")
+        return json.loads(rows[0][0]) if rows else None
 
     def windows(self) -> dict[str, int]:
         """Reports stored per stream: where a restarted monitor's window numbers continue."""
         return dict(self._read("SELECT lang, COUNT(*) FROM drift_reports GROUP BY lang"))
+
+    def history(self, limit: int = 200) -> dict[str, list[dict[str, Any]]]:
+        """Each stream's latest ``limit`` drift reports, oldest first, with the time stored."""
+        rows = self._read("SELECT lang, time, report FROM (SELECT lang, time, report, seq, ROW_NUMBER() OVER "
+                          "(PARTITION BY lang ORDER BY seq DESC) AS back FROM drift_reports) WHERE back <= ? "
+                          "ORDER BY seq", (limit,))
+        out: dict[str, list[dict[str, Any]]] = {}
+        for lang, stored, report in rows:
+            out.setdefault(lang, []).append({**json.loads(report), "time": stored})
+        return out
 
     def progress(self) -> tuple[int, int, dict[str, dict[str, Any]]]:
         """The last sequence number, the monitor cursor and each stream's latest drift report

@@ -1,0 +1,288 @@
+"""Durable update jobs: the ECDA state machine's rows, in the query store's SQLite file.
+
+A drift alarm the service confirms becomes one job row; every change of its state is
+one ``BEGIN IMMEDIATE`` transaction that also appends a row to ``job_events``, so the
+history of a job is the list of its transitions. States::
+
+    collecting ─► queued ─► running ─► promoted | rejected | awaiting_approval | failed
+                                          awaiting_approval ─► promoted (approve)
+
+``collecting``: the alarm is confirmed, queries of the language are still arriving
+(the job starts at ``from_seq`` and needs ``min_queries``). ``running`` carries a
+lease: a worker that stops renewing it (killed with -9) loses the job to the next
+claim once ``lease_until`` has passed. Each claim increments ``attempt``, the fencing
+token every later write of that worker must present, so a job is finished exactly
+once even if a presumed-dead worker wakes up. A partial unique index allows at most
+one running job per language.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, LockedError
+
+STATES = ("collecting", "queued", "running", "awaiting_approval", "promoted", "rejected", "failed")
+OPEN = ("collecting", "queued", "running", "awaiting_approval")
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    lang TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ({", ".join(f"'{s}'" for s in STATES)})),
+    mode TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    worker TEXT,
+    lease_until REAL,
+    adapter TEXT,
+    result TEXT,
+    error TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_running_job_per_lang ON jobs(lang) WHERE state = 'running';
+CREATE TABLE IF NOT EXISTS job_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job INTEGER NOT NULL REFERENCES jobs(id),
+    time REAL NOT NULL,
+    state_from TEXT,
+    state_to TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+"""
+
+
+@dataclass
+class Job:
+    """One update job. ``inputs``: ``from_seq`` (first query of the alarmed run),
+    ``min_queries``, ``to_seq`` (last query it uses, once collected) and the alarm."""
+
+    id: int
+    lang: str
+    state: str
+    mode: str
+    inputs: dict[str, Any]
+    created: float
+    updated: float
+    started: float | None
+    finished: float | None
+    attempt: int
+    worker: str | None
+    lease_until: float | None
+    adapter: str | None
+    result: dict[str, Any] | None
+    error: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class LostLease(ConfigError):
+    """This worker's claim on a job is gone (its lease expired and another worker took it)."""
+
+
+class JobQueue:
+    """Jobs and their transitions; safe across threads and processes (a connection per call)."""
+
+    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
+        self.path, self.timeout = Path(path), timeout
+        con = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"job queue {self.path} is not a usable SQLite database ({exc})") from None
+        finally:
+            con.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` on a fresh connection (rolled back on error)."""
+        con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        try:
+            con.row_factory = sqlite3.Row
+            con.execute("PRAGMA synchronous=FULL")
+            con.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                raise LockedError(f"job queue {self.path} is locked (waited {self.timeout:g} s)") from None
+            raise ConfigError(f"job queue {self.path}: {exc}") from None
+        finally:
+            con.close()
+
+    @staticmethod
+    def _event(con: sqlite3.Connection, job: int, before: str | None, after: str, attempt: int,
+               detail: str = "") -> None:
+        con.execute("INSERT INTO job_events (job, time, state_from, state_to, attempt, detail) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", (job, time.time(), before, after, attempt, detail))
+
+    def create(self, lang: str, mode: str, inputs: dict[str, Any], *, state: str = "collecting",
+               detail: str = "") -> int | None:
+        """A new job, unless ``lang`` already has an open one (then ``None``)."""
+        with self._transaction() as con:
+            if con.execute(f"SELECT 1 FROM jobs WHERE lang = ? AND state IN ({_marks(OPEN)})",
+                           (lang, *OPEN)).fetchone():
+                return None
+            now = time.time()
+            job = con.execute("INSERT INTO jobs (lang, state, mode, inputs, created, updated) "
+                              "VALUES (?, ?, ?, ?, ?, ?)",
+                              (lang, state, mode, json.dumps(inputs), now, now)).lastrowid
+            self._event(con, job, None, state, 0, detail)
+        return job
+
+    def get(self, job_id: int) -> Job:
+        with self._transaction() as con:
+            row = con.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise ConfigError(f"job {job_id} does not exist")
+        return _job(row)
+
+    def list(self, lang: str | None = None, state: str | None = None, limit: int = 100) -> list[Job]:
+        """Newest first."""
+        query, args = "SELECT * FROM jobs WHERE 1", []
+        if lang is not None:
+            query, args = query + " AND lang = ?", [lang]
+        if state is not None:
+            query, args = query + " AND state = ?", [*args, state]
+        with self._transaction() as con:
+            rows = con.execute(query + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        return [_job(r) for r in rows]
+
+    def events(self, job_id: int) -> list[dict[str, Any]]:
+        with self._transaction() as con:
+            rows = con.execute("SELECT * FROM job_events WHERE job = ? ORDER BY seq", (job_id,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def created_since(self, lang: str, since: float) -> int:
+        """Jobs of ``lang`` created at or after ``since`` (the daily budget counts them)."""
+        with self._transaction() as con:
+            return con.execute("SELECT COUNT(*) FROM jobs WHERE lang = ? AND created >= ?",
+                               (lang, since)).fetchone()[0]
+
+    def last_promotion(self, lang: str) -> float | None:
+        """When the latest job of ``lang`` that promoted its candidate ended."""
+        with self._transaction() as con:
+            return con.execute("SELECT MAX(finished) FROM jobs WHERE lang = ? AND state = 'promoted'",
+                               (lang,)).fetchone()[0]
+
+    def collected(self, ready: dict[int, int]) -> None:
+        """Collecting jobs whose queries are all stored: ``{job: last seq}``; they become queued."""
+        with self._transaction() as con:
+            for job, last in ready.items():
+                row = con.execute("SELECT state, inputs FROM jobs WHERE id = ?", (job,)).fetchone()
+                if row is None or row["state"] != "collecting":
+                    continue
+                inputs = {**json.loads(row["inputs"]), "to_seq": last}
+                con.execute("UPDATE jobs SET state = 'queued', inputs = ?, updated = ? WHERE id = ?",
+                            (json.dumps(inputs), time.time(), job))
+                self._event(con, job, "collecting", "queued", 0, f"queries through seq {last}")
+
+    def claim(self, worker: str, lease: float, *, max_attempts: int = 3) -> Job | None:
+        """The oldest claimable job, now running under ``worker`` until the lease ends.
+
+        Claimable: queued, of a language with no running job; or running with an
+        expired lease (its worker died). The claim is the transaction that sets the
+        state, so two workers never get the same job. A job whose workers died
+        ``max_attempts`` times fails instead of being claimed again (a job that kills
+        its worker must not stop every later one).
+        """
+        now = time.time()
+        with self._transaction() as con:
+            while True:
+                row = con.execute(
+                    "SELECT * FROM jobs j WHERE (state = 'running' AND lease_until < ?) OR (state = 'queued' "
+                    "AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.lang = j.lang AND r.state = 'running')) "
+                    "ORDER BY id LIMIT 1", (now,)).fetchone()
+                if row is None:
+                    return None
+                if row["state"] == "queued" or row["attempt"] < max_attempts:
+                    break
+                error = f"abandoned: its worker stopped (lease expired) in {row['attempt']} attempts"
+                con.execute("UPDATE jobs SET state = 'failed', error = ?, finished = ?, updated = ?, "
+                            "lease_until = NULL WHERE id = ?", (error, now, now, row["id"]))
+                self._event(con, row["id"], "running", "failed", row["attempt"], error)
+            attempt = row["attempt"] + 1
+            con.execute("UPDATE jobs SET state = 'running', attempt = ?, worker = ?, lease_until = ?, "
+                        "started = COALESCE(started, ?), updated = ? WHERE id = ?",
+                        (attempt, worker, now + lease, now, now, row["id"]))
+            detail = (f"claimed by {worker}" if row["state"] == "queued" else
+                      f"re-claimed by {worker}: the lease of {row['worker']} expired")
+            self._event(con, row["id"], row["state"], "running", attempt, detail)
+            job = con.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
+        return _job(job)
+
+    def _owned(self, con: sqlite3.Connection, job: Job) -> sqlite3.Row:
+        row = con.execute("SELECT * FROM jobs WHERE id = ?", (job.id,)).fetchone()
+        if row is None or row["state"] != "running" or row["attempt"] != job.attempt:
+            raise LostLease(f"job {job.id}: attempt {job.attempt} no longer holds it")
+        return row
+
+    def renew(self, job: Job, lease: float) -> None:
+        """Extend the lease; :class:`LostLease` if another attempt holds the job now."""
+        with self._transaction() as con:
+            self._owned(con, job)
+            con.execute("UPDATE jobs SET lease_until = ? WHERE id = ?", (time.time() + lease, job.id))
+
+    def set_adapter(self, job: Job, adapter: str) -> None:
+        """Record the id the job's candidate is registered under (fixed across attempts)."""
+        with self._transaction() as con:
+            self._owned(con, job)
+            con.execute("UPDATE jobs SET adapter = ?, updated = ? WHERE id = ?",
+                        (adapter, time.time(), job.id))
+            self._event(con, job.id, "running", "running", job.attempt, f"candidate id {adapter}")
+
+    def finish(self, job: Job, state: str, *, result: dict[str, Any] | None = None,
+               error: str | None = None, detail: str = "") -> None:
+        """End this attempt: ``state`` is promoted, rejected, awaiting_approval or failed."""
+        if state not in ("promoted", "rejected", "awaiting_approval", "failed"):
+            raise ConfigError(f"a running job cannot end as {state!r}")
+        now = time.time()
+        with self._transaction() as con:
+            self._owned(con, job)
+            con.execute("UPDATE jobs SET state = ?, result = ?, error = ?, finished = ?, updated = ?, "
+                        "lease_until = NULL WHERE id = ?",
+                        (state, None if result is None else json.dumps(result), error,
+                         None if state == "awaiting_approval" else now, now, job.id))
+            self._event(con, job.id, "running", state, job.attempt, detail or (error or ""))
+
+    def approved(self, job_id: int, detail: str) -> Job:
+        """An operator approved a job awaiting approval (its candidate is promoted by the caller)."""
+        now = time.time()
+        with self._transaction() as con:
+            row = con.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise ConfigError(f"job {job_id} does not exist")
+            if row["state"] != "awaiting_approval":
+                raise ConfigError(f"job {job_id} is {row['state']}, not awaiting approval")
+            con.execute("UPDATE jobs SET state = 'promoted', finished = ?, updated = ? WHERE id = ?",
+                        (now, now, job_id))
+            self._event(con, job_id, "awaiting_approval", "promoted", row["attempt"], detail)
+        return self.get(job_id)
+
+
+def _marks(values: tuple) -> str:
+    return ", ".join("?" * len(values))
+
+
+def _job(row: sqlite3.Row) -> Job:
+    data = dict(row)
+    data["inputs"] = json.loads(data["inputs"])
+    data["result"] = None if data["result"] is None else json.loads(data["result"])
+    return Job(**data)

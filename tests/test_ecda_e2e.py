@@ -1,0 +1,174 @@
+"""ECDA end to end: `compass serve` and `compass worker` as real processes on a temporary
+database, a SIB-200 Swahili stream whose topic mix shifts, a tiny-model adapter updated,
+gated, promoted and announced to a (stub) vLLM, a worker killed with -9 mid-job, and a
+rollback that is announced too."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+from test_ecda_service import AUTH, TOKEN, free_port
+from vllm_stub import VllmStub
+
+from compass.adapt import TrainConfig, train
+from compass.data import load
+from compass.ecda import Registry
+from compass.ecda.jobs import JobQueue
+from compass.ecda.service import TOKEN_ENV
+from compass.ecda.simulate import PHASES, Scenario, stream
+from compass.selection import select
+
+WINDOW = 100
+
+
+def launch(log: Path, *args: str) -> subprocess.Popen:
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "compass.cli", *args], stdout=out,
+                                stderr=subprocess.STDOUT, env={**os.environ, TOKEN_ENV: TOKEN})
+
+
+def wait(what: str, check, timeout: float, *procs: subprocess.Popen, logs: tuple[Path, ...] = ()):
+    """Poll ``check()`` until it returns something truthy; fail early if a process died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            found = check()
+        except httpx.TransportError:
+            found = None
+        if found:
+            return found
+        dead = [p.args for p in procs if p.poll() is not None]
+        if dead or time.monotonic() > deadline:
+            raise AssertionError(f"{what}: {'died: ' + str(dead) if dead else 'timed out'}\n"
+                                 + "\n".join(log.read_text()[-3000:] for log in logs))
+        time.sleep(0.25)
+
+
+def delivered(url: str) -> list[dict]:
+    return httpx.get(f"{url}/v1/notifications?state=delivered").json()["notifications"]
+
+
+@pytest.fixture
+def initial(sib_root, tiny_model, tmp_path):
+    """Adapter v1 of Swahili (tiny model) for the first phase's topics, registered and active.
+
+    The second phase shares no topic with the first: with windows of 100 queries a
+    partial shift (the default phases share "health") alarms on some windows only, and
+    which ones depends on the CPU's rounding in k-means; this one alarms at once."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)  # OpenMP spin-waits make k-means crawl on a busy 2-core machine
+    s = Scenario(str(sib_root), pool_langs=["fra_Latn", "zul_Latn"], windows=[5, 4], window=WINDOW,
+                 budget=30, model=tiny_model["a"], phases=[list(PHASES[0]), ["sports", "entertainment",
+                                                                           "geography"]])
+    train_recs = load(s.source("57-70", s.phases[0]), name="train")
+    pool = s.source("70-100", langs=",".join(s.pool_langs))
+    sel = tmp_path / "v1" / "selection"
+    select(s.source("0-35", s.phases[0]), pool, s.budget, train=train_recs, target_lang=s.lang, out=sel,
+           progress=False, seed=0)
+    train(train_recs, tmp_path / "v1" / "adapter", selected=sel, model=s.model, progress=False,
+          config=TrainConfig(max_steps=4, batch_size=4, max_length=64))
+    registry = Registry(tmp_path / "registry.sqlite")
+    registry.register("swh-v1", "swh", tmp_path / "v1" / "adapter")
+    registry.promote("swh-v1", reason="initial adapter")
+    return s, registry, sel, pool
+
+
+def test_drift_update_promotion_notification_and_rollback(initial, tmp_path):
+    s, registry, sel, pool = initial
+    db = tmp_path / "queries.sqlite"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    logs = (tmp_path / "serve.log", tmp_path / "worker-1.log", tmp_path / "worker-2.log")
+    worker_args = ["worker", "--db", str(db), "--registry", str(registry.path), "--pool", pool,
+                   "--preserve", s.source("50-57", s.phases[0]), "--trained", s.source("57-70", s.phases[0]),
+                   "--trained", str(sel / "selected.jsonl"), "--workdir", str(tmp_path / "updates"),
+                   "--model", s.model, "--budget", "20", "--delta", "0", "--epsilon", "1",
+                   "--replay-share", "0.5", "--lease", "3"]
+    with VllmStub() as vllm:
+        vllm.loaded["compass-swh-v1"] = "/models/v1/adapter"
+        server = launch(logs[0], "serve", "--port", str(port), "--db", str(db), "--registry",
+                        str(registry.path), "--reference", str(sel), "--window", str(WINDOW),
+                        "--confirm", "1", "--min-queries", "200", "--mode", "swh=auto", "--cooldown", "3600",
+                        "--vllm-url", vllm.url, "--webhook-url", vllm.url + "/hook",
+                        "--path-map", f"{tmp_path}=/models", "--no-access-log")
+        worker = launch(logs[1], *worker_args)
+        procs = [server, worker]
+        try:
+            wait("server start", lambda: httpx.get(f"{url}/v1/drift").status_code == 200, 60, server,
+                 logs=logs)
+            queries = stream(replace(s, seed=0))
+            assert len(queries) == 900
+            for lo in range(0, len(queries), 100):
+                batch = [{"id": q.id, "text": q.text, "lang": "swh"} for q in queries[lo:lo + 100]]
+                answer = httpx.post(f"{url}/v1/queries", json={"queries": batch}, headers=AUTH)
+                assert answer.status_code == 200
+
+            # the worker claims the job; kill it with -9 while it works, a second one takes over
+            queue = JobQueue(db)
+            job = wait("a job running", lambda: next(iter(queue.list(state="running")), None), 240,
+                       server, worker, logs=logs)
+            time.sleep(2)
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+            worker = launch(logs[2], *worker_args)
+            procs.append(worker)
+            done = wait("the job done", lambda: (j := queue.get(job.id)).finished and j, 300, server,
+                        worker, logs=logs)
+            wait("notifications delivered", lambda: len(delivered(url)) == 2, 30, server, logs=logs)
+            wait("monitor caught up", lambda: httpx.get(f"{url}/v1/drift").json()["queries"]["behind"] == 0,
+                 120, server, logs=logs)
+
+            # exactly one job; it ran twice (killed, then re-claimed) and ended once, promoted
+            jobs = httpx.get(f"{url}/v1/jobs").json()["jobs"]
+            assert [(j["id"], j["state"]) for j in jobs] == [(job.id, "promoted")], jobs
+            events = httpx.get(f"{url}/v1/jobs/{job.id}").json()["events"]
+            assert [e["state_to"] for e in events][-1] == "promoted"
+            assert sum(e["state_to"] == "promoted" for e in events) == 1
+            assert done.attempt >= 2 and "lease of" in next(e["detail"] for e in events if e["attempt"] == 2)
+            new = done.adapter
+            assert new == "swh-u2" and registry.active("swh").id == new
+            assert [v.id for v in registry.list("swh")] == ["swh-v1", new]
+            assert [d.action for d in registry.decisions("swh")] == ["promote", "promote"]
+
+            # alarms: none in the 5 windows before the shift, the first in one after it
+            con = sqlite3.connect(db)
+            windows = [(w, d) for w, d in con.execute(
+                "SELECT window_no, json_extract(report, '$.drift') FROM drift_reports ORDER BY seq")]
+            # (a partly filled window is dropped when the monitor moves to the new reference)
+            assert [w for w, _ in windows][:5] == [0, 1, 2, 3, 4] and not any(d for _, d in windows[:5])
+            assert any(d for _, d in windows[5:])
+
+            # the model server was told: new version loaded first, then the old one unloaded
+            assert vllm.calls[:2] == [
+                ("/v1/load_lora_adapter", {"lora_name": f"compass-{new}",
+                                           "lora_path": f"/models/updates/{new}/adapter"}),
+                ("/v1/unload_lora_adapter", {"lora_name": "compass-swh-v1"})]
+            assert vllm.hooks[0]["version"] == new and vllm.hooks[0]["gate"]["adaptation_gain"] >= 0
+            active = httpx.get(f"{url}/v1/adapters/active?lang=swh").json()
+            assert (active["id"], active["lora_name"]) == (new, f"compass-{new}")
+
+            # rollback restores the previous version and tells the model server again
+            back = httpx.post(f"{url}/v1/adapters/{new}/rollback?reason=e2e", headers=AUTH)
+            assert back.status_code == 200 and back.json()["active"]["id"] == "swh-v1"
+            wait("rollback delivered", lambda: len(delivered(url)) == 4, 30, server, logs=logs)
+            assert vllm.calls[2:] == [
+                ("/v1/load_lora_adapter", {"lora_name": "compass-swh-v1",
+                                           "lora_path": "/models/v1/adapter"}),
+                ("/v1/unload_lora_adapter", {"lora_name": f"compass-{new}"})]
+            assert vllm.loaded == {"compass-swh-v1": "/models/v1/adapter"}
+            assert vllm.violations == []
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.terminate()
+                    p.wait(30)
+    for log in logs:
+        assert "Traceback" not in log.read_text(), log.read_text()
