@@ -176,8 +176,8 @@ def _fit(render: Callable[[int, int], str], cue: str, count, length: int, units:
         return count(render(n, k), cue)[1]
 
     if tokens(0, 0) > length:
-        raise ConfigError(f"{what}: the instructions alone take {tokens(0, 0)} tokens, more than "
-                          f"the target length {length}")
+        raise ConfigError(f"{what}: the instructions with the needles or common words alone take "
+                          f"{tokens(0, 0)} tokens, more than the target length {length}")
     lo, hi = 0, 1
     while hi <= units and tokens(hi, 0) <= length:
         lo, hi = hi, hi * 2

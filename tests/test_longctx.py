@@ -1,0 +1,205 @@
+"""Long-context (OneRuler-style) items: language codes, building, upstream scoring rules,
+and the longctx metric on the tiny Llama."""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compass.adapt.longctx import answer_items, final_answer, longctx_items, score_answers
+from compass.data import load
+from compass.errors import CompassWarning, ConfigError
+from compass.langs import normalize_lang
+from compass.longctx import ONERULER_LANGS, VARIANTS, BuildConfig, build, oneruler_lang
+from compass.longctx.scoring import all_words, compare_none, compare_numbers, correct
+
+ONERULER = Path(os.environ.get("COMPASS_ONERULER",
+                               Path(__file__).resolve().parents[2] / "shared/data/oneruler"))
+# SIB-200 folders of OneRuler's languages (zh: simplified Chinese)
+SIB_FOLDERS = {"cs": "ces_Latn", "da": "dan_Latn", "de": "deu_Latn", "en": "eng_Latn", "es": "spa_Latn",
+               "fa": "pes_Arab", "fi": "fin_Latn", "fr": "fra_Latn", "hi": "hin_Deva", "hu": "hun_Latn",
+               "it": "ita_Latn", "ja": "jpn_Jpan", "ko": "kor_Hang", "nl": "nld_Latn", "no": "nob_Latn",
+               "pl": "pol_Latn", "pt": "por_Latn", "ru": "rus_Cyrl", "sr": "srp_Cyrl", "st": "sot_Latn",
+               "sv": "swe_Latn", "sw": "swh_Latn", "ta": "tam_Taml", "uk": "ukr_Cyrl", "vi": "vie_Latn",
+               "zh": "zho_Hans"}
+
+
+@pytest.fixture
+def oneruler() -> Path:
+    if not (ONERULER / "prompt" / "sw" / "niah.txt").is_file():
+        pytest.skip(f"OneRuler templates not found at {ONERULER} (set COMPASS_ONERULER)")
+    return ONERULER
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_model):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model["a"])
+
+
+def haystack(sib_root) -> str:
+    return f"sib200:{sib_root}/swh_Latn?buckets=20-40"
+
+
+def test_language_table():
+    assert {k: ONERULER_LANGS[k] for k in ("sw", "no", "fa", "zh")} == \
+        {"sw": "swh", "no": "nob", "fa": "pes", "zh": "zho"}
+    assert normalize_lang("sw") == "swa"  # why the table is explicit
+    assert {k: normalize_lang(v) for k, v in SIB_FOLDERS.items()} == ONERULER_LANGS
+    for spelling in ("sw", "swh", "swa", "swh_Latn"):
+        assert oneruler_lang(spelling) == ("sw", "swh")
+    assert oneruler_lang("kor_Hang") == ("ko", "kor") and oneruler_lang("nor") == ("no", "nob")
+    with pytest.raises(ConfigError, match="'xho'.*no OneRuler templates"):
+        oneruler_lang("xho")
+
+
+def test_table_covers_the_template_folders(oneruler):
+    assert sorted(p.name for p in (oneruler / "prompt").iterdir()) == sorted(ONERULER_LANGS)
+
+
+def test_upstream_number_rules():
+    gold = ["1234567", "7654321"]
+    assert compare_numbers("sw", gold, "7654321, 1234567")  # any order
+    assert compare_numbers("sw", gold, "1. 1234567\n2. 7654321\n1234567")  # numbering, repeats dropped
+    assert compare_numbers("sw", gold, "１２３４５６７ 7654321")  # NFKC: full-width digits
+    assert not compare_numbers("sw", gold, "1234567")  # one missing
+    assert not compare_numbers("sw", gold, "1234567, 7654321, 55")  # an extra multi-digit number
+    assert not compare_numbers("sw", gold, "1234567, 7654321 au hakuna")  # a "none" word fails it
+    assert not compare_numbers("sw", gold, "")
+    assert compare_numbers("en", ["1234567"], "The number is 1234567.")
+    assert not compare_numbers("en", ["1234567"], "None")  # "None" has no number
+    assert not compare_numbers("en", ["1234567"], "1234567 or none")
+
+
+def test_upstream_none_and_word_rules():
+    assert compare_none("sw", "Hakuna.") and compare_none("sw", " ha kuna")  # spaces removed
+    assert compare_none("sw", "hakuna 1234567")  # upstream does not fail numbers here
+    assert not compare_none("sw", "1234567")
+    assert compare_none("ja", "数字はありません") and compare_none("vi", "không có")
+    assert compare_none("fa", "هیچ\u200cکدام")  # zero-width non-joiner dropped
+    assert all_words(["Tufaha", "mnyama"], "mnyama, TUFAHA") and not all_words(["tufaha", "mto"], "tufaha")
+    assert correct("cwe", "sw", ["neno"], "maneno")  # upstream matches substrings
+    assert correct("niah_none", "sw", ["hakuna"], "hakuna")
+    assert not correct("niah_single", "sw", ["12"], "hakuna")
+
+
+def test_final_answer_stops_at_the_closing_tag():
+    assert final_answer(" 1234567 </Jibu> 7654321") == " 1234567 "
+    assert final_answer(" 1234567") == " 1234567"
+
+
+def test_build_is_deterministic_and_fits_lengths(oneruler, sib_root, tok, tmp_path):
+    config = BuildConfig("sw", lengths=[2048, 4096], items=3, seed=7)
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    rows = build(haystack(sib_root), a, config, oneruler=oneruler, tokenizer=tok)
+    build(haystack(sib_root), b, config, oneruler=oneruler, tokenizer=tok)
+    digest = hashlib.sha256(a.read_bytes()).hexdigest()
+    assert digest == hashlib.sha256(b.read_bytes()).hexdigest()
+    config.seed = 8
+    other = build(haystack(sib_root), None, config, oneruler=oneruler, tokenizer=tok)
+    assert [r["prompt"] for r in other] != [r["prompt"] for r in rows]
+    assert len(rows) == len(VARIANTS) * 2 * 3
+    for r in rows:
+        counted = len(tok(r["prompt"])["input_ids"])
+        assert counted == r["tokens"] and abs(counted - r["length"]) <= 0.02 * r["length"], r["id"]
+        assert r["prompt"].endswith("\n<Jibu>") and r["completion"] == " " + ", ".join(r["answers"])
+        for needle in r["needles"]:
+            assert f'Nambari maalum ya maajabu ya "{needle["key"]}" ni: {needle["value"]}.' in r["prompt"]
+        if r["variant"] == "niah_none":
+            assert r["answers"] == ["hakuna"] and r["queries"][0] not in {n["key"] for n in r["needles"]}
+        elif r["variant"] != "cwe":
+            asked = [n["value"] for n in r["needles"] if n["key"] in r["queries"]]
+            assert sorted(asked) == sorted(r["answers"])
+            assert all(f'"{q}"' in r["prompt"] for q in r["queries"])
+    shapes = {v: (len(r["needles"]), len(r["answers"])) for r in rows for v in [r["variant"]]}
+    assert shapes == {"niah_single": (1, 1), "niah_multikey": (4, 1), "niah_multivalue": (4, 4),
+                      "niah_multiquery": (2, 2), "niah_none": (4, 1), "cwe": (0, 10)}
+    singles = [r["needles"][0]["depth"] for r in rows
+               if r["variant"] == "niah_single" and r["length"] == 2048]
+    assert singles[0] < 34 <= singles[1] < 67 <= singles[2]  # one per third of the context
+    cwe = next(r for r in rows if r["variant"] == "cwe")
+    listed = cwe["prompt"].split("<Orodha>")[1].split("</Orodha>")[0].split()[1::2]
+    counts = {w: listed.count(w) for w in cwe["answers"]}
+    assert set(counts.values()) == {10} and max(listed.count(w) for w in set(listed) - set(counts)) <= 5
+
+
+def test_build_errors(oneruler, sib_root, tok, tmp_path):
+    with pytest.raises(ConfigError, match="alone take"):
+        build(haystack(sib_root), None, BuildConfig("sw", lengths=[64], variants=["niah_single"]),
+              oneruler=oneruler, tokenizer=tok)
+    with pytest.raises(ConfigError, match="unknown variant"):
+        BuildConfig("sw", variants=["niah_everything"])
+    with pytest.raises(Exception, match="no haystack text in swh"):
+        build(f"sib200:{sib_root}/fin_Latn/dev", None, BuildConfig("sw", lengths=[512]),
+              oneruler=oneruler, tokenizer=tok)
+    assert not list(tmp_path.iterdir())
+
+
+def test_scripted_answers_score_as_upstream(oneruler, sib_root, tok, tmp_path):
+    path = tmp_path / "items.jsonl"
+    build(haystack(sib_root), path, BuildConfig("sw", lengths=[2048], items=2), oneruler=oneruler,
+          tokenizer=tok)
+    records = load(str(path))
+    items = longctx_items(records, tok)
+    logliks = np.zeros(len(items))
+    gold = score_answers(items, [", ".join(r.meta["answers"]) + " </Jibu> 99" for r in records], logliks)
+    assert gold["acc"][0].mean() == 1.0
+    none = score_answers(items, ["hakuna"] * len(items), logliks)["acc"][0]
+    variants = np.array([r.meta["variant"] for r in records])
+    assert none[variants == "niah_none"].tolist() == [1.0, 1.0] and none[variants != "niah_none"].sum() == 0
+
+
+def test_answers_and_gold_loglik_match_transformers(oneruler, sib_root, tiny_model, tok, tmp_path):
+    """The cached prefill gives generate()'s greedy answer and the full-logits gold NLL."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model["a"]).eval()
+    rows = build(haystack(sib_root), None, BuildConfig("sw", lengths=[2048], items=1,
+                 variants=["niah_multivalue", "cwe"]), oneruler=oneruler, tokenizer=tok)
+    path = tmp_path / "i.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    items = longctx_items(load(str(path)), tok)
+    with pytest.warns(CompassWarning, match="beyond the model's 128 positions"):
+        answers, logliks = answer_items(model, tok, items)
+    for item, answer, ll in zip(items, answers, logliks):
+        ids = torch.tensor([item.context + item.gold])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
+            generated = model.generate(torch.tensor([item.context]), max_new_tokens=item.max_new_tokens,
+                                       do_sample=False, pad_token_id=tok.pad_token_id)
+        n = len(item.context)
+        assert ll == pytest.approx(float(sum(logp[n - 1 + k, t] for k, t in enumerate(item.gold))), abs=1e-3)
+        assert answer == tok.decode(generated[0, n:], skip_special_tokens=True)
+
+
+@pytest.mark.filterwarnings("ignore:items reach")  # the tiny Llama has 128 positions
+def test_evaluate_longctx_with_adapter(oneruler, sib_root, tiny_model, tok, tmp_path):
+    from compass.adapt import evaluate, train
+    from compass.adapt.evaluate import format_table
+
+    path = tmp_path / "items.jsonl"
+    rows = build(haystack(sib_root), path, BuildConfig("sw", lengths=[768, 1024], items=2,
+                 variants=["niah_single", "niah_none"]), oneruler=oneruler, tokenizer=tok)
+    texts = tmp_path / "t.jsonl"
+    texts.write_text("".join(json.dumps({"text": r["completion"], "lang": "sw"}) + "\n" for r in rows))
+    adapter = tmp_path / "adapter"
+    train(str(texts), adapter, model=tiny_model["a"], max_steps=3, batch_size=4, learning_rate=1e-2)
+    res = evaluate(str(path), model=tiny_model["a"], adapters=[str(adapter)], metric="longctx",
+                   bootstrap=100, item_scores=True)
+    base, tuned = res["models"]["base"], res["models"][str(adapter)]
+    assert set(base["overall"]) == {"acc", "gold_nll", "items"}
+    assert set(base["by_group"]) == {f"{v}/{n}" for v in ("niah_single", "niah_none") for n in (768, 1024)}
+    assert set(base["by_variant"]) == {"niah_single", "niah_none"}
+    assert set(base["by_length"]) == {"768", "1024"}
+    by_variant = tuned["diff_to_base"]["by_variant"]["niah_none"]["gold_nll"]
+    assert by_variant["diff"] == pytest.approx(tuned["by_variant"]["niah_none"]["gold_nll"]
+                                               - base["by_variant"]["niah_none"]["gold_nll"])
+    assert by_variant["ci95"][0] - 1e-12 <= by_variant["diff"] <= by_variant["ci95"][1] + 1e-12
+    assert len(res["responses"]["base"]) == len(rows)
+    table = format_table(res).splitlines()
+    assert len(table) == 1 + 2 * 3 and table[1].split()[:2] == ["base", "overall"]
