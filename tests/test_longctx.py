@@ -203,3 +203,23 @@ def test_evaluate_longctx_with_adapter(oneruler, sib_root, tiny_model, tok, tmp_
     assert len(res["responses"]["base"]) == len(rows)
     table = format_table(res).splitlines()
     assert len(table) == 1 + 2 * 3 and table[1].split()[:2] == ["base", "overall"]
+
+
+def test_cli_build_and_evaluate(oneruler, sib_root, tiny_model, tmp_path):
+    from typer.testing import CliRunner
+
+    from compass.cli import app
+
+    out = tmp_path / "items.jsonl"
+    args = ["longctx", "build", "--lang", "swh_Latn", "--haystack", haystack(sib_root), "--out", str(out),
+            "--lengths", "1k", "--items", "1", "--variants", "niah_single,niah_none",
+            "--model", tiny_model["a"], "--oneruler", str(oneruler)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0 and "wrote 2 items" in res.output, res.output
+    res = CliRunner().invoke(app, ["evaluate", "--data", str(out), "--model", tiny_model["a"],
+                                   "--metric", "longctx"])
+    assert res.exit_code == 0, res.output
+    firsts = [line.split()[0] for line in res.output.splitlines() if line.strip()]
+    assert firsts[-3:] == ["base", "niah_none", "niah_single"], res.output
+    res = CliRunner().invoke(app, args[:-6] + ["--lengths", "4q"])
+    assert res.exit_code == 2 and "error: lengths: '4q' is not a number of tokens" in res.output

@@ -6,7 +6,7 @@ language's OneRuler templates and a target-language haystack; ``compass evaluate
 :mod:`.scoring`, OneRuler's rules. See docs/LONGCTX.md.
 """
 
-from .build import VARIANTS, BuildConfig, build
+from .build import VARIANTS, BuildConfig, build, parse_lengths
 from .langs import ONERULER_LANGS, oneruler_lang
 
-__all__ = ["ONERULER_LANGS", "VARIANTS", "BuildConfig", "build", "oneruler_lang"]
+__all__ = ["ONERULER_LANGS", "VARIANTS", "BuildConfig", "build", "oneruler_lang", "parse_lengths"]

@@ -112,6 +112,18 @@ def build(haystack: Any, out: str | Path | None, config: BuildConfig, *,
     return rows
 
 
+def parse_lengths(text: str) -> list[int]:
+    """``"1k,2k,8192"`` -> ``[1024, 2048, 8192]``."""
+    out = []
+    for part in filter(None, (p.strip().lower() for p in text.split(","))):
+        scale = 1024 if part.endswith("k") else 1
+        digits = part[:-1] if scale > 1 else part
+        if not digits.isdigit():
+            raise ConfigError(f"lengths: {part!r} is not a number of tokens (e.g. 4096 or 4k)")
+        out.append(int(digits) * scale)
+    return out
+
+
 def load_tokenizer(model: str | None, cache_dir: str | Path | None = None):
     """The tokenizer of ``model`` (default the bundled Gemma 3 270M), without its weights."""
     from transformers import AutoTokenizer
