@@ -223,3 +223,96 @@ def test_cli_build_and_evaluate(oneruler, sib_root, tiny_model, tmp_path):
     assert firsts[-3:] == ["base", "niah_none", "niah_single"], res.output
     res = CliRunner().invoke(app, args[:-6] + ["--lengths", "4q"])
     assert res.exit_code == 2 and "error: lengths: '4q' is not a number of tokens" in res.output
+
+
+def _experiment(sib_root, oneruler, model, out) -> dict:
+    """SIB-200 Swahili, two strategies, a held-out NLL set and a long-context set read two ways."""
+    sib = f"sib200:{sib_root}/swh_Latn"
+    spec = {"metric": "longctx", "longctx": {"lengths": [1024], "items": 1,
+                                              "variants": ["niah_single", "niah_none"],
+                                              "oneruler": str(oneruler)}}
+    return {"name": "lc", "out": str(out), "model": model, "budget": 6, "seeds": [0],
+            "strategies": ["random", "none"], "baseline": "none",
+            "select": {"encoder": "hashed-ngram", "clusters": 2},
+            "train": {"max_steps": 2, "batch_size": 4, "rank": 4, "alpha": 8, "learning_rate": 1e-2,
+                      "max_length": 64},
+            "evaluate": {"bootstrap": 100},
+            "targets": [{"lang": "swh_Latn", "usage": f"{sib}?buckets=0-20&limit=12",
+                         "train": f"{sib}?buckets=40-70&limit=8",
+                         "pool": f"sib200:{sib_root}/eng_Latn,zul_Latn?buckets=70-100&limit=30",
+                         "eval": {"heldout": f"{sib}?buckets=20-40&limit=30",
+                                  "longctx": spec, "longctx_nll": {**spec, "score": "gold_nll"}}}]}
+
+
+@pytest.mark.filterwarnings("ignore:items reach")
+def test_experiment_with_a_longctx_set(oneruler, sib_root, tiny_model, tmp_path, monkeypatch):
+    from compass.experiments import collect, from_dict, run_experiment
+    from compass.experiments.runner import Runner
+
+    config = from_dict(_experiment(sib_root, oneruler, tiny_model["a"], tmp_path / "run"))
+    heldout, longctx, _ = config.targets[0].evals
+    assert longctx.sources == heldout.sources  # the haystack is evaluation text only
+    assert longctx.subsets == {"niah_single": ("variant", ["niah_single"]),
+                               "niah_none": ("variant", ["niah_none"])}
+    calls, real = [], Runner.longctx_items
+    monkeypatch.setattr(Runner, "longctx_items", lambda self, *a: calls.append(a) or real(self, *a))
+    run_experiment(config, progress=False)
+    built = sorted(p.name for p in (config.out / "longctx" / "swh").iterdir())
+    assert len(built) == 2 and built[0].endswith(".json") and built[1].endswith(".jsonl")
+    assert len(calls) == 3  # once per cell: both sets share one evaluation
+    rows = collect(config)["rows"]
+    views = {(r["eval_set"], r["subset"], r["metric"]) for r in rows if r["strategy"] == "random"}
+    assert views == {("heldout", "all", "nll"), *{(s, sub, m) for s, m in (("longctx", "acc"),
+                     ("longctx_nll", "gold_nll")) for sub in ("all", "niah_single", "niah_none")}}
+    assert all(r["value"] > 0 for r in rows if r["metric"] == "gold_nll")
+
+
+def test_experiment_longctx_errors_and_old_hashes(oneruler, sib_root, tmp_path):
+    from compass.experiments import from_dict
+    from compass.experiments.runner import cell_settings, plan
+
+    data = _experiment(sib_root, oneruler, None, tmp_path)
+    evals = data["targets"][0]["eval"]
+    plain = from_dict({**data, "targets": [{**data["targets"][0], "eval": {"heldout": evals["heldout"]}}]})
+    assert "longctx" not in cell_settings(plain, plan(plain)[1])["target"]["evals"][0]  # old hashes kept
+    for change, message in [({"heldout": {"source": evals["heldout"], "longctx": {}}}, "need metric longctx"),
+                            ({"longctx": {**evals["longctx"], "longctx": {"lenghts": [1]}}}, "build options"),
+                            ({"longctx": {**evals["longctx"], "longctx": {"items": 0}}}, "items must be"),
+                            ({"longctx": {**evals["longctx"], "score": "gold_prob"}}, "longctx gives no")]:
+        with pytest.raises(ConfigError, match=message):
+            from_dict({**data, "targets": [{**data["targets"][0], "eval": {**evals, **change}}]})
+    with pytest.raises(ConfigError, match="source: missing"):
+        from_dict({**data, "targets": [{**data["targets"][0], "eval": {"l": evals["longctx"]}}]})
+    with pytest.raises(ConfigError, match="'zul'.*no OneRuler templates"):
+        from_dict({**data, "targets": [{**data["targets"][0], "lang": "zul"}]})
+
+
+def test_chat_template_prompts(oneruler, sib_root, tiny_model, tmp_path):
+    from transformers import AutoTokenizer
+
+    chat = AutoTokenizer.from_pretrained(tiny_model["a"])
+    with pytest.raises(ConfigError, match="no chat template"):
+        build(haystack(sib_root), None, BuildConfig("sw", lengths=[1024], chat_template=True),
+              oneruler=oneruler, tokenizer=chat)
+    chat.chat_template = ("{% for m in messages %}<s>user: {{ m['content'] }}\n{% endfor %}"
+                          "{% if add_generation_prompt %}model:{% endif %}")
+    path = tmp_path / "chat.jsonl"
+    rows = build(haystack(sib_root), path, BuildConfig("sw", lengths=[2048], items=1, chat_template=True,
+                 variants=["niah_single", "cwe"]), oneruler=oneruler, tokenizer=chat)
+    for r in rows:
+        ids = chat(r["prompt"], add_special_tokens=False)["input_ids"]
+        assert r["prompt"].startswith("<s>user: ") and r["prompt"].endswith("\nmodel:<Jibu>")
+        assert ids.count(chat.bos_token_id) == 1 and len(ids) == r["tokens"]
+        assert abs(r["tokens"] - 2048) <= 0.02 * 2048 and r["chat_template"] is True
+    items = longctx_items(load(str(path)), chat)
+    assert [len(i.context) for i in items] == [r["tokens"] for r in rows]
+
+
+@pytest.mark.slow
+def test_gemma_tokenizer_lengths(oneruler, sib_root):
+    """The bundled model's own tokenizer: every variant within 2% at 1k and 4k tokens."""
+    from compass.longctx.build import load_tokenizer
+
+    rows = build(haystack(sib_root), None, BuildConfig("sw", lengths=[1024, 4096], items=2),
+                 oneruler=oneruler, tokenizer=load_tokenizer(None))
+    assert all(abs(r["tokens"] - r["length"]) <= 0.02 * r["length"] for r in rows)

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from .errors import CompassError, CompassWarning, ConfigError
+from .longctx.build import DEFAULT_ONERULER
 from .longctx.build import VARIANTS as LONGCTX_VARIANTS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -271,7 +272,7 @@ def longctx_build(
                                        "template (instruction-tuned models)."),
     model: str | None = typer.Option(None, help="Model whose tokenizer counts the lengths; default the "
                                      "bundled Gemma 3 270M."),
-    oneruler: Path = typer.Option(Path("../shared/data/oneruler"), help="OneRuler templates and vocabulary."),
+    oneruler: Path = typer.Option(Path(DEFAULT_ONERULER), help="OneRuler templates and vocabulary."),
 ) -> None:
     """Write needle-in-a-haystack (single, multikey, multivalue, multiquery, none) and
     common-word items; score them with 'compass evaluate --metric longctx'."""

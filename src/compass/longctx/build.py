@@ -47,6 +47,7 @@ NIAH_SHAPES = {  # keys, values per key, keys asked, asked key present
 MAX_NEW_TOKENS = {"niah": 30, "cwe": 50}  # upstream synthetic/constants.py
 DEPTHS = [int(d) for d in np.round(np.linspace(0, 100, num=40, endpoint=True))]  # upstream grid
 TOLERANCE = 0.02
+DEFAULT_ONERULER = "../shared/data/oneruler"  # beside the checkout, like the SIB-200 data
 CWE_COMMON = 10
 _WORD = re.compile(r"\w+")
 
@@ -57,7 +58,7 @@ class BuildConfig:
     tokenizer (and its chat template with ``chat_template``)."""
 
     lang: str
-    lengths: list[int] = field(default_factory=lambda: [1024, 2048, 4096, 8192])
+    lengths: list[int] | str = field(default_factory=lambda: [1024, 2048, 4096, 8192])
     items: int = 5
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
     seed: int = 0
@@ -65,6 +66,10 @@ class BuildConfig:
     model: str | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.lengths, str):  # "1k,2k", as on the command line and in YAML vars
+            self.lengths = parse_lengths(self.lengths)
+        if isinstance(self.items, str) and self.items.isdigit():
+            self.items = int(self.items)
         if not self.lengths or any(isinstance(n, bool) or not isinstance(n, int) or n < 64
                                    for n in self.lengths):
             raise ConfigError(f"lengths must be whole numbers of tokens ≥ 64, got {self.lengths!r}")
