@@ -4,7 +4,9 @@ For each length: build one ``niah_single`` item from SIB-200 Swahili (evaluation
 then time the prefill alone and the whole item as ``--metric longctx`` scores it (prefill,
 gold-answer NLL from a copy of the KV cache, greedy answer of up to 30 tokens). Run one
 length per process under ``/usr/bin/time -v`` to read its peak memory (maximum resident
-set size); the script prints one JSON line.
+set size); the script prints one JSON line with wall and CPU seconds (on a shared
+machine the CPU seconds are the steadier figure: an idle 2-core machine needs about
+half of them as wall time).
 
     /usr/bin/time -v python benchmarks/longctx_cost.py --length 4096
 """
@@ -43,14 +45,15 @@ def main() -> None:
                for r in rows]
     items = longctx_items(records, tokenizer)
     with torch.no_grad():
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         _Decoder(model)(items[0].context, None)
-        prefill = time.perf_counter() - start
-    start = time.perf_counter()
+        prefill, prefill_cpu = time.perf_counter() - start, time.process_time() - cpu
+    start, cpu = time.perf_counter(), time.process_time()
     answers, logliks = answer_items(model, tokenizer, items)
-    whole = time.perf_counter() - start
+    whole, whole_cpu = time.perf_counter() - start, time.process_time() - cpu
     print(json.dumps({"length": args.length, "tokens": len(items[0].context), "prefill_s": round(prefill, 1),
-                      "item_s": round(whole, 1), "threads": torch.get_num_threads(),
+                      "prefill_cpu_s": round(prefill_cpu, 1), "item_s": round(whole, 1),
+                      "item_cpu_s": round(whole_cpu, 1), "threads": torch.get_num_threads(),
                       "load_avg_1min": os.getloadavg()[0], "answer": answers[0],
                       "gold_nll": float(-logliks[0] / len(items[0].gold))}))
 
