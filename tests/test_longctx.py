@@ -306,6 +306,10 @@ def test_chat_template_prompts(oneruler, sib_root, tiny_model, tmp_path):
         assert abs(r["tokens"] - 2048) <= 0.02 * 2048 and r["chat_template"] is True
     items = longctx_items(load(str(path)), chat)
     assert [len(i.context) for i in items] == [r["tokens"] for r in rows]
+    other = tmp_path / "other.jsonl"  # as if counted by another model's tokenizer
+    other.write_text("".join(json.dumps({**r, "tokens": int(r["tokens"] * 1.1)}) + "\n" for r in rows))
+    with pytest.warns(CompassWarning, match=r"2 items \(first: swh/niah_single/2048/0\) are more than 2%"):
+        longctx_items(load(str(other)), chat)
 
 
 @pytest.mark.slow

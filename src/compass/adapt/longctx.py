@@ -59,6 +59,11 @@ def longctx_items(records: list[Record], tokenizer) -> list[Item]:
                           tokenizer(rec.completion, add_special_tokens=False)["input_ids"],
                           str(rec.meta["variant"]), rec.meta["oneruler_lang"],
                           [str(a) for a in rec.meta["answers"]], int(rec.meta["max_new_tokens"])))
+    off = [r.id for r, i in zip(records, items)
+           if abs(len(i.context) - int(r.meta.get("tokens", len(i.context)))) > 0.02 * len(i.context)]
+    if off:
+        warnings.warn(f"{len(off)} items (first: {off[0]}) are more than 2% off the token count they "
+                      "were built for: built with another model's tokenizer?", CompassWarning, stacklevel=2)
     return items
 
 
