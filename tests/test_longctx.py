@@ -320,3 +320,20 @@ def test_gemma_tokenizer_lengths(oneruler, sib_root):
     rows = build(haystack(sib_root), None, BuildConfig("sw", lengths=[1024, 4096], items=2),
                  oneruler=oneruler, tokenizer=load_tokenizer(None))
     assert all(abs(r["tokens"] - r["length"]) <= 0.02 * r["length"] for r in rows)
+
+
+def test_shipped_longctx_config():
+    from compass.experiments import load_config, plan
+
+    root = Path(__file__).resolve().parents[1]
+    full = load_config(root / "experiments/longctx.yaml")
+    quick = load_config(root / "experiments/longctx.yaml", quick=True)
+    assert [t.lang for t in full.targets] == ["swh", "kor", "fin"]
+    assert [t.lang for t in quick.targets] == ["swh"]
+    for target in full.targets:
+        heldout, acc, nll = target.evals
+        assert acc.sources == nll.sources == heldout.sources and "buckets=20-40" in heldout.sources[0]
+        assert (acc.score, nll.score) == ("acc", "gold_nll") and set(acc.subsets) == set(VARIANTS)
+    lengths = full.targets[0].evals[1].longctx["lengths"]
+    assert BuildConfig("swh", lengths=lengths).lengths == [1024, 2048, 4096]
+    assert len(plan(quick)) == 1 + len(quick.strategies)

@@ -91,7 +91,8 @@ class EvalSet:
 LOWER_IS_BETTER = ("nll", "gold_nll")
 SCORES = {"nll": ("nll",), "mcq": ("acc", "acc_norm", "gold_prob", "gold_nll"),
           "longctx": ("acc", "gold_nll")}
-LONGCTX_OPTIONS = ("lengths", "items", "variants", "seed", "chat_template", "oneruler")
+# a longctx set's build options: BuildConfig's, less what the target and experiment set
+LONGCTX_OPTIONS = (*(f.name for f in fields(BuildConfig) if f.name not in ("lang", "model")), "oneruler")
 
 
 def default_score(metric: str) -> str:
@@ -272,8 +273,7 @@ def _eval_sets(value: Any, where: str) -> list[EvalSet]:
             subsets[str(sub)] = (str(fld), [str(v) for v in values])
         longctx = _longctx(spec, metric, here)
         if longctx is not None:  # per-variant rows in the tables
-            subsets = {v: ("variant", [v]) for v in BuildConfig("sw", **_build_options(longctx)).variants
-                       } | subsets
+            subsets = {v: ("variant", [v]) for v in _build_config(longctx).variants} | subsets
         sources = _sources(spec.get("source"), f"{here}.source", required=longctx is None)
         sets.append(EvalSet(str(name), sources, metric, subsets, score, longctx))
     return _haystacks(sets, where)
@@ -290,14 +290,15 @@ def _longctx(spec: dict[str, Any], metric: str, where: str) -> dict[str, Any] | 
         raise ConfigError(f"{where}.longctx: expected a mapping of build options "
                           f"({', '.join(LONGCTX_OPTIONS)})")
     try:
-        BuildConfig("sw", **_build_options(options))
+        _build_config(options)
     except (ConfigError, TypeError) as exc:
         raise ConfigError(f"{where}.longctx: {exc}") from None
     return options
 
 
-def _build_options(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if k != "oneruler"}
+def _build_config(options: dict[str, Any]) -> BuildConfig:
+    """The options as a BuildConfig, to check them (the language is checked per target)."""
+    return BuildConfig("swh", **{k: v for k, v in options.items() if k != "oneruler"})
 
 
 def _haystacks(sets: list[EvalSet], where: str) -> list[EvalSet]:
