@@ -14,6 +14,7 @@ from compass.data import load
 from compass.errors import CompassWarning, ConfigError
 from compass.langs import normalize_lang
 from compass.longctx import ONERULER_LANGS, VARIANTS, BuildConfig, build, oneruler_lang
+from compass.longctx.langs import aliases
 from compass.longctx.scoring import all_words, compare_none, compare_numbers, correct
 
 ONERULER = Path(os.environ.get("COMPASS_ONERULER",
@@ -53,6 +54,7 @@ def test_language_table():
     for spelling in ("sw", "swh", "swa", "swh_Latn"):
         assert oneruler_lang(spelling) == ("sw", "swh")
     assert oneruler_lang("kor_Hang") == ("ko", "kor") and oneruler_lang("nor") == ("no", "nob")
+    assert aliases("swh") == {"swh", "swa"} and aliases("kor") == {"kor"}
     with pytest.raises(ConfigError, match="'xho'.*no OneRuler templates"):
         oneruler_lang("xho")
 
@@ -137,6 +139,14 @@ def test_build_errors(oneruler, sib_root, tok, tmp_path):
         build(f"sib200:{sib_root}/fin_Latn/dev", None, BuildConfig("sw", lengths=[512]),
               oneruler=oneruler, tokenizer=tok)
     assert not list(tmp_path.iterdir())
+    own = tmp_path / "hay.jsonl"  # a user's own haystack file
+    own.write_text("".join(json.dumps({"text": f"Sentensi ya {i} ni ndefu kidogo kuliko nyingine.",
+                                       "lang": "sw"}) + "\n" for i in range(40)))
+    with pytest.raises(ConfigError, match="is an input"):
+        build(str(own), own, BuildConfig("sw", lengths=[2048]), oneruler=oneruler, tokenizer=tok)
+    rows = build(str(own), tmp_path / "items.jsonl", BuildConfig("sw", lengths=[2048], items=1,
+                 variants=["niah_none"]), oneruler=oneruler, tokenizer=tok)
+    assert "Sentensi ya" in rows[0]["prompt"] and abs(rows[0]["tokens"] - 2048) <= 41
 
 
 def test_scripted_answers_score_as_upstream(oneruler, sib_root, tok, tmp_path):

@@ -36,7 +36,7 @@ from ..data import Record, load
 from ..errors import ConfigError, DataError
 from ..fsutil import atomic_write_text
 from ..outputs import check_output_file, input_paths
-from .langs import oneruler_lang
+from .langs import aliases, oneruler_lang
 from .templates import Templates, load_templates
 
 VARIANTS = ("niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery", "niah_none", "cwe")
@@ -143,9 +143,11 @@ def load_tokenizer(model: str | None, cache_dir: str | Path | None = None):
 
 
 def haystack_sentences(haystack: Any, lang: str) -> list[str]:
-    """Distinct, whitespace-normalised texts of ``haystack`` in language ``lang``."""
+    """Distinct, whitespace-normalised texts of ``haystack`` in language ``lang`` (or its
+    macro-language code: ``swa`` text for ``swh``)."""
     records: list[Record] = load(haystack, name="haystack", default_lang=lang)
-    texts = [" ".join(r.text.split()) for r in records if r.lang == lang]
+    wanted = aliases(lang)
+    texts = [" ".join(r.text.split()) for r in records if r.lang in wanted]
     texts = list(dict.fromkeys(t for t in texts if t))
     if not texts:
         others = sorted({r.lang for r in records})

@@ -35,3 +35,9 @@ def oneruler_lang(lang: str) -> tuple[str, str]:
         raise ConfigError(f"language {lang!r} ({code}) has no OneRuler templates (they exist for "
                           f"{', '.join(sorted(ONERULER_LANGS.values()))})")
     return folder, ONERULER_LANGS[folder]
+
+
+def aliases(code: str) -> set[str]:
+    """``code`` and the macro-language code that stands for it in OneRuler's table:
+    text a user labelled ``sw`` (normalised to ``swa``) is Swahili haystack for ``swh``."""
+    return {code} | {macro for macro, folder in _MACRO.items() if ONERULER_LANGS[folder] == code}
