@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 import typer
 
 from .errors import CompassError, CompassWarning, ConfigError
+from .longctx.build import DEFAULT_ONERULER
+from .longctx.build import VARIANTS as LONGCTX_VARIANTS
 
 if TYPE_CHECKING:
     from .ecda.worker import WorkerConfig
@@ -202,8 +204,9 @@ def evaluate_cmd(
     data: list[str] = typer.Option(..., metavar="SRC", help="Held-out texts or MCQ items."),
     adapter: list[str] | None = typer.Option(None, help="Adapter directory; repeatable."),
     model: str | None = typer.Option(None, help="Base model; default the bundled Gemma 3 270M."),
-    metric: str = typer.Option("nll", help="nll | mcq (option letters) | mcq-cloze (option texts); "
-                               "mcq metrics report acc, acc_norm, gold_prob and gold_nll."),
+    metric: str = typer.Option("nll", help="nll | mcq (option letters) | mcq-cloze (option texts) | "
+                               "longctx ('compass longctx build' items); mcq metrics report acc, "
+                               "acc_norm, gold_prob and gold_nll, longctx acc and gold_nll."),
     batch_size: int = typer.Option(8), max_length: int = typer.Option(1024),
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the intervals."),
     seed: int = typer.Option(0),
@@ -256,6 +259,43 @@ def experiment(
     paths = _run(lambda: run_experiment(cfg, overwrite=overwrite))
     typer.echo(paths["md"].read_text())
     typer.echo("results: " + ", ".join(str(p) for p in paths.values()))
+
+
+longctx_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                          help="Long-context evaluation items in the target language (OneRuler-style).")
+app.add_typer(longctx_app, name="longctx")
+
+
+@longctx_app.command("build")
+def longctx_build(
+    lang: str = typer.Option(..., help="Target language (sw, swh, swh_Latn...) with OneRuler templates."),
+    haystack: list[str] = typer.Option(..., metavar="SRC", help="Target-language text for the haystacks "
+                                       f"(in an experiment: its evaluation buckets only). {SOURCE_HELP}"),
+    out: Path = typer.Option(..., help="JSONL of items to write."),
+    lengths: str = typer.Option("1k,2k,4k,8k", help="Target prompt lengths in the model's tokens, "
+                                "comma-separated; 'k' = 1024."),
+    items: int = typer.Option(5, help="Items per variant and length."),
+    variants: str = typer.Option(",".join(LONGCTX_VARIANTS), help="Comma-separated variants."),
+    seed: int = typer.Option(0),
+    chat_template: bool = typer.Option(False, "--chat-template", help="Apply the tokenizer's chat "
+                                       "template (instruction-tuned models)."),
+    model: str | None = typer.Option(None, help="Model whose tokenizer counts the lengths; default the "
+                                     "bundled Gemma 3 270M."),
+    oneruler: Path = typer.Option(Path(DEFAULT_ONERULER), help="OneRuler templates and vocabulary."),
+) -> None:
+    """Write needle-in-a-haystack (single, multikey, multivalue, multiquery, none) and
+    common-word items; score them with 'compass evaluate --metric longctx'."""
+    from .longctx import BuildConfig, build, parse_lengths
+
+    def run():
+        config = BuildConfig(lang, lengths=parse_lengths(lengths), items=items, seed=seed,
+                             variants=[v.strip() for v in variants.split(",") if v.strip()],
+                             chat_template=chat_template, model=model)
+        return build(haystack, out, config, oneruler=oneruler)
+
+    rows = _run(run)
+    off = max(abs(r["tokens"] - r["length"]) / r["length"] for r in rows)
+    typer.echo(f"wrote {len(rows)} items -> {out} (largest length deviation {off:.2%})")
 
 
 REGISTRY_HELP = "Registry file (default $COMPASS_REGISTRY, else ~/.cache/compass/registry.sqlite)."

@@ -42,7 +42,7 @@ SELECTION = OutputKind("a selection", frozenset(
     {"selected.jsonl", "report.json", "report.html", "reference.npz"}))
 NEW_DIRECTORY = OutputKind("its results", frozenset())  # simulate: a new or empty directory
 EXPERIMENT = OutputKind("an experiment", frozenset(
-    {"cells", "probe", "leakage", "results.csv", "results.json", "results.md", "results.svg"}))
+    {"cells", "probe", "leakage", "longctx", "results.csv", "results.json", "results.md", "results.svg"}))
 QUICKSTART = OutputKind("the quickstart", frozenset(
     {"data", "compass", "lang-sim", "random", "adapter-compass", "adapter-lang-sim", "adapter-random",
      "evaluation.json"}))

@@ -5,8 +5,10 @@ completions, overall and per language. ``mcq``: Global-MMLU / MMLU-ProX style
 multiple choice, scored like lm-evaluation-harness's ``global_mmlu`` tasks (question,
 lettered options, ``Answer:``; log-likelihood of each option letter). ``mcq-cloze``:
 the log-likelihood of each option's text after the question (see :mod:`.mcq` for both
-and for their scores). Differences to the base model come with paired bootstrap 95%
-intervals over items, for every score.
+and for their scores). ``longctx``: OneRuler-style long-context items from ``compass
+longctx build``, answered greedily and scored by OneRuler's rules (``acc``), plus the gold
+answer's NLL per token (see :mod:`.longctx`), per variant × length. Differences to the
+base model come with paired bootstrap 95% intervals over items, for every score.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from ..errors import ConfigError, DataError
 from ..fsutil import atomic_write_text
 from ..outputs import check_output_file, input_paths
 from .batching import Example, collate, length_batches, target_nll, tokenise
+from .longctx import answer_items, longctx_items, score_answers
 from .mcq import MCQ_METRICS, SCORES, mcq_items, option_logliks, score_items
 from .models import check_adapter, load_base
 
-METRICS = ("nll", *MCQ_METRICS)
+METRICS = ("nll", *MCQ_METRICS, "longctx")
 Scores = dict[str, tuple[np.ndarray, np.ndarray]]  # score name -> per-item (numerator, denominator)
 
 
@@ -110,6 +113,15 @@ def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] 
         def run(causal_lm) -> Scores:
             sums, counts = score(causal_lm, tokenizer, examples, batch_size)
             return {"nll": (sums, counts.astype(float))}
+    elif metric == "longctx":
+        examples = longctx_items(records, tokenizer)
+        groups = _groups(records, group_by) if group_by else _longctx_groups(records)["variant/length"]
+        notes, responses = {}, []
+
+        def run(causal_lm) -> Scores:
+            answers, logliks = answer_items(causal_lm, tokenizer, examples)
+            responses.append(answers)
+            return score_answers(examples, answers, logliks)
     else:
         examples = mcq_items(records, tokenizer, metric)
         groups = _groups(records, group_by) if group_by else np.array(
@@ -136,6 +148,9 @@ def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] 
             raw[name] = run(wrapped.get_base_model())
             base = wrapped.unload()  # LoRA layers out again: the next adapter starts clean
         results["models"][name] = _summarise(raw[name], groups)
+        if metric == "longctx":
+            results["models"][name] |= {f"by_{k}": _summarise(raw[name], g)["by_group"]
+                                        for k, g in _longctx_groups(records).items() if "/" not in k}
     key = "nll" if metric == "nll" else "acc"
     if item_scores:
         results["item_ids"] = [r.id for r in records]
@@ -143,9 +158,17 @@ def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] 
                                          "by_metric": {k: {"score": num.tolist(), "weight": den.tolist()}
                                                        for k, (num, den) in s.items()}}
                                   for name, s in raw.items()}
+        if metric == "longctx":
+            results["responses"] = dict(zip(names, responses))
     for name in names[1:] if include_base else ():
-        results["models"][name]["diff_to_base"] = _diff_to_base(raw[name], raw["base"], key,
-                                                                n=bootstrap, seed=seed)
+        diff = _diff_to_base(raw[name], raw["base"], key, n=bootstrap, seed=seed)
+        if metric == "longctx":
+            variants = _longctx_groups(records)["variant"]
+            diff["by_variant"] = {v: _diff_to_base(_masked(raw[name], variants == v),
+                                                   _masked(raw["base"], variants == v), key,
+                                                   n=bootstrap, seed=seed)["by_metric"]
+                                  for v in dict.fromkeys(variants)}
+        results["models"][name]["diff_to_base"] = diff
     if out is not None:
         atomic_write_text(out, json.dumps(results, indent=2))
     return results
@@ -163,6 +186,18 @@ def _diff_to_base(scores: Scores, base: Scores, key: str, *, n: int, seed: int) 
     return {key: by_metric[key]["diff"], "ci95": by_metric[key]["ci95"], "by_metric": by_metric}
 
 
+def _masked(scores: Scores, mask: np.ndarray) -> Scores:
+    return {k: (num[mask], den[mask]) for k, (num, den) in scores.items()}
+
+
+def _longctx_groups(records: list[Record]) -> dict[str, np.ndarray]:
+    """Long-context items by variant, by target length and by both."""
+    variant = np.array([str(r.meta["variant"]) for r in records])
+    length = np.array([str(r.meta["length"]) for r in records])
+    return {"variant": variant, "length": length,
+            "variant/length": np.char.add(np.char.add(variant, "/"), length)}
+
+
 def _groups(records: list[Record], field: str) -> np.ndarray:
     if field == "lang":
         return np.array([r.lang for r in records])
@@ -173,6 +208,8 @@ def _groups(records: list[Record], field: str) -> np.ndarray:
 
 
 def format_table(results: dict[str, Any]) -> str:
+    if results["metric"] == "longctx":
+        return _longctx_table(results)
     if results["metric"] != "nll":
         return _mcq_table(results)
     lines = [f"{'model':<40}{'nll':>9}{'ppl':>10}{'Δ base':>10}{'95% CI':>22}"]
@@ -195,4 +232,25 @@ def _mcq_table(results: dict[str, Any]) -> str:
             ci = f"[{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d and d["ci95"] else ""
             label = name[-40:] if k == SCORES[0] else ""
             lines.append(f"{label:<40}{k:<11}{m['overall'][k]:>8.4f}{delta:>10}{ci:>22}")
+    return "\n".join(lines)
+
+
+def _longctx_table(results: dict[str, Any]) -> str:
+    """One line per model and variant (and overall): acc and gold NLL, each with its
+    difference to the base model and interval."""
+    def cells(value: float, d: dict[str, Any] | None) -> str:
+        delta = f"{d['diff']:+.3f}" if d else ""
+        ci = f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" if d and d["ci95"] else ""
+        return f"{value:>7.3f}{delta:>8}{ci:>18}"
+
+    lines = [f"{'model':<32}{'variant':<17}{'acc':>7}{'Δ base':>8}{'95% CI':>18}"
+             f"{'gold_nll':>9}{'Δ base':>8}{'95% CI':>18}"]
+    for name, m in results["models"].items():
+        diff = m.get("diff_to_base", {})
+        rows = [("overall", m["overall"], diff.get("by_metric", {}))]
+        rows += [(v, block, diff.get("by_variant", {}).get(v, {})) for v, block in m["by_variant"].items()]
+        for i, (variant, block, d) in enumerate(rows):
+            label = name[-32:] if i == 0 else ""
+            lines.append(f"{label:<32}{variant:<17}{cells(block['acc'], d.get('acc'))}"
+                         f"  {cells(block['gold_nll'], d.get('gold_nll'))}")
     return "\n".join(lines)

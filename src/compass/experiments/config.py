@@ -32,6 +32,9 @@ Schema (see ``experiments/sib200.yaml``)::
           heldout: {source: SOURCE, metric: nll, subsets: {missing: {category: [a, b]}}}
           exam: {source: SOURCE, metric: mcq-cloze, score: gold_prob}  # score: which
                                        # per-item figure the tables compare (default: nll, acc)
+          longctx: {metric: longctx, longctx: {lengths: [1024, 4096], items: 5}}
+                                       # OneRuler-style items built from ``source`` (default:
+                                       # the other sets' sources, i.e. evaluation text only)
     quick: {...}            # overrides merged in by ``--quick``
 """
 
@@ -51,6 +54,7 @@ from ..adapt.probe import ProbeConfig
 from ..data import Source
 from ..errors import ConfigError
 from ..langs import normalize_lang
+from ..longctx import BuildConfig, oneruler_lang
 from ..selection.config import STRATEGIES, SelectConfig
 
 EXPERIMENT_STRATEGIES = (*STRATEGIES, "none")
@@ -81,10 +85,14 @@ class EvalSet:
     metric: str = "nll"
     subsets: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     score: str = "nll"  # the per-item figure of ``metric`` that the tables compare
+    longctx: dict[str, Any] | None = None  # metric longctx: BuildConfig options (+ ``oneruler``)
 
 
 LOWER_IS_BETTER = ("nll", "gold_nll")
-SCORES = {"nll": ("nll",), "mcq": ("acc", "acc_norm", "gold_prob", "gold_nll")}
+SCORES = {"nll": ("nll",), "mcq": ("acc", "acc_norm", "gold_prob", "gold_nll"),
+          "longctx": ("acc", "gold_nll")}
+# a longctx set's build options: BuildConfig's, less what the target and experiment set
+LONGCTX_OPTIONS = (*(f.name for f in fields(BuildConfig) if f.name not in ("lang", "model")), "oneruler")
 
 
 def default_score(metric: str) -> str:
@@ -242,13 +250,13 @@ def _eval_sets(value: Any, where: str) -> list[EvalSet]:
             spec = {"source": spec}
         if not isinstance(spec, dict):
             raise ConfigError(f"{here}: expected a source or a mapping with 'source'")
-        unknown = set(spec) - {"source", "metric", "subsets", "score"}
+        unknown = set(spec) - {"source", "metric", "subsets", "score", "longctx"}
         if unknown:
             raise ConfigError(f"{here}: unknown key(s) {sorted(unknown)}")
         metric = spec.get("metric", "nll")
         if not isinstance(metric, str) or metric not in METRICS:
             raise ConfigError(f"{here}.metric: unknown metric {metric!r} (choose from {', '.join(METRICS)})")
-        allowed = SCORES["nll" if metric == "nll" else "mcq"]
+        allowed = SCORES.get(metric, SCORES["mcq"])
         score = spec.get("score", default_score(metric))
         if score not in allowed:
             raise ConfigError(f"{here}.score: {metric} gives no {score!r} (choose from {', '.join(allowed)})")
@@ -263,8 +271,46 @@ def _eval_sets(value: Any, where: str) -> list[EvalSet]:
             if not values or not isinstance(values, list):
                 raise ConfigError(f"{here}.subsets.{sub}: expected a non-empty list of values")
             subsets[str(sub)] = (str(fld), [str(v) for v in values])
-        sets.append(EvalSet(str(name), _sources(spec.get("source"), f"{here}.source"), metric, subsets,
-                            score))
+        longctx = _longctx(spec, metric, here)
+        if longctx is not None:  # per-variant rows in the tables
+            subsets = {v: ("variant", [v]) for v in _build_config(longctx).variants} | subsets
+        sources = _sources(spec.get("source"), f"{here}.source", required=longctx is None)
+        sets.append(EvalSet(str(name), sources, metric, subsets, score, longctx))
+    return _haystacks(sets, where)
+
+
+def _longctx(spec: dict[str, Any], metric: str, where: str) -> dict[str, Any] | None:
+    """Validated build options of a ``longctx`` set (None for other metrics)."""
+    if metric != "longctx":
+        if "longctx" in spec:
+            raise ConfigError(f"{where}.longctx: build options need metric longctx")
+        return None
+    options = spec.get("longctx") or {}
+    if not isinstance(options, dict) or set(options) - set(LONGCTX_OPTIONS):
+        raise ConfigError(f"{where}.longctx: expected a mapping of build options "
+                          f"({', '.join(LONGCTX_OPTIONS)})")
+    try:
+        _build_config(options)
+    except (ConfigError, TypeError) as exc:
+        raise ConfigError(f"{where}.longctx: {exc}") from None
+    return options
+
+
+def _build_config(options: dict[str, Any]) -> BuildConfig:
+    """The options as a BuildConfig, to check them (the language is checked per target)."""
+    return BuildConfig("swh", **{k: v for k, v in options.items() if k != "oneruler"})
+
+
+def _haystacks(sets: list[EvalSet], where: str) -> list[EvalSet]:
+    """A longctx set without ``source`` takes its haystack from the other sets' sources:
+    the target's evaluation text, which no strategy trains on."""
+    others = [src for e in sets if e.metric != "longctx" for src in e.sources]
+    for e in sets:
+        if e.metric == "longctx" and not e.sources:
+            if not others:
+                raise ConfigError(f"{where}.{e.name}.source: missing (no other evaluation set to take "
+                                  "the haystack text from)")
+            e.sources = list(dict.fromkeys(others))
     return sets
 
 
@@ -423,4 +469,9 @@ def _targets(value: Any, origin: str) -> list[Target]:
             train=_sources(spec.get("train"), f"{where}.train", required=False),
             evals=_eval_sets(spec.get("eval"), f"{where}.eval"),
             dev=_sources(spec.get("dev"), f"{where}.dev", required=False)))
+        if any(e.metric == "longctx" for e in targets[-1].evals):
+            try:
+                oneruler_lang(lang)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}.eval: {exc}") from None
     return targets

@@ -79,6 +79,8 @@ def target_settings(target: Target) -> dict[str, Any]:
     for spec, eval_set in zip(settings["evals"], target.evals):
         if eval_set.score == default_score(eval_set.metric):
             del spec["score"]
+        if eval_set.longctx is None:
+            del spec["longctx"]
     return settings
 
 
@@ -214,7 +216,8 @@ class Runner:
                       progress=self.progress, cache_dir=self.cache_dir)
             adapters = [str(adapter)]
         self.echo("  evaluate")
-        results = {e.name: self._evaluate(e, target, adapters) for e in target.evals}
+        memo: dict[str, Any] = {}  # sets that differ only in the compared figure are scored once
+        results = {e.name: self._evaluate(e, target, adapters, memo) for e in target.evals}
         atomic_write_text(directory / "eval.json", json.dumps(results))
 
     def data(self, target: Target) -> dict[str, list[Record]]:
@@ -290,13 +293,20 @@ class Runner:
             atomic_write_text(path, json.dumps(result, indent=2))
         return read_distances(path)
 
-    def _evaluate(self, eval_set, target: Target, adapters: list[str]) -> dict[str, Any]:
+    def _evaluate(self, eval_set, target: Target, adapters: list[str],
+                  memo: dict[str, Any] | None = None) -> dict[str, Any]:
         from ..adapt import evaluate
 
-        records = load(eval_set.sources, name=f"eval set {eval_set.name}", default_lang=target.lang)
-        res = evaluate(records, model=self.config.model, adapters=adapters, metric=eval_set.metric,
-                       item_scores=True, include_base=not adapters, cache_dir=self.cache_dir,
-                       **self.config.evaluate)
+        key = json.dumps([eval_set.sources, eval_set.metric, eval_set.longctx], default=str)
+        if memo is None or key not in memo:
+            records = self.longctx_items(eval_set, target) if eval_set.metric == "longctx" else \
+                load(eval_set.sources, name=f"eval set {eval_set.name}", default_lang=target.lang)
+            res = evaluate(records, model=self.config.model, adapters=adapters, metric=eval_set.metric,
+                           item_scores=True, include_base=not adapters, cache_dir=self.cache_dir,
+                           **self.config.evaluate)
+            memo = {} if memo is None else memo
+            memo[key] = records, res
+        records, res = memo[key]
         name = adapters[0] if adapters else "base"
         meta = {r.id: r.meta for r in records}
         figures = res["item_scores"][name]["by_metric"]
@@ -305,6 +315,25 @@ class Runner:
                 "by_metric": figures,
                 "subsets": {sub: [str(meta[i].get(fld)) in values for i in res["item_ids"]]
                             for sub, (fld, values) in eval_set.subsets.items()}}
+
+
+    def longctx_items(self, eval_set, target: Target) -> list[Record]:
+        """The long-context items of ``eval_set``, built once with the experiment's model's
+        tokenizer into ``OUT/longctx/<target>/<hash>.jsonl`` (the hash of the options and
+        haystack sources; ``.json`` beside it says what they were)."""
+        from ..longctx import BuildConfig, build
+        from ..longctx.build import DEFAULT_ONERULER
+
+        options = dict(eval_set.longctx or {})
+        oneruler = options.pop("oneruler", DEFAULT_ONERULER)
+        config = BuildConfig(target.lang, model=self.config.model, **options)
+        made_with = {"config": config.to_dict(), "haystack": eval_set.sources, "oneruler": str(oneruler)}
+        path = self.config.out / "longctx" / target.key / f"{settings_hash(made_with)}.jsonl"
+        if not path.is_file():
+            self.echo(f"  build long-context items '{eval_set.name}' for {target.lang}")
+            build(eval_set.sources, path, config, oneruler=oneruler, cache_dir=self.cache_dir)
+            atomic_write_text(path.with_suffix(".json"), json.dumps(made_with, indent=2))
+        return load(str(path), name=f"eval set {eval_set.name}")
 
 
 def category_fit(usage: list[Any], mixed: list[Any], alpha: float = 0.5) -> dict[str, Any]:
