@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import Record
-from ..errors import ConfigError
+from ..errors import CompassError, ConfigError
 from .jobs import Job, JobQueue, LostLease
 from .policy import TRAINED, PolicyConfig, UpdateOutcome, UpdatePolicy
 from .registry import AdapterVersion, Registry
@@ -103,7 +103,10 @@ class Worker:
         try:
             state, result, error = self._execute(job)
         except Exception as exc:  # recorded on the job; the next job runs
-            log.exception("job %s failed", job.id)
+            if isinstance(exc, CompassError):  # the job's inputs are wrong: the message says how
+                log.error("job %s failed: %s", job.id, exc)
+            else:  # a bug: the traceback is what a report needs
+                log.exception("job %s failed", job.id)
             state, result, error = "failed", None, f"{type(exc).__name__}: {exc}"
         except BaseException:  # stopped (SIGTERM, Ctrl-C): the lease runs out and it is claimed again
             beat.stop()
