@@ -411,7 +411,8 @@ def test_exams_config_parses_plans_and_dry_runs(tmp_path):
     assert full.leak_threshold == LEAK_THRESHOLD and full.baseline == "lang-sim"
     for t in full.targets:
         (ev,) = t.evals
-        assert ev.metric == "mcq" and ev.subsets["gap"][0] == "subject"
+        assert ev.metric == "mcq-cloze" and ev.score == "gold_prob" and ev.subsets["gap"][0] == "subject"
+        assert t.dev and t.dev[0].startswith(t.usage[0])  # early stopping on a part of the usage
         gap = ",".join(ev.subsets["gap"][1])
         assert f"skip_subjects={gap}" in t.train[0]
         assert all(f"{s}:0.2" in t.pool[0] for s in ev.subsets["gap"][1])
@@ -419,7 +420,8 @@ def test_exams_config_parses_plans_and_dry_runs(tmp_path):
     quick = load_config(ROOT / "experiments/exams.yaml", quick=True)
     assert [t.lang for t in quick.targets] == ["bul", "tur"] and quick.seeds == [0]
     assert quick.strategies == ["compass", "lang-sim", "none"] and quick.train_config(0).max_steps == 20
-    nll = load_config(ROOT / "experiments/exams.yaml", overrides=["vars.metric=nll"])
+    assert quick.train_config(0).mcq_format == "choice" and quick.train_config(0).dev_metric == "mcq-cloze"
+    nll = load_config(ROOT / "experiments/exams.yaml", overrides=["vars.metric=nll", "vars.score=nll"])
     assert nll.targets[0].evals[0].metric == "nll"
 
     res = CliRunner().invoke(app, ["experiment", str(ROOT / "experiments/exams.yaml"), "--dry-run",
