@@ -21,9 +21,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -42,6 +43,8 @@ from .notify import Notifier, NotifyConfig
 from .registry import AdapterVersion, Registry, validate_id
 from .store import QueryStore
 from .worker import WorkerConfig, run_worker
+
+RowId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="A row id (SQLite INTEGER)")]
 
 TOKEN_ENV = "COMPASS_API_TOKEN"
 MAX_BODY = 8 * 1024 * 1024
@@ -113,14 +116,18 @@ class MonitorWorker:
         self._follow = langs[0] if registry is not None and len(langs) == 1 else None
         self._active: str | None = None
         self.error: str | None = None
-        self._wake, self._stop = threading.Event(), threading.Event()
+        self._wake, self._stop, self._ready = threading.Event(), threading.Event(), threading.Event()
         self._thread: threading.Thread | None = None
         self._seen: dict[str, Any] = {"pending": monitor.pending, "skipped": {}}
 
-    def start(self) -> None:
+    def start(self, timeout: float = 60.0) -> None:
+        """Start monitoring; returns once the saved state is restored, so the first
+        ``/v1/drift`` already shows the partly filled windows of the last run."""
         self._stop.clear()
+        self._ready.clear()
         self._thread = threading.Thread(target=self._run, name="compass-monitor", daemon=True)
         self._thread.start()
+        self._ready.wait(timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
@@ -144,6 +151,7 @@ class MonitorWorker:
             self._follow_active()
             self._restore()
             offsets = self._offsets()
+            self._ready.set()
             while not self._stop.is_set():
                 self._wake.clear()
                 if self._follow_active():
@@ -165,6 +173,8 @@ class MonitorWorker:
         except Exception as exc:  # the server keeps ingesting; /v1/drift shows why monitoring stopped
             log.exception("drift monitor stopped")
             self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._ready.set()
 
 
     def _state(self) -> dict[str, Any]:
@@ -449,7 +459,7 @@ def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
                             "error": notifier.error})
 
     @app.post("/v1/notifications/{notification_id}/retry", dependencies=[Depends(authorize)])
-    def retry_notification(notification_id: int) -> dict[str, Any]:
+    def retry_notification(notification_id: RowId) -> dict[str, Any]:
         """Try a pending notification again now instead of at its next backoff step."""
         if notifier is None:
             raise HTTPException(404, "notifications are not configured")
@@ -475,12 +485,12 @@ def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
                             "worker": None if jobs_process is None else jobs_process.status()})
 
     @app.get("/v1/jobs/{job_id}")
-    def job_detail(job_id: int) -> dict[str, Any]:
+    def job_detail(job_id: RowId) -> dict[str, Any]:
         """One job with every transition it went through."""
         return public.data({**job(job_id).to_dict(), "events": queue.events(job_id)})
 
     @app.post("/v1/jobs/{job_id}/approve", dependencies=[Depends(authorize)])
-    def approve(job_id: int, reason: str = Query("", max_length=1000)) -> dict[str, Any]:
+    def approve(job_id: RowId, reason: str = Query("", max_length=1000)) -> dict[str, Any]:
         """Promote the candidate of a job awaiting approval (``approve`` mode)."""
         found = job(job_id)
         if found.state != "awaiting_approval" or found.adapter is None:
@@ -511,7 +521,7 @@ def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
             "notifications": None if notifier is None else notifier.list(limit=30)}))
 
     @app.get("/jobs/{job_id}/selection", response_class=HTMLResponse, include_in_schema=False)
-    def job_selection(job_id: int) -> str:
+    def job_selection(job_id: RowId) -> str:
         """The selection report of a job's update: per cluster, the gap and what filled it."""
         found = job(job_id)
         folder = (found.result or {}).get("selection")
