@@ -68,8 +68,10 @@ def longctx_items(records: list[Record], tokenizer) -> list[Item]:
 
 
 def answer_items(causal_lm, tokenizer, items: list[Item]) -> tuple[list[str], np.ndarray]:
-    """Every item's greedy answer and its gold completion's summed log-likelihood."""
+    """Every item's greedy answer and its gold completion's summed log-likelihood (a
+    progress bar on a terminal: an item takes seconds to a minute on a CPU)."""
     import torch
+    from tqdm.auto import tqdm
 
     limit = getattr(causal_lm.config, "max_position_embeddings", None)
     longest = max(len(i.context) + max(len(i.gold), i.max_new_tokens) for i in items)
@@ -80,7 +82,8 @@ def answer_items(causal_lm, tokenizer, items: list[Item]) -> tuple[list[str], np
     answers, logliks = [], np.zeros(len(items))
     causal_lm.eval()
     with torch.no_grad():
-        for k, item in enumerate(items):
+        for k, item in enumerate(tqdm(items, desc="long-context items", unit="item", disable=None,
+                                      leave=False)):
             hidden, cache = step(item.context, None)
             last = hidden[-1:]
             logliks[k] = _gold_loglik(causal_lm, step, copy.deepcopy(cache), last, item.gold)
