@@ -12,14 +12,20 @@ EXAMS_ROOT = Path(os.environ.get("COMPASS_EXAMS",
                                  Path(__file__).resolve().parents[2] / "shared/data/exams"))
 
 
+OPT_IN = {"long_fuzz": ("COMPASS_LONG_FUZZ", "long fuzzing run"),
+          "long_model": ("COMPASS_LONG_MODEL", "minutes with the bundled Gemma")}
+
+
 def pytest_collection_modifyitems(config, items):
-    """Long fuzzing runs (thousands of examples) only on request: ``make test`` stays short."""
-    if os.environ.get("COMPASS_LONG_FUZZ") == "1":
-        return
-    skip = pytest.mark.skip(reason="long fuzzing run: set COMPASS_LONG_FUZZ=1")
-    for item in items:
-        if "long_fuzz" in item.keywords:
-            item.add_marker(skip)
+    """Long runs (thousands of fuzzed examples, the bundled model end to end) only on
+    request: ``make test`` stays short."""
+    for marker, (env, what) in OPT_IN.items():
+        if os.environ.get(env) == "1":
+            continue
+        skip = pytest.mark.skip(reason=f"{what}: set {env}=1")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session", autouse=True)

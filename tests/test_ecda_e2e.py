@@ -55,9 +55,10 @@ def delivered(url: str) -> list[dict]:
     return httpx.get(f"{url}/v1/notifications?state=delivered").json()["notifications"]
 
 
-@pytest.fixture
-def initial(sib_root, tiny_model, tmp_path):
-    """Adapter v1 of Swahili (tiny model) for the first phase's topics, registered and active.
+@pytest.fixture(params=["tiny", pytest.param("gemma", marks=[pytest.mark.slow, pytest.mark.long_model])])
+def initial(request, sib_root, tmp_path):
+    """Adapter v1 of Swahili for the first phase's topics, registered and active: on the
+    tiny test model, and (``COMPASS_LONG_MODEL=1``) on the bundled Gemma 3 270M.
 
     The second phase shares no topic with the first: with windows of 100 queries a
     partial shift (the default phases share "health") alarms on some windows only, and
@@ -65,9 +66,9 @@ def initial(sib_root, tiny_model, tmp_path):
     import faiss
 
     faiss.omp_set_num_threads(1)  # OpenMP spin-waits make k-means crawl on a busy 2-core machine
+    model = None if request.param == "gemma" else request.getfixturevalue("tiny_model")["a"]
     s = Scenario(str(sib_root), pool_langs=["fra_Latn", "zul_Latn"], windows=[5, 4], window=WINDOW,
-                 budget=30, model=tiny_model["a"], phases=[list(PHASES[0]), ["sports", "entertainment",
-                                                                           "geography"]])
+                 budget=30, model=model, phases=[list(PHASES[0]), ["sports", "entertainment", "geography"]])
     train_recs = load(s.source("57-70", s.phases[0]), name="train")
     pool = s.source("70-100", langs=",".join(s.pool_langs))
     sel = tmp_path / "v1" / "selection"
@@ -90,8 +91,9 @@ def test_drift_update_promotion_notification_and_rollback(initial, tmp_path):
     worker_args = ["worker", "--db", str(db), "--registry", str(registry.path), "--pool", pool,
                    "--preserve", s.source("50-57", s.phases[0]), "--trained", s.source("57-70", s.phases[0]),
                    "--trained", str(sel / "selected.jsonl"), "--workdir", str(tmp_path / "updates"),
-                   "--model", s.model, "--budget", "20", "--delta", "0", "--epsilon", "1",
-                   "--replay-share", "0.5", "--lease", "3"]
+                   *(["--model", s.model] if s.model else []), "--budget", "20", "--delta", "0",
+                   "--epsilon", "1", "--replay-share", "0.5", "--lease", "3"]
+    patience = 1 if s.model else 4  # the bundled Gemma loads and trains for minutes on 2 cores
     with VllmStub() as vllm:
         vllm.loaded["compass-swh-v1"] = "/models/v1/adapter"
         server = launch(logs[0], "serve", "--port", str(port), "--db", str(db), "--registry",
@@ -113,15 +115,15 @@ def test_drift_update_promotion_notification_and_rollback(initial, tmp_path):
 
             # the worker claims the job; kill it with -9 while it works, a second one takes over
             queue = JobQueue(db)
-            job = wait("a job running", lambda: next(iter(queue.list(state="running")), None), 240,
+            job = wait("a job running", lambda: next(iter(queue.list(state="running")), None), 240 * patience,
                        server, worker, logs=logs)
             time.sleep(2)
             worker.send_signal(signal.SIGKILL)
             worker.wait()
             worker = launch(logs[2], *worker_args)
             procs.append(worker)
-            done = wait("the job done", lambda: (j := queue.get(job.id)).finished and j, 300, server,
-                        worker, logs=logs)
+            done = wait("the job done", lambda: (j := queue.get(job.id)).finished and j, 300 * patience,
+                        server, worker, logs=logs)
             wait("notifications delivered", lambda: len(delivered(url)) == 2, 30, server, logs=logs)
             wait("monitor caught up", lambda: httpx.get(f"{url}/v1/drift").json()["queries"]["behind"] == 0,
                  120, server, logs=logs)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, LockedError
+from .sqlite import connect, create_schema, immediate
 
 STATES = ("collecting", "queued", "running", "awaiting_approval", "promoted", "rejected", "failed")
 OPEN = ("collecting", "queued", "running", "awaiting_approval")
@@ -96,10 +97,10 @@ class JobQueue:
 
     def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
         self.path, self.timeout = Path(path), timeout
-        con = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        con = connect(self.path, timeout)
         try:
             con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+            create_schema(con, _SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"job queue {self.path} is not a usable SQLite database ({exc})") from None
         finally:
@@ -108,18 +109,11 @@ class JobQueue:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT`` on a fresh connection (rolled back on error)."""
-        con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        con = connect(self.path, self.timeout)
         try:
-            con.row_factory = sqlite3.Row
             con.execute("PRAGMA synchronous=FULL")
-            con.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-            con.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(con):
                 yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc):
                 raise LockedError(f"job queue {self.path} is locked (waited {self.timeout:g} s)") from None

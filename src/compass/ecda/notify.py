@@ -26,6 +26,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from typing import Any
 from ..adapt.integrity import read_meta
 from ..errors import ConfigError
 from .registry import Decision, Registry
+from .sqlite import closing, connect, create_schema, immediate
 
 log = logging.getLogger("compass.notify")
 _SCHEMA = """
@@ -132,17 +134,14 @@ class Notifier:
         self._stop, self._wake = threading.Event(), threading.Event()
         self._thread: threading.Thread | None = None
         with self._connect() as con:
-            con.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+            create_schema(con, _SCHEMA)
             if con.execute("SELECT 1 FROM notify_cursor").fetchone() is None:
                 # history before notifications were configured is not replayed
                 last = max((d.seq for d in registry.decisions()), default=0)
                 con.execute("INSERT INTO notify_cursor VALUES (1, ?)", (last,))
 
-    def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.db, timeout=30, isolation_level=None)
-        con.row_factory = sqlite3.Row
-        con.execute("PRAGMA busy_timeout = 30000")
-        return _Closing(con)
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return closing(connect(self.db, 30.0))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="compass-notify", daemon=True)
@@ -178,13 +177,11 @@ class Notifier:
                 for target in self.config.targets]
         if not new:
             return 0
-        with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")
+        with self._connect() as con, immediate(con):
             con.executemany("INSERT OR IGNORE INTO notifications (decision, target, event, lang, version, "
                             "previous, steps, state, next_at, created) VALUES (?, ?, ?, ?, ?, ?, ?, "
                             "'pending', ?, ?)", rows)
             con.execute("UPDATE notify_cursor SET seq = ?", (new[-1].seq,))
-            con.execute("COMMIT")
         return len(rows)
 
     def _row(self, d: Decision, target: str) -> tuple:
@@ -254,19 +251,6 @@ class Notifier:
                 raise ConfigError(f"notification {notification} was delivered already")
             con.execute("UPDATE notifications SET next_at = ? WHERE id = ?", (time.time(), notification))
         self.wake()
-
-
-class _Closing:
-    """A connection that closes when its ``with`` block ends (sqlite3's only ends transactions)."""
-
-    def __init__(self, con: sqlite3.Connection) -> None:
-        self.con = con
-
-    def __enter__(self) -> sqlite3.Connection:
-        return self.con
-
-    def __exit__(self, *exc: Any) -> None:
-        self.con.close()
 
 
 def _post(url: str, body: dict[str, Any], timeout: float, target: str) -> str | None:

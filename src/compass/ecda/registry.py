@@ -24,6 +24,7 @@ from ..adapt.integrity import read_meta, verify_adapter
 from ..embed import default_cache_dir
 from ..errors import ConfigError, DataError, LockedError
 from ..langs import normalize_lang
+from .sqlite import closing, connect, create_schema, immediate
 
 STATUSES = ("candidate", "active", "rejected", "retired")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -114,7 +115,7 @@ class Registry:
         with self._connection() as con:
             if con.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
                 raise ConfigError(f"registry {self.path}: SQLite could not switch to WAL mode")
-            con.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+            create_schema(con, _SCHEMA)
             # A damaged page surfaces here, not later in whichever query first reads it.
             problem = con.execute("PRAGMA quick_check(1)").fetchone()[0]
             if problem != "ok":
@@ -126,14 +127,9 @@ class Registry:
         """A fresh connection; SQLite's failures become errors that say what happened:
         a lock held elsewhere, or a damaged file (integrity violations are bugs: raised)."""
         try:
-            con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-            try:
-                con.row_factory = sqlite3.Row
-                con.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            with closing(connect(self.path, self.timeout)) as con:
                 con.execute("PRAGMA foreign_keys = ON")
                 yield con
-            finally:
-                con.close()
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc):
                 raise LockedError(f"registry {self.path} is locked by another process (waited "
@@ -148,14 +144,8 @@ class Registry:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that takes the write lock up front: no upgrade deadlocks."""
-        with self._connection() as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
+        with self._connection() as con, immediate(con):
+            yield con
 
     def register(self, adapter_id: str, lang: str, path: str | Path, *, parent: str | None = None,
                  provenance: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .sqlite import connect, create_schema, immediate
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS queries (
@@ -87,14 +88,12 @@ class QueryStore:
             raise ConfigError(f"query store {self.path} is a directory; give a file path")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._con = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
-                                    check_same_thread=False)
+        self._con = connect(self.path, timeout, rows=False, check_same_thread=False)
         try:
             if self._con.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
                 raise ConfigError(f"query store {self.path}: SQLite could not switch to WAL mode")
             self._con.execute("PRAGMA synchronous=FULL")
-            self._con.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            self._con.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+            create_schema(self._con, _SCHEMA)
         except sqlite3.DatabaseError as exc:
             self._con.close()
             raise ConfigError(f"query store {self.path} is not a usable SQLite database ({exc})") from None
@@ -103,14 +102,8 @@ class QueryStore:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that takes the write lock up front; committed (and fsynced)
         when the block ends, rolled back if it raises."""
-        with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._con
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
+        with self._lock, immediate(self._con):
+            yield self._con
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
         with self._lock:
