@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +32,7 @@ from typing import Any
 
 from ..adapt.integrity import read_meta
 from ..errors import ConfigError
+from .background import BackgroundThread
 from .registry import Decision, Registry
 from .sqlite import closing, connect, create_schema, immediate
 
@@ -125,14 +125,15 @@ def parse_path_map(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-class Notifier:
+class Notifier(BackgroundThread):
     """Creates notifications from the decision log and delivers them, in a background thread."""
 
+    thread_name = "compass-notify"
+
     def __init__(self, config: NotifyConfig, db: str | Path, registry: Registry) -> None:
+        super().__init__()
         self.config, self.db, self.registry = config, Path(db), registry
         self.error: str | None = None
-        self._stop, self._wake = threading.Event(), threading.Event()
-        self._thread: threading.Thread | None = None
         with self._connect() as con:
             create_schema(con, _SCHEMA)
             if con.execute("SELECT 1 FROM notify_cursor").fetchone() is None:
@@ -142,19 +143,6 @@ class Notifier:
 
     def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
         return closing(connect(self.db, 30.0))
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="compass-notify", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def wake(self) -> None:
-        self._wake.set()
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -36,6 +36,7 @@ from ..langs import normalize_lang
 from ..report import render_html
 from ..report.dashboard import render_dashboard
 from ..selection.reference import FILENAME as REFERENCE_FILE
+from .background import BackgroundThread
 from .control import Controls, JobTrigger
 from .jobs import Job, JobQueue
 from .monitor import DriftMonitor
@@ -95,7 +96,7 @@ class IngestResult(BaseModel):
     seqs: list[int] = Field(description="Each query's sequence number, in request order")
 
 
-class MonitorWorker:
+class MonitorWorker(BackgroundThread):
     """Feeds stored queries to a :class:`DriftMonitor` in a background thread.
 
     After each chunk the reports and the new cursor are committed together. A
@@ -110,37 +111,27 @@ class MonitorWorker:
     def __init__(self, monitor: DriftMonitor, store: QueryStore, *, chunk: int = 128,
                  poll: float = 1.0, trigger: JobTrigger | None = None,
                  registry: Registry | None = None) -> None:
+        super().__init__()
         self.monitor, self.store, self.chunk, self.poll = monitor, store, chunk, poll
         self.trigger, self.registry = trigger, registry
         langs = monitor.reference.languages
         self._follow = langs[0] if registry is not None and len(langs) == 1 else None
         self._active: str | None = None
         self.error: str | None = None
-        self._wake, self._stop, self._ready = threading.Event(), threading.Event(), threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
         self._seen: dict[str, Any] = {"pending": monitor.pending, "skipped": {}}
+
+    thread_name = "compass-monitor"
 
     def start(self, timeout: float = 60.0) -> None:
         """Start monitoring; returns once the saved state is restored, so the first
         ``/v1/drift`` already shows the partly filled windows of the last run."""
-        self._stop.clear()
         self._ready.clear()
-        self._thread = threading.Thread(target=self._run, name="compass-monitor", daemon=True)
-        self._thread.start()
+        super().start()
         self._ready.wait(timeout)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def notify(self) -> None:
-        """New queries are stored: look now instead of at the next poll."""
-        self._wake.set()
-
     def status(self) -> dict[str, Any]:
-        return {"running": self._thread is not None and self._thread.is_alive(), "error": self.error,
+        return {"running": self.running, "error": self.error,
                 "window": self.monitor.window, "alpha": self.monitor.alpha,
                 "languages": self.monitor.reference.languages, "thresholds": self.monitor.thresholds,
                 **self._seen}
@@ -380,7 +371,7 @@ def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
                                      f"{max_batch}; split it")
         done = await run_in_threadpool(store.add, [(q.id, q.text, q.lang, q.ts) for q in batch.queries])
         if worker is not None:
-            worker.notify()
+            worker.wake()  # new queries are stored: look now
         return IngestResult(stored=done.stored, duplicates=len(batch.queries) - done.stored, seqs=done.seqs)
 
     @app.get("/v1/drift")
