@@ -72,11 +72,16 @@ def mcq_items(records: list[Record], tokenizer, metric: str) -> list[Item]:
     return items
 
 
+def _one_row(item: Item) -> bool:
+    """Single-token options are all read at the context's last position: one row."""
+    return all(len(o) == 1 for o in item.options)
+
+
 def _rows(item: Item) -> tuple[list[list[int]], list[tuple[int, int, int, int]]]:
-    """Token rows of one item and its queries (row, position, token, option): single-token
-    options are all read at the context's last position, longer ones each get a row."""
+    """Token rows of one item and its queries (row, position, token, option): one row when
+    every option is one token (:func:`_one_row`), else a row per option."""
     last = len(item.context) - 1
-    if all(len(o) == 1 for o in item.options):
+    if _one_row(item):
         return [item.context], [(0, last, o[0], j) for j, o in enumerate(item.options)]
     queries = [(j, last + k, t, j) for j, o in enumerate(item.options) for k, t in enumerate(o)]
     return [item.context + o for o in item.options], queries
@@ -89,8 +94,8 @@ def option_logliks(causal_lm, tokenizer, items: list[Item], batch_size: int) -> 
     out: list[np.ndarray] = [np.zeros(0)] * len(items)
     causal_lm.eval()
     with torch.no_grad():
-        for batch in _pack([len(_rows(item)[0]) for item in items], [len(item.context) for item in items],
-                           batch_size):
+        n_rows = [1 if _one_row(item) else len(item.options) for item in items]
+        for batch in _pack(n_rows, [len(item.context) for item in items], batch_size):
             for i, scores in zip(batch, option_scores(causal_lm, tokenizer.pad_token_id,
                                                       [items[i] for i in batch])):
                 out[i] = scores.double().cpu().numpy()
