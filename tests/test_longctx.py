@@ -270,6 +270,8 @@ def test_experiment_with_a_longctx_set(oneruler, sib_root, tiny_model, tmp_path,
     built = sorted(p.name for p in (config.out / "longctx" / "swh").iterdir())
     assert len(built) == 2 and built[0].endswith(".json") and built[1].endswith(".jsonl")
     assert len(calls) == 3  # once per cell: both sets share one evaluation
+    cell = json.loads(next((config.out / "cells" / "swh" / "random").rglob("eval.json")).read_text())
+    assert len(cell["longctx"]["responses"]) == len(cell["longctx"]["item_ids"])  # the answers are kept
     rows = collect(config)["rows"]
     views = {(r["eval_set"], r["subset"], r["metric"]) for r in rows if r["strategy"] == "random"}
     assert views == {("heldout", "all", "nll"), *{(s, sub, m) for s, m in (("longctx", "acc"),

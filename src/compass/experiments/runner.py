@@ -310,11 +310,14 @@ class Runner:
         name = adapters[0] if adapters else "base"
         meta = {r.id: r.meta for r in records}
         figures = res["item_scores"][name]["by_metric"]
-        return {"metric": eval_set.metric, "item_ids": res["item_ids"], "score_name": eval_set.score,
-                "score": figures[eval_set.score]["score"], "weight": figures[eval_set.score]["weight"],
-                "by_metric": figures,
-                "subsets": {sub: [str(meta[i].get(fld)) in values for i in res["item_ids"]]
-                            for sub, (fld, values) in eval_set.subsets.items()}}
+        out = {"metric": eval_set.metric, "item_ids": res["item_ids"], "score_name": eval_set.score,
+               "score": figures[eval_set.score]["score"], "weight": figures[eval_set.score]["weight"],
+               "by_metric": figures,
+               "subsets": {sub: [str(meta[i].get(fld)) in values for i in res["item_ids"]]
+                           for sub, (fld, values) in eval_set.subsets.items()}}
+        if "responses" in res:  # long-context answers: what the model said, not only its score
+            out["responses"] = res["responses"][name]
+        return out
 
 
     def longctx_items(self, eval_set, target: Target) -> list[Record]:
