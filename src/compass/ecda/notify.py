@@ -25,7 +25,7 @@ import sqlite3
 import time
 import urllib.error
 import urllib.request
-from contextlib import AbstractContextManager
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from ..adapt.integrity import read_meta
 from ..errors import ConfigError
 from .background import BackgroundThread
 from .registry import Decision, Registry
-from .sqlite import closing, connect, create_schema, immediate
+from .sqlite import connect, create_schema, immediate
 
 log = logging.getLogger("compass.notify")
 _SCHEMA = """
@@ -141,7 +141,8 @@ class Notifier(BackgroundThread):
                 last = max((d.seq for d in registry.decisions()), default=0)
                 con.execute("INSERT INTO notify_cursor VALUES (1, ?)", (last,))
 
-    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+    def _connect(self) -> closing[sqlite3.Connection]:
+        """A connection closed when its ``with`` block ends (sqlite3's own only commits)."""
         return closing(connect(self.db, 30.0))
 
     def _run(self) -> None:

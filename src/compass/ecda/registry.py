@@ -15,7 +15,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from ..adapt.integrity import read_meta, verify_adapter
 from ..embed import default_cache_dir
 from ..errors import ConfigError, DataError, LockedError
 from ..langs import normalize_lang
-from .sqlite import closing, connect, create_schema, immediate
+from .sqlite import connect, create_schema, immediate
 
 STATUSES = ("candidate", "active", "rejected", "retired")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -127,7 +127,7 @@ class Registry:
         """A fresh connection; SQLite's failures become errors that say what happened:
         a lock held elsewhere, or a damaged file (integrity violations are bugs: raised)."""
         try:
-            with closing(connect(self.path, self.timeout)) as con:
+            with closing(connect(self.path, self.timeout)) as con:  # sqlite3's own `with` only commits
                 con.execute("PRAGMA foreign_keys = ON")
                 yield con
         except sqlite3.OperationalError as exc:

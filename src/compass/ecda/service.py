@@ -108,6 +108,8 @@ class MonitorWorker(BackgroundThread):
     holds a reference (a promoted update's selection), the monitor restarts from it.
     """
 
+    thread_name = "compass-monitor"
+
     def __init__(self, monitor: DriftMonitor, store: QueryStore, *, chunk: int = 128,
                  poll: float = 1.0, trigger: JobTrigger | None = None,
                  registry: Registry | None = None) -> None:
@@ -120,8 +122,6 @@ class MonitorWorker(BackgroundThread):
         self.error: str | None = None
         self._ready = threading.Event()
         self._seen: dict[str, Any] = {"pending": monitor.pending, "skipped": {}}
-
-    thread_name = "compass-monitor"
 
     def start(self, timeout: float = 60.0) -> None:
         """Start monitoring; returns once the saved state is restored, so the first

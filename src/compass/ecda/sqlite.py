@@ -25,15 +25,6 @@ def connect(path: str | Path, timeout: float, *, rows: bool = True,
 
 
 @contextmanager
-def closing(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """Close the connection when the block ends (sqlite3's own ``with`` only ends a transaction)."""
-    try:
-        yield con
-    finally:
-        con.close()
-
-
-@contextmanager
 def immediate(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back if the block raises."""
     con.execute("BEGIN IMMEDIATE")
