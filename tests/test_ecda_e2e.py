@@ -22,7 +22,7 @@ from compass.data import load
 from compass.ecda import Registry
 from compass.ecda.jobs import JobQueue
 from compass.ecda.service import TOKEN_ENV
-from compass.ecda.simulate import PHASES, Scenario, stream
+from compass.experiments.simulate import PHASES, Scenario, stream
 from compass.selection import select
 
 WINDOW = 100

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from compass.ecda import PolicyConfig, Registry, UpdatePolicy, gate
-from compass.ecda.simulate import Scenario, simulate
 from compass.errors import ConfigError
+from compass.experiments.simulate import Scenario, simulate
 
 
 def test_gate_promotes_only_with_gain_and_little_loss():

@@ -428,7 +428,7 @@ def simulate_cmd(
 ) -> None:
     """ECDA vs stale, naive fine-tune and full retrain on a SIB-200 stream that shifts topics."""
     from .ecda import PolicyConfig
-    from .ecda.simulate import Scenario, simulate
+    from .experiments.simulate import Scenario, simulate
 
     def run():
         extra = {"phases": [p.split(",") for p in phase]} if phase else {}

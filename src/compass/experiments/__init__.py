@@ -1,4 +1,5 @@
-"""Experiments: target x strategy x seed grids of select -> train -> evaluate, one results table."""
+"""Experiments: target x strategy x seed grids of select -> train -> evaluate, one results table;
+:mod:`compass.experiments.simulate` runs ECDA against stale, naive and full-retrain adapters."""
 
 from ..outputs import EXPERIMENT, check_output_dir
 from .config import EXPERIMENT_STRATEGIES, ExperimentConfig, from_dict, load_config

@@ -35,13 +35,11 @@ import numpy as np
 
 from ..adapt import TrainConfig, evaluate, train
 from ..data import Record, load
+from ..ecda import AdaptiveMonitor, PolicyConfig, Registry, UpdatePolicy
 from ..errors import ConfigError
 from ..fsutil import atomic_write_text
 from ..outputs import NEW_DIRECTORY, check_output_dir
 from ..selection import select
-from .loop import AdaptiveMonitor
-from .policy import PolicyConfig, UpdatePolicy
-from .registry import Registry
 
 POOL_LANGS = ("eng_Latn,fra_Latn,deu_Latn,spa_Latn,por_Latn,ita_Latn,rus_Cyrl,pol_Latn,zho_Hans,"
               "jpn_Jpan,hin_Deva,ben_Beng,ind_Latn,vie_Latn,tha_Thai,tur_Latn,arb_Arab,heb_Hebr,"
