@@ -28,6 +28,54 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server for the test run (``pgserver``: PostgreSQL's binaries from PyPI),
+    or ``$COMPASS_TEST_POSTGRES`` (a URL to a server whose databases tests may create).
+    Skips with the reason only when none can be had."""
+    url = os.environ.get("COMPASS_TEST_POSTGRES")
+    if url:
+        yield url
+        return
+    import tempfile
+    import warnings
+    folder = tempfile.mkdtemp(prefix="pg")  # short: the server's socket path has a length limit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs, imported by pgserver: no XDG_RUNTIME_DIR
+        try:
+            import pgserver
+            server = pgserver.get_server(folder, cleanup_mode="delete")
+        except ImportError:
+            pytest.skip("PostgreSQL tests need pgserver (pip install pgserver) or $COMPASS_TEST_POSTGRES")
+        except Exception as exc:  # noqa: BLE001 - any failure to start is a reason to skip
+            pytest.skip(f"could not start PostgreSQL with pgserver: {exc}")
+    yield server.get_uri()
+    server.cleanup()
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path) -> str:
+    """Where a test's ECDA database goes, once per backend: a SQLite file, or a fresh
+    database on the test PostgreSQL server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "queries.sqlite")
+    return new_postgres_database(request.getfixturevalue("postgres_server"))
+
+
+def new_postgres_database(server: str) -> str:
+    """A URL to a new, empty database on ``server``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+    name = f"compass_test_{os.getpid()}_{next(_databases)}"
+    with psycopg.connect(server, autocommit=True) as con:
+        con.execute(f"CREATE DATABASE {name}")
+    return urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _cache_dir(tmp_path_factory):
     """Keep test embeddings out of the user's cache (but share them across tests)."""

@@ -23,8 +23,9 @@ from compass.errors import ConfigError
 
 
 @pytest.fixture
-def queue(tmp_path) -> JobQueue:
-    return JobQueue(tmp_path / "queries.sqlite")
+def queue(database) -> JobQueue:
+    """The queue on each backend (SQLite, PostgreSQL)."""
+    return JobQueue(database)
 
 
 def states(queue: JobQueue, job: int) -> list[tuple]:
@@ -40,8 +41,7 @@ def test_a_language_has_one_open_job_and_collected_jobs_queue(queue):
     claimed = queue.claim("w1", 10)
     assert (claimed.id, claimed.state, claimed.attempt, claimed.inputs["to_seq"]) == (job, "running", 1, 12)
     assert queue.get(other).state == "collecting"
-    with pytest.raises(sqlite3.IntegrityError):  # the index, should code elsewhere go wrong
-        con = sqlite3.connect(queue.path)
+    with pytest.raises(queue.db.integrity_errors), queue.db.connect() as con:  # should code go wrong
         con.execute("INSERT INTO jobs (lang, state, mode, inputs, created, updated) "
                     "VALUES ('swh', 'running', 'auto', '{}', 0, 0)")
 

@@ -17,12 +17,15 @@ LANGS = ("kor", "swh")
 
 
 @pytest.fixture
-def registry(tmp_path) -> Registry:
-    return Registry(tmp_path / "registry.sqlite")
+def registry(database, tmp_path) -> Registry:
+    """The registry on each backend (SQLite, PostgreSQL); ``add`` puts adapters in ``tmp_path``."""
+    reg = Registry(database)
+    reg.adapters = tmp_path / "adapters"
+    return reg
 
 
 def add(reg: Registry, adapter_id: str, lang: str = "kor", parent: str | None = None, **kw):
-    folder = reg.path.parent / "adapters" / adapter_id
+    folder = reg.adapters / adapter_id
     folder.mkdir(parents=True, exist_ok=True)
     return reg.register(adapter_id, lang, folder, parent=parent, **kw)
 
@@ -74,7 +77,7 @@ def test_register_rejects_bad_input(registry, tmp_path):
 @pytest.mark.parametrize("bad", ["../x", "a/b", "", ".hidden", "-x", "a b", "a\n", "x" * 129, "a\\b"])
 def test_invalid_ids_are_rejected(registry, bad):
     for call in (lambda: add(registry, "ok", parent=bad),
-                 lambda: registry.register(bad, "kor", registry.path.parent),
+                 lambda: registry.register(bad, "kor", registry.adapters),
                  lambda: registry.promote(bad), lambda: registry.get(bad)):
         with pytest.raises(ConfigError, match="invalid adapter id"):
             call()
@@ -133,14 +136,13 @@ def test_database_allows_one_active_version_per_language(registry):
     add(registry, "v1")
     add(registry, "v2")
     registry.promote("v1")
-    con = sqlite3.connect(registry.path)
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(registry.db.integrity_errors), registry.db.connect() as con:
         con.execute("UPDATE adapters SET status = 'active' WHERE id = 'v2'")
-    con.close()
-    assert sqlite3.connect(registry.path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    if registry.path is not None:
+        assert sqlite3.connect(registry.path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def churn(path: str, seed: int, steps: int = 25) -> int:
+def churn(path: str, seed: int, steps: int = 200) -> int:
     """Random promotions and rollbacks on a shared registry; returns how many changed state."""
     reg, rng, done = Registry(path), random.Random(seed), 0
     for _ in range(steps):
@@ -160,7 +162,7 @@ def seeded(registry) -> str:
     for lang in LANGS:
         for i in range(5):
             add(registry, f"{lang}-{i}", lang, parent=f"{lang}-{i - 1}" if i else None)
-    return str(registry.path)
+    return registry.db.location
 
 
 def assert_consistent(registry):
@@ -173,7 +175,7 @@ def assert_consistent(registry):
 def test_concurrent_threads_keep_one_active_version(registry):
     path = seeded(registry)
     results: list[int] = []
-    threads = [threading.Thread(target=lambda s=s: results.append(churn(path, s))) for s in range(6)]
+    threads = [threading.Thread(target=lambda s=s: results.append(churn(path, s, 25))) for s in range(6)]
     for t in threads:
         t.start()
     for t in threads:
@@ -183,9 +185,10 @@ def test_concurrent_threads_keep_one_active_version(registry):
 
 
 def test_concurrent_processes_keep_one_active_version(registry):
+    """8 processes × 200 random promotions and rollbacks."""
     path = seeded(registry)
-    with multiprocessing.get_context("fork").Pool(4) as pool:
-        done = pool.starmap(churn, [(path, seed) for seed in range(100, 104)])
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        done = pool.starmap(churn, [(path, seed) for seed in range(100, 108)])
     assert sum(done) > 0
     assert_consistent(registry)
 

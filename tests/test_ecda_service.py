@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from typer.testing import CliRunner
 
 from compass.cli import app as cli_app
 from compass.ecda import DriftMonitor, Reference, Registry
+from compass.ecda.database import Database
 from compass.ecda.service import TOKEN_ENV, create_app
 
 TOKEN = "test-token-5f2c"
@@ -39,8 +39,9 @@ def registry(tmp_path) -> Registry:
 
 
 @pytest.fixture
-def db(tmp_path):
-    return tmp_path / "queries.sqlite"
+def db(database):
+    """The query store on each backend (SQLite, PostgreSQL)."""
+    return database
 
 
 @pytest.fixture
@@ -54,11 +55,13 @@ def queries(n: int, prefix: str = "q", lang: str = "en") -> list[dict]:
 
 
 def stored(db) -> list[tuple]:
-    con = sqlite3.connect(db)
-    try:
-        return con.execute("SELECT seq, id, text, lang FROM queries ORDER BY seq").fetchall()
-    finally:
-        con.close()
+    return [tuple(r) for r in rows_of(db, "SELECT seq, id, text, lang FROM queries ORDER BY seq")]
+
+
+def rows_of(db, sql: str) -> list:
+    """What a query reads from the store ``db`` (either backend), as another process would."""
+    with Database(db).connect() as con:
+        return con.execute(sql).fetchall()
 
 
 def registry_state(reg: Registry) -> tuple:
@@ -337,8 +340,7 @@ def test_background_monitor_reports_drift_and_resumes_after_restart(db, registry
         state = monitored(c)
         assert state["reports"]["kor"]["window"] == 4 and state["drift"] == ["kor"]
         assert state["queries"] == {"last_seq": 260, "monitored_through": 260, "behind": 0}
-    con = sqlite3.connect(db)
-    rows = con.execute("SELECT window_no, report FROM drift_reports ORDER BY seq").fetchall()
+    rows = rows_of(db, "SELECT window_no, report FROM drift_reports ORDER BY seq")
     assert [w for w, _ in rows] == [0, 1, 2, 3, 4]
     assert [json.loads(r)["drift"] for _, r in rows] == [False, False, False, True, True]
 

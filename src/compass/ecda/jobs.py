@@ -1,8 +1,8 @@
-"""Durable update jobs: the ECDA state machine's rows, in the query store's SQLite file.
+"""Durable update jobs: the ECDA state machine's rows, in the query store's database.
 
 A drift alarm the service confirms becomes one job row; every change of its state is
-one ``BEGIN IMMEDIATE`` transaction that also appends a row to ``job_events``, so the
-history of a job is the list of its transitions. States::
+one transaction that also appends a row to ``job_events``, so the history of a job is
+the list of its transitions. States::
 
     collecting ─► queued ─► running ─► promoted | rejected | awaiting_approval | failed
                                           awaiting_approval ─► promoted (approve)
@@ -13,28 +13,29 @@ lease: a worker that stops renewing it (killed with -9) loses the job to the nex
 claim once ``lease_until`` has passed. Each claim increments ``attempt``, the fencing
 token every later write of that worker must present, so a job is finished exactly
 once even if a presumed-dead worker wakes up. A partial unique index allows at most
-one running job per language.
+one running job per language. On PostgreSQL, workers claim with ``FOR UPDATE SKIP
+LOCKED`` (two claims never wait on each other) and every other change locks the job's
+row first; creating a job holds a per-language lock, so each language has at most one
+open job.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, LockedError
-from .sqlite import connect, create_schema, immediate
+from ..errors import ConfigError
+from .database import Connection, Database, Row
 
 STATES = ("collecting", "queued", "running", "awaiting_approval", "promoted", "rejected", "failed")
 OPEN = ("collecting", "queued", "running", "awaiting_approval")
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id {{serial}},
     lang TEXT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ({", ".join(f"'{s}'" for s in STATES)})),
     mode TEXT NOT NULL,
@@ -52,7 +53,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_running_job_per_lang ON jobs(lang) WHERE state = 'running';
 CREATE TABLE IF NOT EXISTS job_events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq {{serial}},
     job INTEGER NOT NULL REFERENCES jobs(id),
     time REAL NOT NULL,
     state_from TEXT,
@@ -93,36 +94,28 @@ class LostLease(ConfigError):
 
 
 class JobQueue:
-    """Jobs and their transitions; safe across threads and processes (a connection per call)."""
+    """Jobs and their transitions; safe across threads, processes and (on PostgreSQL)
+    hosts: a connection per call."""
 
     def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
-        self.path, self.timeout = Path(path), timeout
-        con = connect(self.path, timeout)
-        try:
-            con.execute("PRAGMA journal_mode=WAL")
-            create_schema(con, _SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise ConfigError(f"job queue {self.path} is not a usable SQLite database ({exc})") from None
-        finally:
-            con.close()
+        self.db = Database(path, what="job queue", timeout=timeout)
+        self.path = self.db.path
+        self.db.migrate("jobs", [_SCHEMA])
+        # SQLite has no row locks: its write transactions already exclude each other.
+        self._row_lock = " FOR UPDATE" if self.db.postgres else ""
+        self._skip_locked = " FOR UPDATE OF j SKIP LOCKED" if self.db.postgres else ""
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` on a fresh connection (rolled back on error)."""
-        con = connect(self.path, self.timeout)
-        try:
-            con.execute("PRAGMA synchronous=FULL")
-            with immediate(con):
-                yield con
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc):
-                raise LockedError(f"job queue {self.path} is locked (waited {self.timeout:g} s)") from None
-            raise ConfigError(f"job queue {self.path}: {exc}") from None
-        finally:
-            con.close()
+    def _transaction(self, lock: str | None = None) -> AbstractContextManager[Connection]:
+        """A write transaction; on PostgreSQL it locks what its statements lock (rows),
+        plus ``lock``."""
+        return self.db.transaction(lock=lock)
+
+    def _read(self, sql: str, args: tuple = ()) -> list[Row]:
+        with self.db.errors(), self.db.connect() as con:
+            return con.execute(sql, args).fetchall()
 
     @staticmethod
-    def _event(con: sqlite3.Connection, job: int, before: str | None, after: str, attempt: int,
+    def _event(con: Connection, job: int, before: str | None, after: str, attempt: int,
                detail: str = "") -> None:
         con.execute("INSERT INTO job_events (job, time, state_from, state_to, attempt, detail) "
                     "VALUES (?, ?, ?, ?, ?, ?)", (job, time.time(), before, after, attempt, detail))
@@ -130,57 +123,50 @@ class JobQueue:
     def create(self, lang: str, mode: str, inputs: dict[str, Any], *, state: str = "collecting",
                detail: str = "") -> int | None:
         """A new job, unless ``lang`` already has an open one (then ``None``)."""
-        with self._transaction() as con:
+        with self._transaction(f"jobs:{lang}") as con:
             if con.execute(f"SELECT 1 FROM jobs WHERE lang = ? AND state IN ({_marks(OPEN)})",
                            (lang, *OPEN)).fetchone():
                 return None
             now = time.time()
             job = con.execute("INSERT INTO jobs (lang, state, mode, inputs, created, updated) "
-                              "VALUES (?, ?, ?, ?, ?, ?)",
-                              (lang, state, mode, json.dumps(inputs), now, now)).lastrowid
+                              "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                              (lang, state, mode, json.dumps(inputs), now, now)).fetchone()[0]
             self._event(con, job, None, state, 0, detail)
         return job
 
     def get(self, job_id: int) -> Job:
-        with self._transaction() as con:
-            row = con.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        if row is None:
+        rows = self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        if not rows:
             raise ConfigError(f"job {job_id} does not exist")
-        return _job(row)
+        return _job(rows[0])
 
     def list(self, lang: str | None = None, state: str | None = None, limit: int = 100) -> list[Job]:
         """Newest first."""
-        query, args = "SELECT * FROM jobs WHERE 1", []
+        query, args = "SELECT * FROM jobs WHERE 1 = 1", []
         if lang is not None:
             query, args = query + " AND lang = ?", [lang]
         if state is not None:
             query, args = query + " AND state = ?", [*args, state]
-        with self._transaction() as con:
-            rows = con.execute(query + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
-        return [_job(r) for r in rows]
+        return [_job(r) for r in self._read(query + " ORDER BY id DESC LIMIT ?", (*args, limit))]
 
     def events(self, job_id: int) -> list[dict[str, Any]]:
-        with self._transaction() as con:
-            rows = con.execute("SELECT * FROM job_events WHERE job = ? ORDER BY seq", (job_id,)).fetchall()
-        return [dict(r) for r in rows]
+        return [dict(r) for r in self._read("SELECT * FROM job_events WHERE job = ? ORDER BY seq", (job_id,))]
 
     def created_since(self, lang: str, since: float) -> int:
         """Jobs of ``lang`` created at or after ``since`` (the daily budget counts them)."""
-        with self._transaction() as con:
-            return con.execute("SELECT COUNT(*) FROM jobs WHERE lang = ? AND created >= ?",
-                               (lang, since)).fetchone()[0]
+        return self._read("SELECT COUNT(*) FROM jobs WHERE lang = ? AND created >= ?", (lang, since))[0][0]
 
     def last_promotion(self, lang: str) -> float | None:
         """When the latest job of ``lang`` that promoted its candidate ended."""
-        with self._transaction() as con:
-            return con.execute("SELECT MAX(finished) FROM jobs WHERE lang = ? AND state = 'promoted'",
-                               (lang,)).fetchone()[0]
+        return self._read("SELECT MAX(finished) FROM jobs WHERE lang = ? AND state = 'promoted'",
+                          (lang,))[0][0]
 
     def collected(self, ready: dict[int, int]) -> None:
         """Collecting jobs whose queries are all stored: ``{job: last seq}``; they become queued."""
         with self._transaction() as con:
             for job, last in ready.items():
-                row = con.execute("SELECT state, inputs FROM jobs WHERE id = ?", (job,)).fetchone()
+                row = con.execute("SELECT state, inputs FROM jobs WHERE id = ?" + self._row_lock,
+                                  (job,)).fetchone()
                 if row is None or row["state"] != "collecting":
                     continue
                 inputs = {**json.loads(row["inputs"]), "to_seq": last}
@@ -195,15 +181,23 @@ class JobQueue:
         expired lease (its worker died). The claim is the transaction that sets the
         state, so two workers never get the same job. A job whose workers died
         ``max_attempts`` times fails instead of being claimed again (a job that kills
-        its worker must not stop every later one).
+        its worker must not stop every later one). On PostgreSQL two workers that pick
+        queued jobs of one language at the same moment meet at the one-running-job index:
+        the later gets ``None`` and asks again at its next poll.
         """
+        try:
+            return self._claim(worker, lease, max_attempts)
+        except self.db.integrity_errors:
+            return None
+
+    def _claim(self, worker: str, lease: float, max_attempts: int) -> Job | None:
         now = time.time()
         with self._transaction() as con:
             while True:
                 row = con.execute(
                     "SELECT * FROM jobs j WHERE (state = 'running' AND lease_until < ?) OR (state = 'queued' "
                     "AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.lang = j.lang AND r.state = 'running')) "
-                    "ORDER BY id LIMIT 1", (now,)).fetchone()
+                    "ORDER BY id LIMIT 1" + self._skip_locked, (now,)).fetchone()
                 if row is None:
                     return None
                 if row["state"] == "queued" or row["attempt"] < max_attempts:
@@ -222,8 +216,8 @@ class JobQueue:
             job = con.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
         return _job(job)
 
-    def _owned(self, con: sqlite3.Connection, job: Job) -> sqlite3.Row:
-        row = con.execute("SELECT * FROM jobs WHERE id = ?", (job.id,)).fetchone()
+    def _owned(self, con: Connection, job: Job) -> Row:
+        row = con.execute("SELECT * FROM jobs WHERE id = ?" + self._row_lock, (job.id,)).fetchone()
         if row is None or row["state"] != "running" or row["attempt"] != job.attempt:
             raise LostLease(f"job {job.id}: attempt {job.attempt} no longer holds it")
         return row
@@ -260,7 +254,7 @@ class JobQueue:
         """An operator approved a job awaiting approval (its candidate is promoted by the caller)."""
         now = time.time()
         with self._transaction() as con:
-            row = con.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = con.execute("SELECT * FROM jobs WHERE id = ?" + self._row_lock, (job_id,)).fetchone()
             if row is None:
                 raise ConfigError(f"job {job_id} does not exist")
             if row["state"] != "awaiting_approval":
@@ -275,7 +269,7 @@ def _marks(values: tuple) -> str:
     return ", ".join("?" * len(values))
 
 
-def _job(row: sqlite3.Row) -> Job:
+def _job(row: Row) -> Job:
     data = dict(row)
     data["inputs"] = json.loads(data["inputs"])
     data["result"] = None if data["result"] is None else json.loads(data["result"])

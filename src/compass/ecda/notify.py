@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import time
 import urllib.error
 import urllib.request
-from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,13 +31,13 @@ from typing import Any
 from ..adapt.integrity import read_meta
 from ..errors import ConfigError
 from .background import BackgroundThread
+from .database import Database
 from .registry import Decision, Registry
-from .sqlite import connect, create_schema, immediate
 
 log = logging.getLogger("compass.notify")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS notifications (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id {serial},
     decision INTEGER NOT NULL,
     target TEXT NOT NULL,
     event TEXT NOT NULL,
@@ -132,18 +130,14 @@ class Notifier(BackgroundThread):
 
     def __init__(self, config: NotifyConfig, db: str | Path, registry: Registry) -> None:
         super().__init__()
-        self.config, self.db, self.registry = config, Path(db), registry
+        self.config, self.registry = config, registry
+        self.db = Database(db, what="notification queue")
         self.error: str | None = None
-        with self._connect() as con:
-            create_schema(con, _SCHEMA)
-            if con.execute("SELECT 1 FROM notify_cursor").fetchone() is None:
-                # history before notifications were configured is not replayed
-                last = max((d.seq for d in registry.decisions()), default=0)
-                con.execute("INSERT INTO notify_cursor VALUES (1, ?)", (last,))
-
-    def _connect(self) -> closing[sqlite3.Connection]:
-        """A connection closed when its ``with`` block ends (sqlite3's own only commits)."""
-        return closing(connect(self.db, 30.0))
+        self.db.migrate("notify", [_SCHEMA])
+        # history before notifications were configured is not replayed
+        last = max((d.seq for d in registry.decisions()), default=0)
+        with self.db.transaction(lock="notify") as con:
+            con.execute("INSERT INTO notify_cursor VALUES (1, ?) ON CONFLICT DO NOTHING", (last,))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -159,17 +153,17 @@ class Notifier(BackgroundThread):
 
     def scan(self) -> int:
         """Notifications for the decisions after the cursor; how many were created."""
-        with self._connect() as con:
+        with self.db.connect() as con:
             cursor = con.execute("SELECT seq FROM notify_cursor").fetchone()[0]
         new = [d for d in self.registry.decisions() if d.seq > cursor]
         rows = [self._row(d, target) for d in new if d.action in ("promote", "rollback")
                 for target in self.config.targets]
         if not new:
             return 0
-        with self._connect() as con, immediate(con):
-            con.executemany("INSERT OR IGNORE INTO notifications (decision, target, event, lang, version, "
+        with self.db.transaction(lock="notify") as con:
+            con.executemany("INSERT INTO notifications (decision, target, event, lang, version, "
                             "previous, steps, state, next_at, created) VALUES (?, ?, ?, ?, ?, ?, ?, "
-                            "'pending', ?, ?)", rows)
+                            "'pending', ?, ?) ON CONFLICT DO NOTHING", rows)
             con.execute("UPDATE notify_cursor SET seq = ?", (new[-1].seq,))
         return len(rows)
 
@@ -195,7 +189,7 @@ class Notifier(BackgroundThread):
     def deliver(self) -> None:
         """Send every due pending notification, in decision order, resuming at its first
         step not yet done; a failure schedules the next attempt with backoff."""
-        with self._connect() as con:
+        with self.db.connect() as con:
             due = con.execute("SELECT * FROM notifications WHERE state = 'pending' AND next_at <= ? "
                               "ORDER BY decision, id", (time.time(),)).fetchall()
         for row in due:
@@ -213,7 +207,7 @@ class Notifier(BackgroundThread):
                 done += 1
         attempts, now = row["attempts"] + 1, time.time()
         wait = min(self.config.backoff * 2 ** (attempts - 1), self.config.max_backoff)
-        with self._connect() as con:
+        with self.db.connect() as con:
             con.execute("UPDATE notifications SET done = ?, attempts = ?, last_error = ?, state = ?, "
                         "next_at = ?, delivered = ? WHERE id = ?",
                         (done, attempts, error, "pending" if error else "delivered", now + wait,
@@ -225,14 +219,14 @@ class Notifier(BackgroundThread):
     def list(self, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Notifications, newest first, with their steps and delivery outcome."""
         where, args = (" WHERE state = ?", (state, limit)) if state else ("", (limit,))
-        with self._connect() as con:
+        with self.db.connect() as con:
             rows = con.execute(f"SELECT * FROM notifications{where} ORDER BY id DESC LIMIT ?",
                                args).fetchall()
         return [{**dict(r), "steps": json.loads(r["steps"])} for r in rows]
 
     def retry(self, notification: int) -> None:
         """Make a pending notification due now (an operator fixed the model server)."""
-        with self._connect() as con:
+        with self.db.connect() as con:
             row = con.execute("SELECT state FROM notifications WHERE id = ?", (notification,)).fetchone()
             if row is None:
                 raise ConfigError(f"notification {notification} does not exist")

@@ -1,9 +1,11 @@
-"""Adapter versions in one SQLite file (WAL): parent, provenance, metrics, status, decisions.
+"""Adapter versions in one database (a SQLite file, or PostgreSQL): parent, provenance,
+metrics, status, decisions.
 
-Every state change is one ``BEGIN IMMEDIATE`` transaction on a fresh connection, so
-threads and processes may share the file; a partial unique index keeps at most one
-active version per language even if code elsewhere goes wrong, and a failure inside
-a change rolls the whole change back. An adapter's weights are verified against its
+Every state change is one transaction on a fresh connection that excludes the other
+registry writers from its start (:mod:`.database`), so threads, processes and hosts
+may share the registry; a partial unique index keeps at most one active version per
+language even if code elsewhere goes wrong, and a failure inside a change rolls the
+whole change back. An adapter's weights are verified against its
 ``compass.json`` when it is registered and when it is promoted.
 """
 
@@ -12,19 +14,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..adapt.integrity import read_meta, verify_adapter
 from ..embed import default_cache_dir
-from ..errors import ConfigError, DataError, LockedError
+from ..errors import ConfigError, DataError
 from ..langs import normalize_lang
-from .sqlite import connect, create_schema, immediate
+from .database import Connection, Database, Row, is_url
 
 STATUSES = ("candidate", "active", "rejected", "retired")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -39,11 +40,11 @@ CREATE TABLE IF NOT EXISTS adapters (
     provenance TEXT NOT NULL,
     metrics TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ({", ".join(f"'{s}'" for s in STATUSES)})),
-    reason TEXT NOT NULL DEFAULT ''
+    reason TEXT NOT NULL DEFAULT ''{{rowid_column}}
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_active_per_lang ON adapters(lang) WHERE status = 'active';
 CREATE TABLE IF NOT EXISTS decisions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq {{serial}},
     time REAL NOT NULL,
     action TEXT NOT NULL,
     lang TEXT NOT NULL,
@@ -56,9 +57,10 @@ CREATE TABLE IF NOT EXISTS decisions (
 
 
 def default_registry_path() -> Path:
-    """``$COMPASS_REGISTRY``, else ``registry.sqlite`` in the COMPASS cache directory."""
+    """``$COMPASS_REGISTRY`` (a path or a ``postgresql://`` URL), else ``registry.sqlite`` in
+    the COMPASS cache directory."""
     env = os.environ.get("COMPASS_REGISTRY")
-    return Path(env) if env else default_cache_dir() / "registry.sqlite"
+    return (env if is_url(env) else Path(env)) if env else default_cache_dir() / "registry.sqlite"
 
 
 def validate_id(adapter_id: str) -> str:
@@ -104,48 +106,31 @@ class Decision:
 
 
 class Registry:
-    """Adapter versions and decisions for every language, in one SQLite file."""
+    """Adapter versions and decisions for every language, in one database: a SQLite path
+    or a ``postgresql://`` URL (default :func:`default_registry_path`)."""
 
     def __init__(self, path: str | Path | None = None, *, timeout: float = 30.0) -> None:
-        self.path = Path(path) if path is not None else default_registry_path()
-        if self.path.is_dir():
-            raise ConfigError(f"registry {self.path} is a directory; give a file path")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.timeout = timeout
-        with self._connection() as con:
-            if con.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
-                raise ConfigError(f"registry {self.path}: SQLite could not switch to WAL mode")
-            create_schema(con, _SCHEMA)
-            # A damaged page surfaces here, not later in whichever query first reads it.
-            problem = con.execute("PRAGMA quick_check(1)").fetchone()[0]
-            if problem != "ok":
-                raise DataError(f"the registry database is corrupted ({problem}); restore it from a "
-                                "backup", source=str(self.path))
+        self.db = Database(default_registry_path() if path is None else path, what="registry",
+                           timeout=timeout)
+        self.path, self.timeout = self.db.path, timeout
+        if not self.db.postgres:
+            with self._connection() as con:
+                # A damaged page surfaces here, not later in whichever query first reads it.
+                problem = con.execute("PRAGMA quick_check(1)").fetchone()[0]
+                if problem != "ok":
+                    raise DataError(f"the registry database is corrupted ({problem}); restore it from a "
+                                    "backup", source=str(self.path))
+        self.db.migrate("registry", [_SCHEMA])
 
     @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        """A fresh connection; SQLite's failures become errors that say what happened:
-        a lock held elsewhere, or a damaged file (integrity violations are bugs: raised)."""
-        try:
-            with closing(connect(self.path, self.timeout)) as con:  # sqlite3's own `with` only commits
-                con.execute("PRAGMA foreign_keys = ON")
-                yield con
-        except sqlite3.OperationalError as exc:
-            if "locked" in str(exc):
-                raise LockedError(f"registry {self.path} is locked by another process (waited "
-                                  f"{self.timeout:g} s); try again when it is done") from None
-            raise ConfigError(f"registry {self.path}: {exc}") from None
-        except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
-            raise
-        except sqlite3.DatabaseError as exc:
-            raise DataError(f"the registry database is corrupted or not SQLite ({exc}); restore it "
-                            "from a backup", source=str(self.path)) from None
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes the write lock up front: no upgrade deadlocks."""
-        with self._connection() as con, immediate(con):
+    def _connection(self) -> Iterator[Connection]:
+        """A fresh connection whose failures say what happened (:meth:`Database.errors`)."""
+        with self.db.errors(), self.db.connect() as con:
             yield con
+
+    def _transaction(self) -> AbstractContextManager[Connection]:
+        """A write transaction that excludes the other registry writers from its start."""
+        return self.db.transaction(lock="registry")
 
     def register(self, adapter_id: str, lang: str, path: str | Path, *, parent: str | None = None,
                  provenance: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None,
@@ -195,7 +180,7 @@ class Registry:
 
     def decisions(self, lang: str | None = None, adapter_id: str | None = None) -> list[Decision]:
         """The decision log, oldest first, optionally for one language or one adapter."""
-        query, args = "SELECT * FROM decisions WHERE 1", []
+        query, args = "SELECT * FROM decisions WHERE 1 = 1", []
         if lang is not None:
             query, args = query + " AND lang = ?", [normalize_lang(lang)]
         if adapter_id is not None:
@@ -264,7 +249,7 @@ class Registry:
                                   f"({current['id']!r} is): only the active version rolls back")
             target = con.execute(
                 "SELECT id FROM adapters WHERE lang = ? AND status = 'retired' AND rowid < ? "
-                "ORDER BY id = ? DESC, updated DESC, rowid DESC LIMIT 1",
+                "ORDER BY CASE WHEN id = ? THEN 0 ELSE 1 END, updated DESC, rowid DESC LIMIT 1",
                 (lang, current["rowid"], current["parent"])).fetchone()
             if target is None:
                 raise ConfigError(f"cannot roll back {lang}: active adapter {current['id']!r} has no "
@@ -278,24 +263,25 @@ class Registry:
         return target["id"]
 
     @staticmethod
-    def _row(con: sqlite3.Connection, adapter_id: str) -> sqlite3.Row | None:
+    def _row(con: Connection, adapter_id: str) -> Row | None:
         return con.execute("SELECT * FROM adapters WHERE id = ?", (adapter_id,)).fetchone()
 
     @staticmethod
-    def _active_id(con: sqlite3.Connection, lang: str) -> str | None:
+    def _active_id(con: Connection, lang: str) -> str | None:
         row = con.execute("SELECT id FROM adapters WHERE lang = ? AND status = 'active'", (lang,)).fetchone()
         return None if row is None else row["id"]
 
     @staticmethod
-    def _log(con: sqlite3.Connection, action: str, lang: str, adapter_id: str, previous: str | None,
+    def _log(con: Connection, action: str, lang: str, adapter_id: str, previous: str | None,
              reason: str, numbers: dict[str, Any] | None) -> None:
         con.execute("INSERT INTO decisions (time, action, lang, adapter, previous, reason, numbers) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (time.time(), action, lang, adapter_id, previous, reason, json.dumps(numbers or {})))
 
 
-def _version(row: sqlite3.Row) -> AdapterVersion:
+def _version(row: Row) -> AdapterVersion:
     data = dict(row)
+    data.pop("rowid", None)  # PostgreSQL's stand-in for SQLite's implicit row number
     data["provenance"] = json.loads(data["provenance"])
     data["metrics"] = json.loads(data["metrics"])
     return AdapterVersion(**data)

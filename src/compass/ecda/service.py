@@ -303,7 +303,9 @@ def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
 
     ``monitor`` (optional) is fed the stored queries in the background; ``token`` is the
     bearer token write endpoints require (``None`` or empty: every write is refused).
-    Paths in responses are relative to ``data_dir``, by default the registry's directory.
+    ``db`` and the registry may be SQLite paths or ``postgresql://`` URLs (several
+    replicas then share them). Paths in responses are relative to ``data_dir``, by
+    default the registry's directory (with the registry on PostgreSQL, the working one).
     ``controls`` (with a monitor) turn confirmed alarms into update jobs;
     ``job_worker`` starts a worker process beside the server that runs them;
     ``notify`` says whom to tell about promotions and rollbacks.
@@ -314,7 +316,9 @@ def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
     store = QueryStore(db)
     queue = JobQueue(db)
     reg = registry if isinstance(registry, Registry) else Registry(registry)
-    public = PathScrubber(reg.path.parent if data_dir is None else data_dir)
+    if data_dir is None:  # a registry on PostgreSQL has no directory: the working one
+        data_dir = Path.cwd() if reg.path is None else reg.path.parent
+    public = PathScrubber(data_dir)
     trigger = None if controls is None else JobTrigger(controls, queue, store, reg)
     worker = None if monitor is None else MonitorWorker(monitor, store, chunk=chunk, trigger=trigger,
                                                         registry=reg)

@@ -1,9 +1,10 @@
 """Durable query store of ``compass serve``: ingested queries, drift reports, the monitor's cursor.
 
-One SQLite file in WAL mode with ``synchronous=FULL``: every ingest is one transaction
-whose commit fsyncs the write-ahead log before the server answers, so an
-acknowledged query survives a killed process and a power loss alike (``NORMAL``
-would survive only the former). Queries get increasing sequence numbers (rows are never
+One SQLite file in WAL mode with ``synchronous=FULL``, or a PostgreSQL database
+(:mod:`.database`): every ingest is one transaction whose commit is flushed to disk
+before the server answers, so an acknowledged query survives a killed process and a
+power loss alike. Ingests exclude each other, so queries commit in the order of their
+sequence numbers, across processes too. Queries get increasing sequence numbers (rows are never
 deleted, so no number is reused: the monitor's cursor relies on it); a client
 ``id`` is unique, so a retried batch is stored once. The drift monitor reads
 queries after its cursor and writes its reports and the new cursor in one
@@ -13,7 +14,6 @@ transaction, so a restart resumes where it stopped.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from .sqlite import connect, create_schema, immediate
+from .database import Connection, Database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS queries (
-    seq INTEGER PRIMARY KEY,
+    seq {rowid},
     id TEXT UNIQUE,
     text TEXT NOT NULL,
     lang TEXT NOT NULL,
@@ -36,7 +35,7 @@ CREATE TABLE IF NOT EXISTS queries (
 );
 CREATE INDEX IF NOT EXISTS queries_by_lang ON queries(lang, seq);
 CREATE TABLE IF NOT EXISTS drift_reports (
-    seq INTEGER PRIMARY KEY,
+    seq {rowid},
     lang TEXT NOT NULL,
     window_no INTEGER NOT NULL,
     time REAL NOT NULL,
@@ -47,7 +46,7 @@ CREATE TABLE IF NOT EXISTS monitor_cursor (
     one INTEGER PRIMARY KEY CHECK (one = 1),
     seq INTEGER NOT NULL
 );
-INSERT OR IGNORE INTO monitor_cursor VALUES (1, 0);
+INSERT INTO monitor_cursor VALUES (1, 0) ON CONFLICT DO NOTHING;
 CREATE TABLE IF NOT EXISTS monitor_state (
     one INTEGER PRIMARY KEY CHECK (one = 1),
     state TEXT NOT NULL
@@ -75,38 +74,32 @@ class Ingested:
 
 
 class QueryStore:
-    """Queries, drift reports and the monitor cursor in one SQLite file.
+    """Queries, drift reports and the monitor cursor in one database (a SQLite path or a
+    ``postgresql://`` URL).
 
-    One connection serves every thread, behind a lock: SQLite runs one writer at a
-    time anyway, and each call holds the lock for one short transaction. Other
-    processes may read the file while the server writes (WAL).
+    One connection serves every thread, behind a lock: each call holds it for one short
+    transaction. Other processes may read and write the same database meanwhile.
     """
 
     def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
-        self.path = Path(path)
-        if self.path.is_dir():
-            raise ConfigError(f"query store {self.path} is a directory; give a file path")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = Database(path, what="query store", timeout=timeout)
+        self.path = self.db.path
+        self.db.migrate("queries", [_SCHEMA])
         self._lock = threading.Lock()
-        self._con = connect(self.path, timeout, rows=False, check_same_thread=False)
-        try:
-            if self._con.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
-                raise ConfigError(f"query store {self.path}: SQLite could not switch to WAL mode")
-            self._con.execute("PRAGMA synchronous=FULL")
-            create_schema(self._con, _SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            self._con.close()
-            raise ConfigError(f"query store {self.path} is not a usable SQLite database ({exc})") from None
+        self._con = self.db.open(threads=True)
+
+    def close(self) -> None:
+        self._con.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes the write lock up front; committed (and fsynced)
-        when the block ends, rolled back if it raises."""
-        with self._lock, immediate(self._con):
+    def _transaction(self, lock: str) -> Iterator[Connection]:
+        """A write transaction that excludes other writers of ``lock`` from its start;
+        committed (and flushed to disk) when the block ends, rolled back if it raises."""
+        with self._lock, self.db.transaction(self._con, lock=lock):
             yield self._con
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
-        with self._lock:
+        with self._lock, self.db.errors():
             return self._con.execute(sql, args).fetchall()
 
     def add(self, queries: Sequence[tuple[str | None, str, str, float | None]]) -> Ingested:
@@ -118,11 +111,11 @@ class QueryStore:
         now = time.time()
         ids = list(dict.fromkeys(q[0] for q in queries if q[0] is not None))
         by_id: dict[str, int] = {}
-        with self._transaction() as con:
+        with self._transaction("queries") as con:
             before = con.execute("SELECT COALESCE(MAX(seq), 0) FROM queries").fetchone()[0]
-            cur = con.executemany("INSERT OR IGNORE INTO queries (id, text, lang, ts, received) "
-                                  "VALUES (?, ?, ?, ?, ?)", [(*q, now) for q in queries])
-            stored = cur.rowcount
+            stored = con.executemany("INSERT INTO queries (id, text, lang, ts, received) "
+                                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                                     [(*q, now) for q in queries])
             anonymous = iter(seq for (seq,) in con.execute(
                 "SELECT seq FROM queries WHERE seq > ? AND id IS NULL ORDER BY seq", (before,)))
             # Bound parameters, not json_each over a JSON list: SQLite's JSON functions cut
@@ -160,13 +153,14 @@ class QueryStore:
         """Store drift reports (dicts with ``lang`` and ``window``), advance the cursor and
         save the monitor's ``state``, in one transaction: all of it happens or none."""
         now = time.time()
-        with self._transaction() as con:
+        with self._transaction("monitor") as con:
             con.executemany("INSERT INTO drift_reports (lang, window_no, time, report) VALUES (?, ?, ?, ?)",
                             [(r["lang"], r["window"], now, json.dumps(r, ensure_ascii=False))
                              for r in reports])
             con.execute("UPDATE monitor_cursor SET seq = ?", (cursor,))
             if state is not None:
-                con.execute("INSERT OR REPLACE INTO monitor_state VALUES (1, ?)", (json.dumps(state),))
+                con.execute("INSERT INTO monitor_state VALUES (1, ?) ON CONFLICT (one) DO UPDATE "
+                            "SET state = excluded.state", (json.dumps(state),))
 
     def state(self) -> dict[str, Any] | None:
         """The monitor state saved with the cursor, if any."""
@@ -180,8 +174,8 @@ class QueryStore:
     def history(self, limit: int = 200) -> dict[str, list[dict[str, Any]]]:
         """Each stream's latest ``limit`` drift reports, oldest first, with the time stored."""
         rows = self._read("SELECT lang, time, report FROM (SELECT lang, time, report, seq, ROW_NUMBER() OVER "
-                          "(PARTITION BY lang ORDER BY seq DESC) AS back FROM drift_reports) WHERE back <= ? "
-                          "ORDER BY seq", (limit,))
+                          "(PARTITION BY lang ORDER BY seq DESC) AS back FROM drift_reports) AS latest "
+                          "WHERE back <= ? ORDER BY seq", (limit,))
         out: dict[str, list[dict[str, Any]]] = {}
         for lang, stored, report in rows:
             out.setdefault(lang, []).append({**json.loads(report), "time": stored})
@@ -190,14 +184,9 @@ class QueryStore:
     def progress(self) -> tuple[int, int, dict[str, dict[str, Any]]]:
         """The last sequence number, the monitor cursor and each stream's latest drift report
         (with the time it was stored), read in one transaction so they agree."""
-        with self._lock:
-            self._con.execute("BEGIN")
-            try:
-                last = self._con.execute("SELECT COALESCE(MAX(seq), 0) FROM queries").fetchone()[0]
-                cursor = self._con.execute("SELECT seq FROM monitor_cursor").fetchone()[0]
-                rows = self._con.execute(
-                    "SELECT lang, time, report FROM drift_reports WHERE seq IN "
-                    "(SELECT MAX(seq) FROM drift_reports GROUP BY lang) ORDER BY lang").fetchall()
-            finally:
-                self._con.execute("COMMIT")
+        with self._lock, self.db.snapshot(self._con) as con:
+            last = con.execute("SELECT COALESCE(MAX(seq), 0) FROM queries").fetchone()[0]
+            cursor = con.execute("SELECT seq FROM monitor_cursor").fetchone()[0]
+            rows = con.execute("SELECT lang, time, report FROM drift_reports WHERE seq IN "
+                               "(SELECT MAX(seq) FROM drift_reports GROUP BY lang) ORDER BY lang").fetchall()
         return last, cursor, {lang: {**json.loads(report), "time": stored} for lang, stored, report in rows}
