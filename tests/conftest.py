@@ -53,27 +53,30 @@ def postgres_server():
     server.cleanup()
 
 
-_databases = iter(range(1, 1_000_000))
+_schemas = iter(range(1, 1_000_000))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request, tmp_path) -> str:
     """Where a test's ECDA database goes, once per backend: a SQLite file, or a fresh
-    database on the test PostgreSQL server."""
+    schema on the test PostgreSQL server."""
     if request.param == "sqlite":
         return str(tmp_path / "queries.sqlite")
-    return new_postgres_database(request.getfixturevalue("postgres_server"))
+    return new_postgres_schema(request.getfixturevalue("postgres_server"))
 
 
-def new_postgres_database(server: str) -> str:
-    """A URL to a new, empty database on ``server``."""
-    from urllib.parse import urlsplit, urlunsplit
+def new_postgres_schema(server: str) -> str:
+    """A URL to ``server`` whose tables go to a new, empty schema (a schema, not a database:
+    creating one is instant, and stopping the server does not flush a database per test)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
     import psycopg
-    name = f"compass_test_{os.getpid()}_{next(_databases)}"
+    name = f"compass_test_{os.getpid()}_{next(_schemas)}"
     with psycopg.connect(server, autocommit=True) as con:
-        con.execute(f"CREATE DATABASE {name}")
-    return urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+        con.execute(f"CREATE SCHEMA {name}")
+    parts = urlsplit(server)
+    query = [*parse_qsl(parts.query), ("options", f"-csearch_path={name}")]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 @pytest.fixture(scope="session", autouse=True)

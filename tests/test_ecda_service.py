@@ -55,7 +55,9 @@ def queries(n: int, prefix: str = "q", lang: str = "en") -> list[dict]:
 
 
 def stored(db) -> list[tuple]:
-    return [tuple(r) for r in rows_of(db, "SELECT seq, id, text, lang FROM queries ORDER BY seq")]
+    """``(seq, id, text, lang)`` of every stored query (PostgreSQL keeps ids and texts as bytes)."""
+    rows = rows_of(db, "SELECT seq, id, text, lang FROM queries ORDER BY seq")
+    return [tuple(v.decode() if isinstance(v, bytes) else v for v in r) for r in rows]
 
 
 def rows_of(db, sql: str) -> list:

@@ -298,7 +298,8 @@ def longctx_build(
     typer.echo(f"wrote {len(rows)} items -> {out} (largest length deviation {off:.2%})")
 
 
-REGISTRY_HELP = "Registry file (default $COMPASS_REGISTRY, else ~/.cache/compass/registry.sqlite)."
+REGISTRY_HELP = ("Registry: a SQLite file or a postgresql:// URL (default $COMPASS_REGISTRY, else "
+                 "~/.cache/compass/registry.sqlite).")
 # Options of an ECDA update, declared once for 'monitor --update', 'worker' and 'serve --with-worker'.
 POOL_OPT = typer.Option(None, "--pool", metavar="SRC", help="Updates: the auxiliary pool.")
 PRESERVE_OPT = typer.Option(None, "--preserve", metavar="SRC", help="Updates: held-out old usage "
@@ -313,8 +314,9 @@ DELTA_OPT = typer.Option(0.005, "--delta", help="Gate: least relative NLL gain o
 EPSILON_OPT = typer.Option(0.01, "--epsilon", help="Gate: most relative NLL loss on old usage.")
 REPLAY_OPT = typer.Option(0.2, "--replay-share", help="Share of replayed earlier training data.")
 L2_OPT = typer.Option(0.0, "--l2-pull", help="L2 pull toward the previous adapter's weights.")
-DB_OPT = typer.Option(None, "--db", help="Query store, which also holds the job queue (default: "
-                      "queries.sqlite next to the registry).")
+DB_OPT = typer.Option(None, "--db", envvar="COMPASS_DB", help="Query store, which also holds the job "
+                      "queue: a SQLite file or a postgresql:// URL (default: queries.sqlite next to the "
+                      "registry, or the registry's PostgreSQL database).")
 LEASE_OPT = typer.Option(60.0, "--lease", help="Worker: seconds a job's claim lasts without a heartbeat "
                          "(a killed worker's job is claimed again after it).")
 THREADS_OPT = typer.Option(1, "--threads", help="Worker: torch CPU threads while training.")
@@ -324,7 +326,7 @@ IDLE_OPT = typer.Option(False, "--idle", help="Worker: Linux SCHED_IDLE instead 
                         "only when nothing else wants it (may starve on a busy machine).")
 
 
-def _worker_config(db: Path | None, registry: Path | None, **kw) -> WorkerConfig:
+def _worker_config(db: str | None, registry: str | None, **kw) -> WorkerConfig:
     """A worker's config from the shared update options (``kw``: the commands' names)."""
     from .ecda import PolicyConfig, Registry
     from .ecda.worker import WorkerConfig
@@ -332,7 +334,7 @@ def _worker_config(db: Path | None, registry: Path | None, **kw) -> WorkerConfig
     reg = Registry(registry)
     policy = PolicyConfig(**{k: kw.pop(k) for k in ("budget", "min_queries", "delta", "epsilon",
                                                       "replay_share", "l2_pull", "seed") if k in kw})
-    return WorkerConfig(db=str(db or reg.path.with_name("queries.sqlite")), registry=str(reg.path),
+    return WorkerConfig(db=str(db or reg.db.sibling("queries.sqlite")), registry=reg.db.location,
                         pool=kw.pop("pool") or [], preserve=kw.pop("preserve") or [],
                         workdir=str(kw.pop("workdir")), policy=policy,
                         cache_dir=None if kw.get("cache_dir") is None else str(kw.pop("cache_dir")),
@@ -353,7 +355,7 @@ def monitor_cmd(
     cache_dir: Path | None = typer.Option(None, help="Embedding cache (default "
                                              "$COMPASS_CACHE_DIR or ~/.cache/compass)."),
     update: bool = typer.Option(False, help="On drift, run the update policy and the registry."),
-    registry: Path | None = typer.Option(None, help=REGISTRY_HELP + " With --update: its active "
+    registry: str | None = typer.Option(None, help=REGISTRY_HELP + " With --update: its active "
                                          "adapter for the language is the one updated."),
     pool: list[str] | None = POOL_OPT,
     preserve: list[str] | None = PRESERVE_OPT,
@@ -458,7 +460,7 @@ app.add_typer(adapters_app, name="adapters")
 @adapters_app.command("list")
 def adapters_list(
     lang: str | None = typer.Option(None, help="Only this language."),
-    registry: Path | None = typer.Option(None, help=REGISTRY_HELP),
+    registry: str | None = typer.Option(None, help=REGISTRY_HELP),
 ) -> None:
     """Every registered version: id, language, status, parent, registration time, path."""
     from datetime import datetime
@@ -476,7 +478,7 @@ def adapters_list(
 @adapters_app.command("show")
 def adapters_show(
     adapter_id: str = typer.Argument(..., metavar="ID"),
-    registry: Path | None = typer.Option(None, help=REGISTRY_HELP),
+    registry: str | None = typer.Option(None, help=REGISTRY_HELP),
 ) -> None:
     """One version as JSON, with the decisions that involved it."""
     import json
@@ -497,7 +499,7 @@ def adapters_register(
     lang: str = typer.Option(..., help="Language the adapter serves."),
     path: Path = typer.Option(..., help="Adapter directory."),
     parent: str | None = typer.Option(None, help="Id of the version it was trained from."),
-    registry: Path | None = typer.Option(None, help=REGISTRY_HELP),
+    registry: str | None = typer.Option(None, help=REGISTRY_HELP),
     no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
 ) -> None:
     """Add a version as a candidate (its compass.json, if any, is its provenance)."""
@@ -512,7 +514,7 @@ def adapters_register(
 def adapters_promote(
     adapter_id: str = typer.Argument(..., metavar="ID"),
     reason: str = typer.Option("", help="Recorded in the decision log."),
-    registry: Path | None = typer.Option(None, help=REGISTRY_HELP),
+    registry: str | None = typer.Option(None, help=REGISTRY_HELP),
     no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
 ) -> None:
     """Make a version its language's active one; the previous active one is retired."""
@@ -526,7 +528,7 @@ def adapters_promote(
 def adapters_rollback(
     lang: str = typer.Argument(..., help="Language whose active version goes back one step."),
     reason: str = typer.Option("", help="Recorded in the decision log."),
-    registry: Path | None = typer.Option(None, help=REGISTRY_HELP),
+    registry: str | None = typer.Option(None, help=REGISTRY_HELP),
 ) -> None:
     """Retire the active version and reactivate the one it replaced."""
     from .ecda import Registry
@@ -537,8 +539,8 @@ def adapters_rollback(
 
 @app.command("worker")
 def worker_cmd(
-    registry: Path | None = typer.Option(None, help=REGISTRY_HELP),
-    db: Path | None = DB_OPT,
+    registry: str | None = typer.Option(None, help=REGISTRY_HELP),
+    db: str | None = DB_OPT,
     pool: list[str] | None = POOL_OPT,
     preserve: list[str] | None = PRESERVE_OPT,
     trained: list[str] | None = TRAINED_OPT,
@@ -560,6 +562,7 @@ def worker_cmd(
 ) -> None:
     """Run the update jobs that 'compass serve' creates on drift: select, train, gate,
     register (and promote in auto mode), one job at a time, until stopped."""
+    from .ecda.database import redact
     from .ecda.worker import run_worker
 
     config = _run(lambda: _worker_config(
@@ -567,7 +570,7 @@ def worker_cmd(
         budget=budget, delta=delta, epsilon=epsilon, replay_share=replay_share, l2_pull=l2_pull, seed=seed,
         lease=lease, threads=threads, niceness=niceness, idle=idle, cache_dir=cache_dir,
         verify=not no_verify))
-    typer.echo(f"worker: jobs from {config.db}, adapters in {config.registry}", err=True)
+    typer.echo(f"worker: jobs from {redact(config.db)}, adapters in {redact(config.registry)}", err=True)
     _run(lambda: run_worker(config))
 
 
@@ -578,8 +581,8 @@ def serve_cmd(
     port: int = typer.Option(8000),
     reference: Path | None = typer.Option(None, help="Drift monitor reference (as for 'compass "
                                           "monitor'); without it queries are stored but not monitored."),
-    registry: Path | None = typer.Option(None, help=REGISTRY_HELP),
-    db: Path | None = DB_OPT,
+    registry: str | None = typer.Option(None, help=REGISTRY_HELP),
+    db: str | None = DB_OPT,
     window: str = typer.Option("200", help="Per language: queries per window (500), or a time span "
                                "(90s, 15m, 1h, 1d; a window closes at the first query after its span)."),
     alpha: float = typer.Option(0.01, help="Target false-alarm rate per window."),
@@ -661,7 +664,7 @@ def serve_cmd(
     notify = None if not (vllm_url or webhook_url) else _run(lambda: NotifyConfig(
         vllm_url=vllm_url, webhook_url=webhook_url, path_map=parse_path_map(path_map or []),
         lora_name=lora_name))
-    service = _run(lambda: create_app(db or reg.path.with_name("queries.sqlite"), reg, monitor=monitor,
+    service = _run(lambda: create_app(db or reg.db.sibling("queries.sqlite"), reg, monitor=monitor,
                                       token=token, max_body=max_body, max_query=max_query,
                                       max_batch=max_batch, controls=controls, job_worker=job_worker,
                                       notify=notify))

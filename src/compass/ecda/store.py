@@ -27,8 +27,8 @@ from .database import Connection, Database
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS queries (
     seq {rowid},
-    id TEXT UNIQUE,
-    text TEXT NOT NULL,
+    id {any_text} UNIQUE,
+    text {any_text} NOT NULL,
     lang TEXT NOT NULL,
     ts REAL,
     received REAL NOT NULL
@@ -88,6 +88,13 @@ class QueryStore:
         self._lock = threading.Lock()
         self._con = self.db.open(threads=True)
 
+    # PostgreSQL's text cannot hold NUL, which a query or its id may: they are bytes there.
+    def _in(self, value: str | None) -> str | bytes | None:
+        return value.encode() if self.db.postgres and value is not None else value
+
+    def _out(self, value: str | bytes | None) -> str | None:
+        return bytes(value).decode() if self.db.postgres and value is not None else value
+
     def close(self) -> None:
         self._con.close()
 
@@ -110,21 +117,31 @@ class QueryStore:
         """
         now = time.time()
         ids = list(dict.fromkeys(q[0] for q in queries if q[0] is not None))
-        by_id: dict[str, int] = {}
         with self._transaction("queries") as con:
             before = con.execute("SELECT COALESCE(MAX(seq), 0) FROM queries").fetchone()[0]
-            stored = con.executemany("INSERT INTO queries (id, text, lang, ts, received) "
-                                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                                     [(*q, now) for q in queries])
-            anonymous = iter(seq for (seq,) in con.execute(
-                "SELECT seq FROM queries WHERE seq > ? AND id IS NULL ORDER BY seq", (before,)))
-            # Bound parameters, not json_each over a JSON list: SQLite's JSON functions cut
-            # a string at its first NUL, so such an id would not be found.
-            for start in range(0, len(ids), _LOOKUP):
-                part = ids[start:start + _LOOKUP]
-                by_id.update(con.execute(f"SELECT id, seq FROM queries WHERE id IN "
-                                         f"({', '.join('?' * len(part))})", part))
-        return Ingested(stored, [by_id[q[0]] if q[0] is not None else next(anonymous) for q in queries])
+            by_id = self._stored_ids(con, ids)
+            rows, seqs = [], []
+            for qid, text, lang, ts in queries:
+                if qid is None or qid not in by_id:
+                    rows.append((before + len(rows) + 1, self._in(qid), self._in(text), lang, ts, now))
+                    if qid is not None:
+                        by_id[qid] = rows[-1][0]
+                seqs.append(rows[-1][0] if qid is None else by_id[qid])
+            con.executemany("INSERT INTO queries (seq, id, text, lang, ts, received) "
+                            "VALUES (?, ?, ?, ?, ?, ?)", rows)
+        return Ingested(len(rows), seqs)
+
+    def _stored_ids(self, con: Connection, ids: list[str]) -> dict[str, int]:
+        """The sequence numbers of those of ``ids`` already stored."""
+        found: dict[str, int] = {}
+        # Bound parameters, not json_each over a JSON list: SQLite's JSON functions cut
+        # a string at its first NUL, so such an id would not be found.
+        for start in range(0, len(ids), _LOOKUP):
+            part = ids[start:start + _LOOKUP]
+            found.update((self._out(qid), seq) for qid, seq in con.execute(
+                f"SELECT id, seq FROM queries WHERE id IN ({', '.join('?' * len(part))})",
+                [self._in(qid) for qid in part]))
+        return found
 
     def cursor(self) -> int:
         """Sequence number of the last query the drift monitor has processed."""
@@ -134,13 +151,13 @@ class QueryStore:
         """Up to ``limit`` queries after sequence number ``seq``, in order."""
         rows = self._read("SELECT seq, text, lang, received FROM queries WHERE seq > ? ORDER BY seq LIMIT ?",
                           (seq, limit))
-        return [StoredQuery(*row) for row in rows]
+        return [StoredQuery(seq, self._out(text), lang, received) for seq, text, lang, received in rows]
 
     def of_language(self, lang: str, first: int, last: int) -> list[StoredQuery]:
         """The queries of ``lang`` with sequence numbers in ``[first, last]``, in order."""
         rows = self._read("SELECT seq, text, lang FROM queries WHERE lang = ? AND seq BETWEEN ? AND ? "
                           "ORDER BY seq", (lang, first, last))
-        return [StoredQuery(*row) for row in rows]
+        return [StoredQuery(seq, self._out(text), lang) for seq, text, lang in rows]
 
     def nth_of_language(self, lang: str, first: int, n: int) -> int | None:
         """Sequence number of the ``n``-th query of ``lang`` from ``first`` on (1-based), if stored."""

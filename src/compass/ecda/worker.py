@@ -24,6 +24,7 @@ from typing import Any
 
 from ..data import Record
 from ..errors import CompassError, ConfigError
+from .database import redact
 from .jobs import Job, JobQueue, LostLease
 from .policy import TRAINED, PolicyConfig, UpdateOutcome, UpdatePolicy
 from .registry import AdapterVersion, Registry
@@ -214,7 +215,7 @@ def run_worker(config: WorkerConfig | dict[str, Any], stop: threading.Event | No
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit)
     worker = Worker(config)
-    log.info("worker %s: waiting for jobs in %s", worker.name, config.db)
+    log.info("worker %s: waiting for jobs in %s", worker.name, redact(config.db))
     try:
         worker.run(stop)
     except (SystemExit, KeyboardInterrupt):
