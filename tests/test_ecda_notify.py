@@ -106,6 +106,18 @@ def test_a_failing_model_server_is_retried_with_backoff_and_shown_until_delivere
     assert vllm.violations == []
 
 
+def test_replicas_on_one_database_notify_once(tmp_path, registry):
+    """Two services on one database: one notifier leads, so vLLM hears of a promotion once."""
+    with VllmStub() as vllm, app(tmp_path, registry, vllm) as first, app(tmp_path, registry, vllm) as second:
+        assert second.post("/v1/adapters/kor-2/promote", headers=AUTH).status_code == 200
+        delivered(first, 2)
+        time.sleep(0.5)  # ten notifier polls: a second notifier would have sent by now
+        roles = {c.get("/v1/notifications").json()["role"] for c in (first, second)}
+        assert roles == {"leader", "standby"}
+    assert [c[0] for c in vllm.calls] == ["/v1/load_lora_adapter", "/v1/unload_lora_adapter"]
+    assert len(vllm.hooks) == 1
+
+
 def test_a_load_that_vllm_already_has_counts_as_done(tmp_path, registry):
     """A retry after a lost response: vLLM answers 400 'already been loaded'; the unload goes on."""
     with VllmStub() as vllm, app(tmp_path, registry, vllm) as c:

@@ -347,6 +347,40 @@ def test_background_monitor_reports_drift_and_resumes_after_restart(db, registry
     assert [json.loads(r)["drift"] for _, r in rows] == [False, False, False, True, True]
 
 
+def test_replicas_on_one_database_run_one_monitor_and_hand_over(db, registry):
+    """Two services on one database: one leads the drift monitor, the other stands by and
+    takes over (from the stored cursor) when the leader stops; no window is reported twice."""
+    reference = Reference.from_embeddings(blobs([100] * 4, CENTRES, seed=1), target_lang="kor", clusters=4)
+
+    def replica() -> TestClient:
+        monitor = TopicMonitor(reference, window=50, alpha=0.01, n_boot=2000)
+        return TestClient(create_app(db, registry, monitor=monitor, token=TOKEN, chunk=64))
+
+    def role(client: TestClient) -> str:
+        return client.get("/v1/drift").json()["monitor"]["role"]
+
+    stationary = np.random.default_rng(0).integers(0, 4, 150)
+    first, second = replica(), replica()
+    with first:
+        second.__enter__()
+        assert (role(first), role(second)) == ("leader", "standby")
+        first.post("/v1/queries", json=topic_batch(stationary[:80], 0), headers=AUTH)
+        second.post("/v1/queries", json=topic_batch(stationary[80:], 80), headers=AUTH)
+        assert monitored(second)["reports"]["kor"]["window"] == 2
+    try:
+        deadline = time.monotonic() + 20
+        while role(second) != "leader" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert role(second) == "leader"
+        second.post("/v1/queries", json=topic_batch([0] * 100, 150), headers=AUTH)
+        state = monitored(second)
+        assert state["reports"]["kor"]["window"] == 4 and state["drift"] == ["kor"]
+    finally:
+        second.__exit__(None, None, None)
+    rows = rows_of(db, "SELECT window_no FROM drift_reports ORDER BY seq")
+    assert [w for (w,) in rows] == [0, 1, 2, 3, 4]
+
+
 def test_monitor_error_names_paths_relative_to_the_data_directory(db, registry, tmp_path):
     cache = tmp_path / "cache" / "embeddings.npy"
 

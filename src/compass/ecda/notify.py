@@ -124,7 +124,11 @@ def parse_path_map(pairs: list[str]) -> dict[str, str]:
 
 
 class Notifier(BackgroundThread):
-    """Creates notifications from the decision log and delivers them, in a background thread."""
+    """Creates notifications from the decision log and delivers them, in a background thread.
+
+    Replicas of the service sharing a database run one notifier between them (the
+    others stand by: ``role``), so the model server hears of each decision once.
+    """
 
     thread_name = "compass-notify"
 
@@ -133,6 +137,8 @@ class Notifier(BackgroundThread):
         self.config, self.registry = config, registry
         self.db = Database(db, what="notification queue")
         self.error: str | None = None
+        self._leadership = self.db.leadership("notify")
+        self.role = "starting"
         self.db.migrate("notify", [_SCHEMA])
         # history before notifications were configured is not replayed
         last = max((d.seq for d in registry.decisions()), default=0)
@@ -140,16 +146,26 @@ class Notifier(BackgroundThread):
             con.execute("INSERT INTO notify_cursor VALUES (1, ?) ON CONFLICT DO NOTHING", (last,))
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.scan()
-                self.deliver()
-                self.error = None
-            except Exception as exc:  # the database was locked, say: try again at the next poll
-                log.exception("notifier")
-                self.error = f"{type(exc).__name__}: {exc}"
-            self._wake.wait(self.config.poll)
-            self._wake.clear()
+        try:
+            while not self._stop.is_set():
+                try:
+                    if self._lead():
+                        self.scan()
+                        self.deliver()
+                    self.error = None
+                except Exception as exc:  # the database was locked, say: try again at the next poll
+                    log.exception("notifier")
+                    self.error = f"{type(exc).__name__}: {exc}"
+                self._wake.wait(self.config.poll)
+                self._wake.clear()
+        finally:
+            self._leadership.release()
+
+    def _lead(self) -> bool:
+        """Whether this replica sends notifications now (it leads, or just took over)."""
+        leads = self._leadership.held() or self._leadership.acquire()
+        self.role = "leader" if leads else "standby"
+        return leads
 
     def scan(self) -> int:
         """Notifications for the decisions after the cursor; how many were created."""

@@ -106,6 +106,8 @@ class MonitorWorker(BackgroundThread):
     alarms become update jobs; with a ``registry`` and a single-language reference,
     the monitor follows the language's active adapter: when that adapter directory
     holds a reference (a promoted update's selection), the monitor restarts from it.
+    Replicas sharing a database run one monitor between them: the others stand by
+    (``role``) and one takes over when the leader stops (:class:`Leadership`).
     """
 
     thread_name = "compass-monitor"
@@ -122,16 +124,19 @@ class MonitorWorker(BackgroundThread):
         self.error: str | None = None
         self._ready = threading.Event()
         self._seen: dict[str, Any] = {"pending": monitor.pending, "skipped": {}}
+        self._leadership = store.db.leadership("monitor")
+        self.role = "starting"
 
     def start(self, timeout: float = 60.0) -> None:
-        """Start monitoring; returns once the saved state is restored, so the first
-        ``/v1/drift`` already shows the partly filled windows of the last run."""
+        """Start monitoring; returns once the saved state is restored (or this replica
+        stands by), so the first ``/v1/drift`` already shows the partly filled windows of
+        the last run."""
         self._ready.clear()
         super().start()
         self._ready.wait(timeout)
 
     def status(self) -> dict[str, Any]:
-        return {"running": self.running, "error": self.error,
+        return {"running": self.running, "role": self.role, "error": self.error,
                 "window": self.monitor.window, "alpha": self.monitor.alpha,
                 "languages": self.monitor.reference.languages, "thresholds": self.monitor.thresholds,
                 **self._seen}
@@ -139,12 +144,16 @@ class MonitorWorker(BackgroundThread):
     def _run(self) -> None:
         _lower_priority()
         try:
+            if not self._lead():
+                return
             self._follow_active()
             self._restore()
             offsets = self._offsets()
             self._ready.set()
             while not self._stop.is_set():
                 self._wake.clear()
+                if not self._leadership.held():
+                    raise RuntimeError("lost the monitor's leadership (the database connection died)")
                 if self._follow_active():
                     offsets = self._offsets()
                 if self.trigger is not None:
@@ -165,7 +174,20 @@ class MonitorWorker(BackgroundThread):
             log.exception("drift monitor stopped")
             self.error = f"{type(exc).__name__}: {exc}"
         finally:
+            self._leadership.release()
             self._ready.set()
+
+    def _lead(self) -> bool:
+        """Wait until this replica leads (others stand by meanwhile); ``False`` if stopped first."""
+        while not self._leadership.acquire():
+            if self.role != "standby":
+                self.role = "standby"
+                log.info("drift monitor: another replica leads; standing by")
+                self._ready.set()
+            if self._stop.wait(self.poll):
+                return False
+        self.role = "leader"
+        return True
 
 
     def _state(self) -> dict[str, Any]:
@@ -451,7 +473,7 @@ def create_app(db: str | Path, registry: Registry | str | Path | None = None, *,
         if notifier is None:
             return {"notifications": [], "targets": [], "reason": "no --vllm-url or --webhook-url"}
         return public.data({"notifications": notifier.list(state, limit), "targets": notify.targets,
-                            "error": notifier.error})
+                            "role": notifier.role, "error": notifier.error})
 
     @app.post("/v1/notifications/{notification_id}/retry", dependencies=[Depends(authorize)])
     def retry_notification(notification_id: RowId) -> dict[str, Any]:
