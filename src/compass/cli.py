@@ -314,9 +314,9 @@ DELTA_OPT = typer.Option(0.005, "--delta", help="Gate: least relative NLL gain o
 EPSILON_OPT = typer.Option(0.01, "--epsilon", help="Gate: most relative NLL loss on old usage.")
 REPLAY_OPT = typer.Option(0.2, "--replay-share", help="Share of replayed earlier training data.")
 L2_OPT = typer.Option(0.0, "--l2-pull", help="L2 pull toward the previous adapter's weights.")
-DB_OPT = typer.Option(None, "--db", envvar="COMPASS_DB", help="Query store, which also holds the job "
-                      "queue: a SQLite file or a postgresql:// URL (default: queries.sqlite next to the "
-                      "registry, or the registry's PostgreSQL database).")
+DB_OPT = typer.Option(None, "--db", envvar="COMPASS_DB", metavar="PATH|URL", help=(
+    "Query store, which also holds the job queue: a SQLite file or a postgresql:// URL (default: "
+    "queries.sqlite next to the registry, or the registry's PostgreSQL database)."))
 LEASE_OPT = typer.Option(60.0, "--lease", help="Worker: seconds a job's claim lasts without a heartbeat "
                          "(a killed worker's job is claimed again after it).")
 THREADS_OPT = typer.Option(1, "--threads", help="Worker: torch CPU threads while training.")
@@ -355,8 +355,8 @@ def monitor_cmd(
     cache_dir: Path | None = typer.Option(None, help="Embedding cache (default "
                                              "$COMPASS_CACHE_DIR or ~/.cache/compass)."),
     update: bool = typer.Option(False, help="On drift, run the update policy and the registry."),
-    registry: str | None = typer.Option(None, help=REGISTRY_HELP + " With --update: its active "
-                                         "adapter for the language is the one updated."),
+    registry: str | None = typer.Option(None, metavar="PATH|URL", help=REGISTRY_HELP + " With --update: its "
+                                        "active adapter for the language is the one updated."),
     pool: list[str] | None = POOL_OPT,
     preserve: list[str] | None = PRESERVE_OPT,
     trained: list[str] | None = TRAINED_OPT,
@@ -460,7 +460,7 @@ app.add_typer(adapters_app, name="adapters")
 @adapters_app.command("list")
 def adapters_list(
     lang: str | None = typer.Option(None, help="Only this language."),
-    registry: str | None = typer.Option(None, help=REGISTRY_HELP),
+    registry: str | None = typer.Option(None, metavar="PATH|URL", help=REGISTRY_HELP),
 ) -> None:
     """Every registered version: id, language, status, parent, registration time, path."""
     from datetime import datetime
@@ -478,7 +478,7 @@ def adapters_list(
 @adapters_app.command("show")
 def adapters_show(
     adapter_id: str = typer.Argument(..., metavar="ID"),
-    registry: str | None = typer.Option(None, help=REGISTRY_HELP),
+    registry: str | None = typer.Option(None, metavar="PATH|URL", help=REGISTRY_HELP),
 ) -> None:
     """One version as JSON, with the decisions that involved it."""
     import json
@@ -499,7 +499,7 @@ def adapters_register(
     lang: str = typer.Option(..., help="Language the adapter serves."),
     path: Path = typer.Option(..., help="Adapter directory."),
     parent: str | None = typer.Option(None, help="Id of the version it was trained from."),
-    registry: str | None = typer.Option(None, help=REGISTRY_HELP),
+    registry: str | None = typer.Option(None, metavar="PATH|URL", help=REGISTRY_HELP),
     no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
 ) -> None:
     """Add a version as a candidate (its compass.json, if any, is its provenance)."""
@@ -514,7 +514,7 @@ def adapters_register(
 def adapters_promote(
     adapter_id: str = typer.Argument(..., metavar="ID"),
     reason: str = typer.Option("", help="Recorded in the decision log."),
-    registry: str | None = typer.Option(None, help=REGISTRY_HELP),
+    registry: str | None = typer.Option(None, metavar="PATH|URL", help=REGISTRY_HELP),
     no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
 ) -> None:
     """Make a version its language's active one; the previous active one is retired."""
@@ -528,7 +528,7 @@ def adapters_promote(
 def adapters_rollback(
     lang: str = typer.Argument(..., help="Language whose active version goes back one step."),
     reason: str = typer.Option("", help="Recorded in the decision log."),
-    registry: str | None = typer.Option(None, help=REGISTRY_HELP),
+    registry: str | None = typer.Option(None, metavar="PATH|URL", help=REGISTRY_HELP),
 ) -> None:
     """Retire the active version and reactivate the one it replaced."""
     from .ecda import Registry
@@ -539,7 +539,7 @@ def adapters_rollback(
 
 @app.command("worker")
 def worker_cmd(
-    registry: str | None = typer.Option(None, help=REGISTRY_HELP),
+    registry: str | None = typer.Option(None, metavar="PATH|URL", help=REGISTRY_HELP),
     db: str | None = DB_OPT,
     pool: list[str] | None = POOL_OPT,
     preserve: list[str] | None = PRESERVE_OPT,
@@ -581,7 +581,7 @@ def serve_cmd(
     port: int = typer.Option(8000),
     reference: Path | None = typer.Option(None, help="Drift monitor reference (as for 'compass "
                                           "monitor'); without it queries are stored but not monitored."),
-    registry: str | None = typer.Option(None, help=REGISTRY_HELP),
+    registry: str | None = typer.Option(None, metavar="PATH|URL", help=REGISTRY_HELP),
     db: str | None = DB_OPT,
     window: str = typer.Option("200", help="Per language: queries per window (500), or a time span "
                                "(90s, 15m, 1h, 1d; a window closes at the first query after its span)."),
