@@ -1,11 +1,12 @@
 """ECDA end to end: `compass serve` and `compass worker` as real processes on a temporary
 database, a SIB-200 Swahili stream whose topic mix shifts, a tiny-model adapter updated,
 gated, promoted and announced to a (stub) vLLM, a worker killed with -9 mid-job, and a
-rollback that is announced too."""
+rollback that is announced too. On PostgreSQL the same story runs with 4 API replicas
+and 2 workers from the start."""
 
+import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,12 +15,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import new_postgres_schema
 from test_ecda_service import AUTH, TOKEN, free_port
 from vllm_stub import VllmStub
 
 from compass.adapt import TrainConfig, train
 from compass.data import load
 from compass.ecda import Registry
+from compass.ecda.database import Database
 from compass.ecda.jobs import JobQueue
 from compass.ecda.service import TOKEN_ENV
 from compass.experiments.simulate import PHASES, Scenario, stream
@@ -55,10 +58,12 @@ def delivered(url: str) -> list[dict]:
     return httpx.get(f"{url}/v1/notifications?state=delivered").json()["notifications"]
 
 
-@pytest.fixture(params=["tiny", pytest.param("gemma", marks=[pytest.mark.slow, pytest.mark.long_model])])
+@pytest.fixture(params=["tiny", "tiny-postgresql",
+                        pytest.param("gemma", marks=[pytest.mark.slow, pytest.mark.long_model])])
 def initial(request, sib_root, tmp_path):
     """Adapter v1 of Swahili for the first phase's topics, registered and active: on the
-    tiny test model, and (``COMPASS_LONG_MODEL=1``) on the bundled Gemma 3 270M.
+    tiny test model (its registry and queries in SQLite files, or in PostgreSQL), and
+    (``COMPASS_LONG_MODEL=1``) on the bundled Gemma 3 270M.
 
     The second phase shares no topic with the first: with windows of 100 queries a
     partial shift (the default phases share "health") alarms on some windows only, and
@@ -67,6 +72,8 @@ def initial(request, sib_root, tmp_path):
 
     faiss.omp_set_num_threads(1)  # OpenMP spin-waits make k-means crawl on a busy 2-core machine
     model = None if request.param == "gemma" else request.getfixturevalue("tiny_model")["a"]
+    postgres = request.param.endswith("postgresql")
+    database = new_postgres_schema(request.getfixturevalue("postgres_server")) if postgres else None
     s = Scenario(str(sib_root), pool_langs=["fra_Latn", "zul_Latn"], windows=[5, 4], window=WINDOW,
                  budget=30, model=model, phases=[list(PHASES[0]), ["sports", "entertainment", "geography"]])
     train_recs = load(s.source("57-70", s.phases[0]), name="train")
@@ -76,7 +83,7 @@ def initial(request, sib_root, tmp_path):
            progress=False, seed=0)
     train(train_recs, tmp_path / "v1" / "adapter", selected=sel, model=s.model, progress=False,
           config=TrainConfig(max_steps=4, batch_size=4, max_length=64))
-    registry = Registry(tmp_path / "registry.sqlite")
+    registry = Registry(database or tmp_path / "registry.sqlite")
     registry.register("swh-v1", "swh", tmp_path / "v1" / "adapter")
     registry.promote("swh-v1", reason="initial adapter")
     return s, registry, sel, pool
@@ -84,11 +91,15 @@ def initial(request, sib_root, tmp_path):
 
 def test_drift_update_promotion_notification_and_rollback(initial, tmp_path):
     s, registry, sel, pool = initial
-    db = tmp_path / "queries.sqlite"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    logs = (tmp_path / "serve.log", tmp_path / "worker-1.log", tmp_path / "worker-2.log")
-    worker_args = ["worker", "--db", str(db), "--registry", str(registry.path), "--pool", pool,
+    replicated = registry.db.postgres  # 4 API replicas and 2 workers on one database
+    db = registry.db.location if replicated else str(tmp_path / "queries.sqlite")
+    ports = [free_port() for _ in range(4 if replicated else 1)]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    url = urls[0]
+    logs = (*(tmp_path / f"serve-{port}.log" for port in ports), tmp_path / "worker-1.log",
+            tmp_path / "worker-2.log")
+    worker_logs = logs[len(ports):]
+    worker_args = ["worker", "--db", db, "--registry", registry.db.location, "--pool", pool,
                    "--preserve", s.source("50-57", s.phases[0]), "--trained", s.source("57-70", s.phases[0]),
                    "--trained", str(sel / "selected.jsonl"), "--workdir", str(tmp_path / "updates"),
                    *(["--model", s.model] if s.model else []), "--budget", "20", "--delta", "0",
@@ -96,37 +107,45 @@ def test_drift_update_promotion_notification_and_rollback(initial, tmp_path):
     patience = 1 if s.model else 4  # the bundled Gemma loads and trains for minutes on 2 cores
     with VllmStub() as vllm:
         vllm.loaded["compass-swh-v1"] = "/models/v1/adapter"
-        server = launch(logs[0], "serve", "--port", str(port), "--db", str(db), "--registry",
-                        str(registry.path), "--reference", str(sel), "--window", str(WINDOW),
-                        "--confirm", "1", "--min-queries", "200", "--mode", "swh=auto", "--cooldown", "3600",
-                        "--vllm-url", vllm.url, "--webhook-url", vllm.url + "/hook",
-                        "--path-map", f"{tmp_path}=/models", "--no-access-log")
-        worker = launch(logs[1], *worker_args)
-        procs = [server, worker]
+        servers = [launch(log, "serve", "--port", str(port), "--db", db, "--registry", registry.db.location,
+                          "--reference", str(sel), "--window", str(WINDOW), "--confirm", "1",
+                          "--min-queries", "200", "--mode", "swh=auto", "--cooldown", "3600",
+                          "--vllm-url", vllm.url, "--webhook-url", vllm.url + "/hook",
+                          "--path-map", f"{tmp_path}=/models", "--no-access-log")
+                   for log, port in zip(logs, ports)]
+        workers = [launch(log, *worker_args) for log in worker_logs[:2 if replicated else 1]]
+        procs = [*servers, *workers]
         try:
-            wait("server start", lambda: httpx.get(f"{url}/v1/drift").status_code == 200, 60, server,
-                 logs=logs)
+            for base in urls:
+                wait("server start", lambda b=base: httpx.get(f"{b}/v1/drift").status_code == 200, 60,
+                     *servers, logs=logs)
             queries = stream(replace(s, seed=0))
             assert len(queries) == 900
-            for lo in range(0, len(queries), 100):
+            for lo in range(0, len(queries), 100):  # spread over the replicas
                 batch = [{"id": q.id, "text": q.text, "lang": "swh"} for q in queries[lo:lo + 100]]
-                answer = httpx.post(f"{url}/v1/queries", json={"queries": batch}, headers=AUTH)
+                answer = httpx.post(f"{urls[lo // 100 % len(urls)]}/v1/queries", json={"queries": batch},
+                                    headers=AUTH)
                 assert answer.status_code == 200
 
-            # the worker claims the job; kill it with -9 while it works, a second one takes over
+            # a worker claims the job; kill it with -9 while it works, another one takes over
             queue = JobQueue(db)
             job = wait("a job running", lambda: next(iter(queue.list(state="running")), None), 240 * patience,
-                       server, worker, logs=logs)
+                       *procs, logs=logs)
             time.sleep(2)
-            worker.send_signal(signal.SIGKILL)
-            worker.wait()
-            worker = launch(logs[2], *worker_args)
-            procs.append(worker)
+            holder = next(w for w in workers if job.worker.endswith(f":{w.pid}"))
+            holder.send_signal(signal.SIGKILL)
+            holder.wait()
+            if not replicated:  # with one worker, start a second; else the other one takes over
+                workers.append(launch(worker_logs[1], *worker_args))
+                procs.append(workers[-1])
+            live = [p for p in procs if p is not holder]
             done = wait("the job done", lambda: (j := queue.get(job.id)).finished and j, 300 * patience,
-                        server, worker, logs=logs)
-            wait("notifications delivered", lambda: len(delivered(url)) == 2, 30, server, logs=logs)
+                        *live, logs=logs)
+            wait("notifications delivered", lambda: len(delivered(url)) == 2, 30, *live, logs=logs)
             wait("monitor caught up", lambda: httpx.get(f"{url}/v1/drift").json()["queries"]["behind"] == 0,
-                 120, server, logs=logs)
+                 120, *live, logs=logs)
+            roles = [httpx.get(f"{b}/v1/drift").json()["monitor"]["role"] for b in urls]
+            assert sorted(roles) == ["leader"] + ["standby"] * (len(urls) - 1)
 
             # exactly one job; it ran twice (killed, then re-claimed) and ended once, promoted
             jobs = httpx.get(f"{url}/v1/jobs").json()["jobs"]
@@ -141,9 +160,9 @@ def test_drift_update_promotion_notification_and_rollback(initial, tmp_path):
             assert [d.action for d in registry.decisions("swh")] == ["promote", "promote"]
 
             # alarms: none in the 5 windows before the shift, the first in one after it
-            con = sqlite3.connect(db)
-            windows = [(w, d) for w, d in con.execute(
-                "SELECT window_no, json_extract(report, '$.drift') FROM drift_reports ORDER BY seq")]
+            with Database(db).connect() as con:
+                windows = [(w, json.loads(r)["drift"]) for w, r in con.execute(
+                    "SELECT window_no, report FROM drift_reports ORDER BY seq").fetchall()]
             # (a partly filled window is dropped when the monitor moves to the new reference)
             assert [w for w, _ in windows][:5] == [0, 1, 2, 3, 4] and not any(d for _, d in windows[:5])
             assert any(d for _, d in windows[5:])
@@ -160,7 +179,7 @@ def test_drift_update_promotion_notification_and_rollback(initial, tmp_path):
             # rollback restores the previous version and tells the model server again
             back = httpx.post(f"{url}/v1/adapters/{new}/rollback?reason=e2e", headers=AUTH)
             assert back.status_code == 200 and back.json()["active"]["id"] == "swh-v1"
-            wait("rollback delivered", lambda: len(delivered(url)) == 4, 30, server, logs=logs)
+            wait("rollback delivered", lambda: len(delivered(url)) == 4, 30, *live, logs=logs)
             assert vllm.calls[2:] == [
                 ("/v1/load_lora_adapter", {"lora_name": "compass-swh-v1",
                                            "lora_path": "/models/v1/adapter"}),
@@ -173,4 +192,5 @@ def test_drift_update_promotion_notification_and_rollback(initial, tmp_path):
                     p.terminate()
                     p.wait(30)
     for log in logs:
-        assert "Traceback" not in log.read_text(), log.read_text()
+        if log.exists():
+            assert "Traceback" not in log.read_text(), log.read_text()
