@@ -16,7 +16,7 @@ from compass.cli import app
 from compass.data import synthetic
 from compass.embed.encoders import HashedNgramEncoder
 from compass.errors import CompassError, ConfigError, DataError
-from compass.selection import select
+from compass.selection import STRATEGIES, select
 
 N_POOL, N_SHARDS, BUDGET = 2000, 4, 150
 
@@ -53,12 +53,25 @@ def run(corpus, tmp_path, **kw):
     return select(corpus["usage"], corpus["pool"], BUDGET, **options)
 
 
-@pytest.mark.parametrize("options", [{"strategy": "compass"}, {"strategy": "random"},
-                                     {"strategy": "compass", "lang_cap": 0.1, "seed": 3},
-                                     {"strategy": "compass", "allocation": "points"},
-                                     {"strategy": "compass", "allocation": "points", "lang_cap": 0.1}],
-                         ids=["compass", "random", "compass-lang-cap", "compass-points",
-                              "compass-points-lang-cap"])
+CASES = {
+    "compass": {"strategy": "compass"},
+    "compass-lang-cap": {"strategy": "compass", "lang_cap": 0.1, "seed": 3},
+    "compass-points": {"strategy": "compass", "allocation": "points"},
+    "compass-points-lang-cap": {"strategy": "compass", "allocation": "points", "lang_cap": 0.1},
+    "random": {"strategy": "random"},
+    "lang-sim": {"strategy": "lang-sim"},
+    "target-proportional": {"strategy": "target-proportional"},
+    "target-proportional-lang-cap": {"strategy": "target-proportional", "lang_cap": 0.1},
+    "uniform-cluster": {"strategy": "uniform-cluster"},
+    "uniform-cluster-lang-cap": {"strategy": "uniform-cluster", "lang_cap": 0.1, "seed": 3},
+}
+
+
+def test_the_cases_cover_every_strategy():
+    assert {case["strategy"] for case in CASES.values()} == set(STRATEGIES)
+
+
+@pytest.mark.parametrize("options", list(CASES.values()), ids=list(CASES))
 def test_ray_picks_exactly_what_local_picks(ray_local, corpus, tmp_path, options):
     local = run(corpus, tmp_path, **options)
     remote = run(corpus, tmp_path, engine="ray", ray_workers=2, embed_batch_size=64, **options)
@@ -131,13 +144,6 @@ def test_unreachable_address_is_a_clear_error(corpus, tmp_path):
     assert result.exit_code == 2
     assert "cannot reach the Ray cluster at 127.0.0.1:9" in result.output
     assert not out.exists()
-
-
-def test_unsupported_strategy_names_the_supported_ones(corpus, tmp_path):
-    pytest.importorskip("ray")
-    with pytest.raises(ConfigError, match="supported: compass, random"):
-        select(corpus["usage"], corpus["pool"], 10, encoder="hashed-ngram", engine="ray",
-               strategy="uniform-cluster", cache_dir=tmp_path)
 
 
 def test_without_ray_the_error_says_how_to_install(corpus, tmp_path, monkeypatch):

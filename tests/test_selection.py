@@ -105,7 +105,7 @@ def test_empty_train_allocates_like_usage(scenario, allocation):
 
 
 def test_top_rows_is_the_head_of_the_full_ordering_ties_included():
-    from compass.selection.strategies import top_rows
+    from compass.selection.fill import top_rows
 
     rng = np.random.default_rng(0)
     score = rng.integers(0, 5, 200).astype(np.float32)  # many ties: rows break them
@@ -118,18 +118,61 @@ def test_top_rows_is_the_head_of_the_full_ordering_ties_included():
 
 
 def test_points_allocation_deepens_shortlists_that_run_dry(scenario, monkeypatch):
-    import compass.selection.strategies as strategies
+    import compass.selection.driver as driver
+    import compass.selection.picking as picking
 
     depths = []
-    real = strategies.shortlists
-    monkeypatch.setattr(strategies, "shortlists", lambda scorer, points, depth, *a:
-                        depths.append(depth) or real(scorer, points, depth, *a))
+    real = picking.queue_heads
+    monkeypatch.setattr(picking, "queue_heads", lambda scorer, points, d, *a:
+                        depths.append(int(d[0])) or real(scorer, points, d, *a))
     # a cap of 6 per language (2 languages) skips most of each shortlist: the fill must
     # deepen them, and then picks what complete orderings pick
     deep = run(scenario, allocation="points", lang_cap=0.1)
     assert len(depths) > 1 and depths[1] == 4 * depths[0]
-    monkeypatch.setattr(strategies, "SHORTLIST_SLACK", 10_000)  # complete orderings at once
+    monkeypatch.setattr(driver, "SHORTLIST_SLACK", 10_000)  # complete orderings at once
     depths.clear()
     full = run(scenario, allocation="points", lang_cap=0.1)
     assert len(depths) == 1 and full.picks.indices.tolist() == deep.picks.indices.tolist()
     assert len(deep.picks.indices) == 12
+
+
+VARIANTS = {"default": {}, "points": {"allocation": "points"}, "cap": {"lang_cap": 0.1},
+            "penalty": {"lang_penalty": 50.0}, "short": {"budget": 5000, "include_ood": True}}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_strategy_picks_the_same_on_any_sharding(scenario, strategy, variant):
+    """The phases over one in-memory shard (the local engine) and over several (as Ray
+    runs them): the same picks, scores, allocation, notes and counts."""
+    usage, train, pool, _, langs = scenario
+    cfg = SelectConfig(**{"budget": 60, "target_lang": "swh", "clusters": 8, "strategy": strategy,
+                          **VARIANTS[variant]})
+    one = select_embedded(usage, train, pool, langs, "swh", cfg, with_metrics=False).outcome()
+    for n_shards in (4, 9):
+        many = select_embedded(usage, train, pool, langs, "swh", cfg, with_metrics=False,
+                               n_shards=n_shards).outcome()
+        assert many.picks.indices.tolist() == one.picks.indices.tolist()
+        assert many.picks.scores.tolist() == one.picks.scores.tolist()
+        for key in ("weights", "allocated"):
+            a, b = getattr(one.picks, key), getattr(many.picks, key)
+            assert (a is None and b is None) or a.tolist() == b.tolist(), key
+        assert many.picks.notes == one.picks.notes
+        assert np.array_equal(many.picked, one.picked) and np.array_equal(many.pick_cluster, one.pick_cluster)
+        assert (many.supply.tolist(), many.n_eligible, many.n_out_of_support, many.n_pool) == \
+            (one.supply.tolist(), one.n_eligible, one.n_out_of_support, one.n_pool)
+
+
+def test_exact_knn_similarity_is_batch_invariant_and_matches_faiss_closely():
+    from compass.selection.density import knn_similarity
+    from compass.selection.scoring import knn_similarity_exact
+
+    rng = np.random.default_rng(0)
+    unit = lambda x: (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
+    queries, reference = unit(rng.standard_normal((3000, 64))), unit(rng.standard_normal((300, 64)))
+    whole = knn_similarity_exact(queries, reference, 10)
+    for size in (1, 17, 1000):
+        parts = [knn_similarity_exact(queries[s:s + size], reference, 10) for s in range(0, 3000, size)]
+        assert np.array_equal(np.concatenate(parts), whole)
+    assert np.abs(whole - knn_similarity(queries, reference, 10)).max() < 1e-6
+    assert knn_similarity_exact(queries[:3], reference[:0], 10).tolist() == [0.0] * 3

@@ -1,4 +1,7 @@
-"""Selection on embeddings: the part shared by the Python API, the CLI and benchmarks."""
+"""Selection on embeddings: the part shared by the Python API, the CLI and benchmarks.
+
+The local engine: the phases of :mod:`.driver` over the pool as one in-memory shard.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .clustering import Clustering, fit_clusters
+from .clustering import Clustering
 from .config import SelectConfig
+from .driver import MemoryShards, run_phases
+from .fill import Picks
 from .metrics import fit_metrics
-from .strategies import Picks, Problem, get_strategy
+from .phases import fit_target, fit_target_clusters
+from .strategies import get_strategy
+
+__all__ = ["EmbeddedResult", "Outcome", "fit_target_clusters", "select_embedded", "selection_metrics"]
 
 
 @dataclass
@@ -37,45 +45,39 @@ class Outcome:
 
 @dataclass
 class EmbeddedResult:
-    problem: Problem
     picks: Picks
     metrics: dict[str, dict[str, float]]
     timings: dict[str, float]
+    result: Outcome
 
     def outcome(self) -> Outcome:
-        p, idx = self.problem, self.picks.indices
-        eligible = p.eligible
-        return Outcome(p.usage, p.train, p.clustering, p.usage_cluster, p.train_cluster, self.picks,
-                       p.pool[idx], p.pool_cluster[idx],
-                       np.bincount(p.pool_cluster[eligible], minlength=p.clustering.k), len(p.pool),
-                       int(eligible.sum()), int((~p.pool_in_support).sum()), self.metrics, self.timings)
+        return self.result
 
 
 def select_embedded(usage: np.ndarray, train: np.ndarray, pool: np.ndarray,
                     pool_langs: np.ndarray, target_lang: str, config: SelectConfig, *,
-                    with_metrics: bool = True) -> EmbeddedResult:
-    """Run one strategy on already embedded (and, if wanted, centred) vectors."""
+                    with_metrics: bool = True, n_shards: int = 1) -> EmbeddedResult:
+    """Run one strategy on already embedded (and, if wanted, centred) vectors.
+    ``n_shards``: split the pool into that many in-memory shards (the picks do not change)."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    problem = Problem(usage, train, pool, np.asarray(pool_langs), target_lang,
-                      fit_target_clusters(usage, train, config), config)
+    target = fit_target(usage, train, target_lang, config)
     timings["cluster"] = time.perf_counter() - start
     start = time.perf_counter()
-    picks = get_strategy(config.strategy).select(problem, np.random.default_rng(config.seed))
+    shards = MemoryShards(pool, np.asarray(pool_langs), n_shards)
+    run = run_phases(get_strategy(config.strategy), target, shards, config)
     timings["select"] = time.perf_counter() - start
+    picked, pick_cluster = shards.fetch(run.ctx, run.picks.indices)
     metrics: dict[str, dict[str, float]] = {}
     if with_metrics:
         start = time.perf_counter()
-        metrics = selection_metrics(usage, train, pool[picks.indices], config.seed, problem.clustering.k)
+        metrics = selection_metrics(usage, train, picked, config.seed, target.k)
         timings["metrics"] = time.perf_counter() - start
-    return EmbeddedResult(problem, picks, metrics, timings)
-
-
-def fit_target_clusters(usage: np.ndarray, train: np.ndarray, config: SelectConfig) -> Clustering:
-    """k-means on U ∪ T: small, so every engine fits it in one process."""
-    target_side = np.concatenate([usage, train]) if len(train) else usage
-    return fit_clusters(target_side, config.clusters, seed=config.seed,
-                        support_quantile=config.support_quantile)
+    s = run.stats
+    outcome = Outcome(usage, train, target.clustering, target.usage_cluster, target.train_cluster, run.picks,
+                      picked, pick_cluster, s.supply, s.n_pool, s.n_eligible, s.n_out_of_support,
+                      metrics, timings)
+    return EmbeddedResult(run.picks, metrics, timings, outcome)
 
 
 def selection_metrics(usage: np.ndarray, train: np.ndarray, picked: np.ndarray, seed: int,

@@ -1,6 +1,6 @@
-"""What a Ray worker does with one pool shard: parse, embed into a Parquet cache, and
-score it against what the driver broadcasts. No Ray in here: plain functions of a
-shard and a context, so they are tested and reused without a cluster.
+"""File shards of a pool for the Ray engine: parse, embed into a Parquet cache, and load
+a shard as the :class:`~compass.selection.phases.PoolShard` the phase functions take.
+No Ray in here: plain functions of a shard, so they are tested without a cluster.
 
 A shard is one data file of a pool source. Rows keep the local engine's order (the
 sources' order, files sorted, lines in order), so a row's global index is its
@@ -11,7 +11,7 @@ line) come from the same loader the local engine uses.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +20,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ...data import Record, Source
+from ...data.sources import shard_paths
 from ...embed import Encoder, centre_by_language, language_sums
 from ...errors import ConfigError, DataError
 from ...fsutil import atomic_write_bytes
-from ..clustering import Clustering
-from ..config import SelectConfig
-from ..density import near_duplicates
-from ..strategies import ALL_CLUSTERS, RowScorer, eligible_rows, language_ok
+from ..phases import Context, PoolShard, shard_rows
 
 CACHE_FOLDER = ".compass-cache"
 
@@ -99,88 +97,48 @@ def read_cache(shard: Shard) -> tuple[np.ndarray, np.ndarray]:
     return np.array(table.column("lang").to_pylist(), dtype=str), x
 
 
+def plan_shards(pool: Any, encoder: str, cache_dir: str | Path | None) -> list[Shard]:
+    """The pool's data files in the local engine's order, each with its cache path."""
+    specs = [pool] if isinstance(pool, (str, Source)) else list(pool)
+    shards: list[Shard] = []
+    for spec in specs:
+        if isinstance(spec, Record):
+            raise ConfigError("engine 'ray' reads the pool from files; pass source strings, not records")
+        src = spec if isinstance(spec, Source) else Source.parse(spec)
+        if src.kind != "file":
+            raise ConfigError(f"engine 'ray' reads JSONL/JSON/CSV/TSV/Parquet files, directories or "
+                              f"globs; {src.kind}: sources need engine 'local' ({spec})")
+        if "limit" in src.options:
+            raise ConfigError(f"source option 'limit' needs one ordered reader; engine 'ray' "
+                              f"cannot apply it ({spec})")
+        options = tuple(sorted(src.options.items()))
+        for path in shard_paths(src.location):
+            shards.append(Shard(len(shards), str(path), options,
+                                str(cache_path(path, options, encoder, cache_dir))))
+    return shards
+
+
 @dataclass
-class Context:
-    """What the driver broadcasts to every shard task once the target side is fitted."""
+class FileShard(PoolShard):
+    """A file shard loaded for one task: its centred embeddings, and the file for records."""
 
-    config: SelectConfig
-    means: dict[str, np.ndarray] | None
-    clustering: Clustering
-    train_reference: np.ndarray  # for near-duplicate tests against train (already subsampled)
-    allocated: np.ndarray | None = None  # None: every cluster (``allocation="points"``)
-    scorer: RowScorer | None = None
-    # cluster (or ALL_CLUSTERS): points, depth
-    queues: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-
-    def load(self, shard: Shard) -> tuple[np.ndarray, np.ndarray]:
-        """The shard's languages and centred embeddings (centred exactly as the local engine)."""
-        langs, x = read_cache(shard)
-        if self.means is not None:
-            centre_by_language(x, langs, means=self.means)
-        return langs, x
-
-    def eligibility(self, langs: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        labels, sims = self.clustering.assign(x)
-        in_support = sims >= self.clustering.radius
-        return labels, in_support, eligible_rows(self.config, language_ok(self.config, langs), in_support)
+    source: Shard | None = None
 
 
-def shard_stats(shard: Shard, ctx: Context, lang_offsets: dict[str, int],
-                wanted: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
-    """Supply per cluster and support counts; and the calibration sample's rows in this
-    shard (``wanted``: per language, sorted global ranks and their sample slots)."""
-    langs, x = ctx.load(shard)
-    labels, in_support, eligible = ctx.eligibility(langs, x)
-    sample = []
-    for lang, (ranks, slots) in wanted.items():
-        rows = np.flatnonzero(langs == lang)
-        local = ranks - lang_offsets.get(lang, 0)
-        hit = (local >= 0) & (local < len(rows))
-        sample += [(lang, int(s), x[rows[r]]) for r, s in zip(local[hit], slots[hit])]
-    return {"supply": np.bincount(labels[eligible], minlength=ctx.clustering.k),
-            "eligible": int(eligible.sum()), "out_of_support": int((~in_support).sum()), "sample": sample}
+def load_shard(shard: Shard, offset: int, means: dict[str, np.ndarray] | None) -> FileShard:
+    """The shard's languages and embeddings, centred exactly as the local engine centres."""
+    langs, x = read_cache(shard)
+    if means is not None:
+        centre_by_language(x, langs, means=means)
+    return FileShard(offset, x, langs, source=shard)
 
 
-def shard_shortlists(shard: Shard, ctx: Context, offset: int) -> dict[str, Any]:
-    """Per allocated cluster (or the whole pool): the number of candidates in this shard and,
-    per queue (usage point), its best ``depth`` candidates by (score desc, row asc) with
-    their vectors."""
-    cfg = ctx.config
-    langs, x = ctx.load(shard)
-    labels, _, eligible = ctx.eligibility(langs, x)
-    candidates = eligible if ctx.allocated is None else eligible & (ctx.allocated > 0)[labels]
-    if len(ctx.train_reference) and cfg.dedup_threshold < 1.0:
-        rows = np.flatnonzero(candidates)
-        candidates[rows[near_duplicates(x[rows], ctx.train_reference, cfg.dedup_threshold)]] = False
-    counts, lists, keep = {}, {}, set()
-    for cluster, (points, depth) in ctx.queues.items():
-        rows = np.flatnonzero(candidates if cluster == ALL_CLUSTERS else candidates & (labels == cluster))
-        counts[cluster] = len(rows)
-        if not len(rows):
-            continue
-        scores = ctx.scorer(points, x[rows], langs[rows])
-        for j, m in enumerate(depth):
-            top = np.lexsort((rows, -scores[j]))[:m]
-            lists[(cluster, j)] = (rows[top] + offset, scores[j][top])
-            keep.update(rows[top].tolist())
-    kept = np.array(sorted(keep), dtype=np.int64)
-    return {"counts": counts, "lists": lists, "rows": kept + offset, "langs": langs[kept],
-            "vectors": x[kept]}
-
-
-def shard_fetch(shard: Shard, ctx: Context,
+def shard_fetch(view: FileShard, ctx: Context,
                 positions: np.ndarray) -> list[tuple[int, Record, np.ndarray, int]]:
     """The full records, centred vectors and clusters of the picked rows of this shard."""
-    records = shard.records()
-    langs, x = ctx.load(shard)
-    if len(records) != len(langs):
-        raise ConfigError(f"{shard.path} changed during the run ({len(records)} rows, "
-                          f"{len(langs)} embedded); run again")
-    labels, _ = ctx.clustering.assign(x[positions])
-    return [(int(p), records[p], x[p], int(c)) for p, c in zip(positions, labels)]
-
-
-def shard_ok_positions(shard: Shard, ctx: Context, ok_ranks: np.ndarray) -> np.ndarray:
-    """Positions of the ``ok_ranks``-th language-eligible rows of this shard (``random``)."""
-    langs, _ = read_cache(shard)
-    return np.flatnonzero(language_ok(ctx.config, langs))[ok_ranks]
+    records = view.source.records()
+    if len(records) != len(view.langs):
+        raise ConfigError(f"{view.source.path} changed during the run ({len(records)} rows, "
+                          f"{len(view.langs)} embedded); run again")
+    vectors, labels = shard_rows(view, ctx, positions)
+    return [(int(p), records[p], v, int(c)) for p, v, c in zip(positions, vectors, labels)]
