@@ -4,20 +4,38 @@ from __future__ import annotations
 
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
+from .adapt.config import EvalConfig, TrainConfig
+from .ecda.control import Controls
+from .ecda.notify import NotifyConfig
+from .ecda.policy import PolicyConfig
+from .ecda.worker import WorkerConfig
 from .errors import CompassError, CompassWarning, ConfigError
 from .longctx.build import DEFAULT_ONERULER
 from .longctx.build import VARIANTS as LONGCTX_VARIANTS
-
-if TYPE_CHECKING:
-    from .ecda.worker import WorkerConfig
+from .options import default_of, expand, option
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="COMPASS: distribution-aware multilingual data selection for LoRA adapters.")
+
+
+def _run(call):
+    try:
+        return call()
+    except CompassError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+def _options(cls: type, **kw):
+    """One CLI option per field of the config ``cls`` (see :func:`compass.options.expand`);
+    a ConfigError building it is the usual 'error: ...' and exit status 2."""
+    return expand(cls, make_option=typer.Option, guard=_run, **kw)
+
 
 NO_VERIFY_HELP = "Use adapters whose weights no longer match their compass.json."
 _format_warning = warnings.formatwarning
@@ -145,6 +163,7 @@ def probe_cmd(
 
 
 @app.command("train")
+@_options(TrainConfig)
 def train_cmd(
     train: list[str] | None = typer.Option(None, metavar="SRC", help="Target-language training data."),
     out: Path = typer.Option(..., help="Adapter directory to write."),
@@ -152,47 +171,22 @@ def train_cmd(
     init_adapter: Path | None = typer.Option(None, help="Continue training this adapter directory."),
     replay: list[str] | None = typer.Option(None, metavar="SRC", help="Earlier training data to replay "
                                             "(with --init-adapter, so the update does not forget)."),
-    replay_share: float = typer.Option(0.2, help="Share of examples drawn from --replay."),
-    l2_pull: float = typer.Option(0.0, help="L2 pull toward the starting weights (0: off)."),
     dev: list[str] | None = typer.Option(None, metavar="SRC", help="Held-out target data for early "
                                          "stopping (with --eval-every)."),
-    eval_every: int | None = typer.Option(None, help="Measure --dev every N steps; the best weights "
-                                          "are kept."),
-    dev_metric: str = typer.Option("nll", help="What --dev measures: nll (of the training format) | "
-                                   "mcq-cloze | mcq (the gold option's probability under that scoring)."),
-    patience: int = typer.Option(3, help="Stop after N dev evaluations without improvement."),
-    mcq_format: str = typer.Option("question", help="Multiple-choice items train as: question | cloze "
-                                   "| options | letter | qa | choice (see compass.adapt.formats)."),
     model: str | None = typer.Option(None, help="Base model: hub id or folder; default the bundled "
                                      "Gemma 3 270M."),
-    rank: int = typer.Option(16), alpha: int = typer.Option(32), dropout: float = typer.Option(0.05),
-    target_modules: str = typer.Option("all-linear", help="'all-linear' or comma-separated names."),
-    learning_rate: float = typer.Option(2e-4), schedule: str = typer.Option("cosine"),
-    warmup_ratio: float = typer.Option(0.05), epochs: float = typer.Option(1.0),
-    max_steps: int | None = typer.Option(None, help="Overrides --epochs."),
-    batch_size: int = typer.Option(8), grad_accum: int = typer.Option(1),
-    max_length: int = typer.Option(256, help="Longer sequences are truncated (and counted)."),
-    aux_weight: float | None = typer.Option(None, help="Share of examples from --selected; "
-                                            "default: every record once."),
-    seed: int = typer.Option(0),
     overwrite: bool = typer.Option(False, help="Replace an existing adapter's files in --out (other "
                                    "files there are left as they are)."),
     no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
+    config: TrainConfig = ...,
 ) -> None:
     """Train a LoRA adapter (standard PEFT format) on train + selected data, or continue one."""
-    from .adapt import TrainConfig
     from .adapt import train as train_fn
     from .adapt.distributed import launched_rank
 
-    modules = target_modules if target_modules == "all-linear" else target_modules.split(",")
     prov = _run(lambda: train_fn(train, out, selected=selected, model=model, overwrite=overwrite,
                                  init_adapter=init_adapter, replay=replay, verify=not no_verify,
-                                 dev=dev or None, config=TrainConfig(
-        rank=rank, alpha=alpha, dropout=dropout, target_modules=modules, learning_rate=learning_rate,
-        schedule=schedule, warmup_ratio=warmup_ratio, epochs=epochs, max_steps=max_steps,
-        batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, aux_weight=aux_weight,
-        replay_share=replay_share, l2_pull=l2_pull, mcq_format=mcq_format, eval_every=eval_every,
-        dev_metric=dev_metric, patience=patience, seed=seed)))
+                                 dev=dev or None, config=config))
     if launched_rank() == 0:  # under torchrun / accelerate launch, one summary
         typer.echo(f"adapter -> {out} ({prov['steps']} steps, loss {prov['first_loss']:.3f} -> "
                    f"{prov['final_loss']:.3f}, {prov['tokens_per_second']:.0f} tokens/s, "
@@ -200,25 +194,20 @@ def train_cmd(
 
 
 @app.command("evaluate")
+@_options(EvalConfig)
 def evaluate_cmd(
     data: list[str] = typer.Option(..., metavar="SRC", help="Held-out texts or MCQ items."),
     adapter: list[str] | None = typer.Option(None, help="Adapter directory; repeatable."),
     model: str | None = typer.Option(None, help="Base model; default the bundled Gemma 3 270M."),
-    metric: str = typer.Option("nll", help="nll | mcq (option letters) | mcq-cloze (option texts) | "
-                               "longctx ('compass longctx build' items); mcq metrics report acc, "
-                               "acc_norm, gold_prob and gold_nll, longctx acc and gold_nll."),
-    batch_size: int = typer.Option(8), max_length: int = typer.Option(1024),
-    bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the intervals."),
-    seed: int = typer.Option(0),
     out: Path | None = typer.Option(None, help="Write the results as JSON here."),
     no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
+    config: EvalConfig = ...,
 ) -> None:
     """Score the base model and adapters on one data set; differences with 95% CIs."""
     from .adapt.evaluate import evaluate, format_table
 
-    res = _run(lambda: evaluate(data, model=model, adapters=adapter or [], metric=metric,
-                                batch_size=batch_size, max_length=max_length, bootstrap=bootstrap,
-                                seed=seed, out=out, verify=not no_verify))
+    res = _run(lambda: evaluate(data, model=model, adapters=adapter or [], config=config, out=out,
+                                verify=not no_verify))
     typer.echo(format_table(res))
 
 
@@ -300,48 +289,46 @@ def longctx_build(
 
 REGISTRY_HELP = ("Registry: a SQLite file or a postgresql:// URL (default $COMPASS_REGISTRY, else "
                  "~/.cache/compass/registry.sqlite).")
-# Options of an ECDA update, declared once for 'monitor --update', 'worker' and 'serve --with-worker'.
-POOL_OPT = typer.Option(None, "--pool", metavar="SRC", help="Updates: the auxiliary pool.")
-PRESERVE_OPT = typer.Option(None, "--preserve", metavar="SRC", help="Updates: held-out old usage "
-                            "(the gate's preservation set).")
-TRAINED_OPT = typer.Option(None, "--trained", metavar="SRC", help="Updates: what the active adapter "
-                           "was trained on (train data and selection).")
-WORKDIR_OPT = typer.Option(Path("ecda-updates"), "--workdir", help="Updates: where candidates go.")
-MODEL_OPT = typer.Option(None, "--model", help="Updates: base model (default bundled Gemma).")
-BUDGET_OPT = typer.Option(200, "--budget", help="Updates: records selected per update.")
-MIN_QUERIES_OPT = typer.Option(400, "--min-queries", help="Updates: queries after an alarm per update.")
-DELTA_OPT = typer.Option(0.005, "--delta", help="Gate: least relative NLL gain on new usage.")
-EPSILON_OPT = typer.Option(0.01, "--epsilon", help="Gate: most relative NLL loss on old usage.")
-REPLAY_OPT = typer.Option(0.2, "--replay-share", help="Share of replayed earlier training data.")
-L2_OPT = typer.Option(0.0, "--l2-pull", help="L2 pull toward the previous adapter's weights.")
+# Options of an ECDA update, for 'monitor --update', 'worker' and 'serve --with-worker': the
+# update policy's (PolicyConfig fields, declared there) and its data (UpdateData, below).
+UPDATE_OPTIONS = ("budget", "min_queries", "delta", "epsilon", "replay_share", "l2_pull", "seed")
+WORKER_OPTIONS = ("lease", "threads", "niceness", "idle")  # WorkerConfig fields
+
+
+@dataclass
+class UpdateData:
+    """What an ECDA update works on, and where its candidates go."""
+
+    pool: list[str] | None = option(None, metavar="SRC", help="Updates: the auxiliary pool.")
+    preserve: list[str] | None = option(None, metavar="SRC", help="Updates: held-out old usage (the "
+                                        "gate's preservation set).")
+    trained: list[str] | None = option(None, metavar="SRC", help="Updates: what the active adapter "
+                                       "was trained on (train data and selection).")
+    workdir: Path = option(Path("ecda-updates"), help="Updates: where candidates go.")
+    model: str | None = option(None, help="Updates: base model (default bundled Gemma).")
+
+
 DB_OPT = typer.Option(None, "--db", envvar="COMPASS_DB", metavar="PATH|URL", help=(
     "Query store, which also holds the job queue: a SQLite file or a postgresql:// URL (default: "
     "queries.sqlite next to the registry, or the registry's PostgreSQL database)."))
-LEASE_OPT = typer.Option(60.0, "--lease", help="Worker: seconds a job's claim lasts without a heartbeat "
-                         "(a killed worker's job is claimed again after it).")
-THREADS_OPT = typer.Option(1, "--threads", help="Worker: torch CPU threads while training.")
-NICENESS_OPT = typer.Option(10, "--niceness", help="Worker: added to its process priority, so "
-                            "training does not slow ingestion down.")
-IDLE_OPT = typer.Option(False, "--idle", help="Worker: Linux SCHED_IDLE instead of --niceness: CPU time "
-                        "only when nothing else wants it (may starve on a busy machine).")
+CALIBRATION_SEED_HELP = "Seed of the drift monitor's bootstrap calibration (of updates: --update-seed)."
 
 
-def _worker_config(db: str | None, registry: str | None, **kw) -> WorkerConfig:
-    """A worker's config from the shared update options (``kw``: the commands' names)."""
-    from .ecda import PolicyConfig, Registry
-    from .ecda.worker import WorkerConfig
+def _worker_config(db: str | None, registry: str | None, data: UpdateData, policy: PolicyConfig,
+                   cache_dir: Path | None, **kw) -> WorkerConfig:
+    """A worker's config from the shared update options (``kw``: further WorkerConfig fields)."""
+    from .ecda import Registry
 
     reg = Registry(registry)
-    policy = PolicyConfig(**{k: kw.pop(k) for k in ("budget", "min_queries", "delta", "epsilon",
-                                                      "replay_share", "l2_pull", "seed") if k in kw})
     return WorkerConfig(db=str(db or reg.db.sibling("queries.sqlite")), registry=reg.db.location,
-                        pool=kw.pop("pool") or [], preserve=kw.pop("preserve") or [],
-                        workdir=str(kw.pop("workdir")), policy=policy,
-                        cache_dir=None if kw.get("cache_dir") is None else str(kw.pop("cache_dir")),
-                        **{k: v for k, v in kw.items() if k != "cache_dir"})
+                        pool=data.pool or [], preserve=data.preserve or [], workdir=str(data.workdir),
+                        trained=data.trained, model=data.model, policy=policy,
+                        cache_dir=None if cache_dir is None else str(cache_dir), **kw)
 
 
 @app.command("monitor")
+@_options(PolicyConfig, param="policy", only=UPDATE_OPTIONS)
+@_options(UpdateData, param="data")
 def monitor_cmd(
     reference: Path = typer.Option(..., help="A 'compass select --out' directory, or an adapter "
                                    "directory trained from one (either holds reference.npz)."),
@@ -351,42 +338,40 @@ def monitor_cmd(
     out: Path = typer.Option(..., help="Events file: one JSON line per completed window."),
     window: int = typer.Option(200, help="Queries per window, per language."),
     alpha: float = typer.Option(0.01, help="Target false-alarm rate per window."),
-    seed: int = typer.Option(0, help="Seed of the bootstrap calibration."),
+    seed: int = typer.Option(0, help=CALIBRATION_SEED_HELP),
     cache_dir: Path | None = typer.Option(None, help="Embedding cache (default "
                                              "$COMPASS_CACHE_DIR or ~/.cache/compass)."),
     update: bool = typer.Option(False, help="On drift, run the update policy and the registry."),
     registry: str | None = typer.Option(None, metavar="PATH|URL", help=REGISTRY_HELP + " With --update: its "
                                         "active adapter for the language is the one updated."),
-    pool: list[str] | None = POOL_OPT,
-    preserve: list[str] | None = PRESERVE_OPT,
-    trained: list[str] | None = TRAINED_OPT,
-    workdir: Path = WORKDIR_OPT,
-    model: str | None = MODEL_OPT,
-    budget: int = BUDGET_OPT,
-    min_queries: int = MIN_QUERIES_OPT,
-    delta: float = DELTA_OPT,
-    epsilon: float = EPSILON_OPT,
-    replay_share: float = REPLAY_OPT,
-    l2_pull: float = L2_OPT,
+    data: UpdateData = ...,
     no_verify: bool = typer.Option(False, "--no-verify", help="With --update: " + NO_VERIFY_HELP),
+    policy: PolicyConfig = ...,
 ) -> None:
     """Replay a query log in windows against a reference and flag drift per language;
     with --update, drift triggers a gated adapter update recorded in the registry."""
-    from .ecda import PolicyConfig, UpdatePolicy, replay, summarise
+    from .ecda import UpdatePolicy, replay
 
     def run():
-        policy = None
+        updates = None
         if update:
-            if not pool or not preserve:
+            if not data.pool or not data.preserve:
                 raise ConfigError("--update needs --pool and --preserve")
-            policy = UpdatePolicy(registry, pool, preserve, workdir=workdir, trained=trained, model=model,
-                                  cache_dir=cache_dir, verify=not no_verify, config=PolicyConfig(
-                                      budget=budget, min_queries=min_queries, delta=delta, epsilon=epsilon,
-                                      replay_share=replay_share, l2_pull=l2_pull, seed=seed))
+            updates = UpdatePolicy(registry, data.pool, data.preserve, workdir=data.workdir,
+                                   trained=data.trained, model=data.model, cache_dir=cache_dir,
+                                   verify=not no_verify, config=policy)
         return replay(reference, stream, window=window, alpha=alpha, out=out, seed=seed,
-                      cache_dir=cache_dir, policy=policy)
+                      cache_dir=cache_dir, policy=updates)
 
     reports, loop = _run(run)
+    _echo_replay(reports, loop, window)
+    typer.echo(f"events: {out}")
+
+
+def _echo_replay(reports, loop, window: int) -> None:
+    """What 'compass monitor' says about a replay: updates, drift per language, leftovers."""
+    from .ecda import summarise
+
     monitor = loop.monitor
     for outcome in loop.outcomes:
         typer.echo(f"update {outcome.action} (parent {outcome.parent}): {outcome.reason}")
@@ -405,7 +390,6 @@ def monitor_cmd(
     if monitor.skipped:
         typer.echo("skipped (no reference for the language): "
                    + ", ".join(f"{lang} {n}" for lang, n in monitor.skipped.most_common()))
-    typer.echo(f"events: {out}")
 
 
 @app.command("simulate")
@@ -429,7 +413,6 @@ def simulate_cmd(
     seed: int = typer.Option(0),
 ) -> None:
     """ECDA vs stale, naive fine-tune and full retrain on a SIB-200 stream that shifts topics."""
-    from .ecda import PolicyConfig
     from .experiments.simulate import Scenario, simulate
 
     def run():
@@ -538,24 +521,16 @@ def adapters_rollback(
 
 
 @app.command("worker")
+@_options(WorkerConfig, param="resources", only=WORKER_OPTIONS, build=False)
+@_options(PolicyConfig, param="policy", only=UPDATE_OPTIONS[:1] + UPDATE_OPTIONS[2:],  # not min_queries
+          flags={"seed": ("--update-seed", "--seed")})  # --seed: its name before 'serve' had two seeds
+@_options(UpdateData, param="data")
 def worker_cmd(
     registry: str | None = typer.Option(None, metavar="PATH|URL", help=REGISTRY_HELP),
     db: str | None = DB_OPT,
-    pool: list[str] | None = POOL_OPT,
-    preserve: list[str] | None = PRESERVE_OPT,
-    trained: list[str] | None = TRAINED_OPT,
-    workdir: Path = WORKDIR_OPT,
-    model: str | None = MODEL_OPT,
-    budget: int = BUDGET_OPT,
-    delta: float = DELTA_OPT,
-    epsilon: float = EPSILON_OPT,
-    replay_share: float = REPLAY_OPT,
-    l2_pull: float = L2_OPT,
-    seed: int = typer.Option(0, help="Seed of selection and training."),
-    lease: float = LEASE_OPT,
-    threads: int = THREADS_OPT,
-    niceness: int = NICENESS_OPT,
-    idle: bool = IDLE_OPT,
+    data: UpdateData = ...,
+    policy: PolicyConfig = ...,
+    resources: dict = ...,
     cache_dir: Path | None = typer.Option(None, help="Embedding cache (default "
                                              "$COMPASS_CACHE_DIR or ~/.cache/compass)."),
     no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
@@ -565,16 +540,39 @@ def worker_cmd(
     from .ecda.database import redact
     from .ecda.worker import run_worker
 
-    config = _run(lambda: _worker_config(
-        db, registry, pool=pool, preserve=preserve, trained=trained, workdir=workdir, model=model,
-        budget=budget, delta=delta, epsilon=epsilon, replay_share=replay_share, l2_pull=l2_pull, seed=seed,
-        lease=lease, threads=threads, niceness=niceness, idle=idle, cache_dir=cache_dir,
-        verify=not no_verify))
+    config = _run(lambda: _worker_config(db, registry, data, policy, cache_dir, verify=not no_verify,
+                                         **resources))
     typer.echo(f"worker: jobs from {redact(config.db)}, adapters in {redact(config.registry)}", err=True)
     _run(lambda: run_worker(config))
 
 
+@dataclass
+class ModelServer:
+    """'compass serve' options of the NotifyConfig it makes (defaults: NotifyConfig's)."""
+
+    vllm_url: str | None = option(None, help="vLLM server to load promoted adapters into (it needs "
+                                  "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True), e.g. http://vllm:8000.")
+    webhook_url: str | None = option(None, help="URL that gets a JSON POST per promotion and rollback.")
+    path_map: list[str] | None = option(None, metavar="LOCAL=REMOTE", help="Adapter path prefix here = "
+                                        "the same prefix on the model server. Repeatable.")
+    lora_name: str = option(default_of(NotifyConfig, "lora_name"), help="A version's name on the model "
+                            "server ({id}, {lang}).")
+
+    def notify_config(self) -> NotifyConfig | None:
+        """None without a server or webhook to tell."""
+        from .ecda.notify import parse_path_map
+
+        if not (self.vllm_url or self.webhook_url):
+            return None
+        return NotifyConfig(vllm_url=self.vllm_url, webhook_url=self.webhook_url,
+                            path_map=parse_path_map(self.path_map or []), lora_name=self.lora_name)
+
+
 @app.command("serve")
+@_options(WorkerConfig, param="resources", only=WORKER_OPTIONS, build=False)
+@_options(PolicyConfig, param="policy", only=UPDATE_OPTIONS)
+@_options(UpdateData, param="data")
+@_options(ModelServer, param="server")
 def serve_cmd(
     host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback exposes the "
                              "service (and its bearer token, without TLS) to the network."),
@@ -586,6 +584,7 @@ def serve_cmd(
     window: str = typer.Option("200", help="Per language: queries per window (500), or a time span "
                                "(90s, 15m, 1h, 1d; a window closes at the first query after its span)."),
     alpha: float = typer.Option(0.01, help="Target false-alarm rate per window."),
+    seed: int = typer.Option(0, help=CALIBRATION_SEED_HELP),
     max_body: int = typer.Option(8 * 1024 * 1024, help="Largest request body, in bytes."),
     max_query: int = typer.Option(64 * 1024, help="Largest query text, in bytes (UTF-8)."),
     max_batch: int = typer.Option(10_000, help="Most queries in one ingest request."),
@@ -595,49 +594,53 @@ def serve_cmd(
     mode: list[str] | None = typer.Option(None, metavar="LANG=MODE", help="Per language: auto (promote "
                                           "when the gate passes), approve (wait for POST "
                                           "/v1/jobs/ID/approve) or off (alarm only). Repeatable."),
-    default_mode: str = typer.Option("auto", help="Mode of languages not named by --mode."),
-    confirm: int = typer.Option(2, help="Alarmed windows in a row before an update job starts."),
-    min_queries: int = MIN_QUERIES_OPT,
-    cooldown: float = typer.Option(3600.0, help="Seconds after a promotion in which alarms start no job."),
-    daily_jobs: int = typer.Option(4, help="Most update jobs per language in any 24 hours."),
+    default_mode: str = typer.Option(default_of(Controls, "mode"), help="Mode of languages not named "
+                                     "by --mode."),
+    confirm: int = typer.Option(default_of(Controls, "confirm"), help="Alarmed windows in a row before "
+                                "an update job starts."),
+    cooldown: float = typer.Option(default_of(Controls, "cooldown"), help="Seconds after a promotion in "
+                                   "which alarms start no job."),
+    daily_jobs: int = typer.Option(default_of(Controls, "daily_jobs"), help="Most update jobs per "
+                                   "language in any 24 hours."),
     with_worker: bool = typer.Option(False, "--with-worker", help="Start a worker process beside the "
                                      "API (else run 'compass worker' separately)."),
-    pool: list[str] | None = POOL_OPT,
-    preserve: list[str] | None = PRESERVE_OPT,
-    trained: list[str] | None = TRAINED_OPT,
-    workdir: Path = WORKDIR_OPT,
-    model: str | None = MODEL_OPT,
-    budget: int = BUDGET_OPT,
-    delta: float = DELTA_OPT,
-    epsilon: float = EPSILON_OPT,
-    replay_share: float = REPLAY_OPT,
-    l2_pull: float = L2_OPT,
-    seed: int = typer.Option(0, help="Seed of calibration, selection and training."),
-    lease: float = LEASE_OPT,
-    threads: int = THREADS_OPT,
-    niceness: int = NICENESS_OPT,
-    idle: bool = IDLE_OPT,
-    vllm_url: str | None = typer.Option(None, help="vLLM server to load promoted adapters into (it "
-                                        "needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True), e.g. http://vllm:8000."),
-    webhook_url: str | None = typer.Option(None, help="URL that gets a JSON POST per promotion and "
-                                           "rollback."),
-    path_map: list[str] | None = typer.Option(None, metavar="LOCAL=REMOTE", help="Adapter path prefix "
-                                              "here = the same prefix on the model server. Repeatable."),
-    lora_name: str = typer.Option("compass-{id}", help="A version's name on the model server "
-                                  "({id}, {lang})."),
+    data: UpdateData = ...,
+    policy: PolicyConfig = ...,
+    resources: dict = ...,
+    server: ModelServer = ...,
 ) -> None:
     """HTTP service: ingest queries durably, report drift, turn confirmed drift into update
     jobs, list/promote/roll back adapters and tell the model server. Write endpoints need
     'Authorization: Bearer $COMPASS_API_TOKEN'."""
-    import ipaddress
-    import os
-
     import uvicorn
 
     from .ecda import DriftMonitor, Registry
-    from .ecda.control import Controls, parse_modes
-    from .ecda.notify import NotifyConfig, parse_path_map
-    from .ecda.service import TOKEN_ENV, create_app
+    from .ecda.control import parse_modes
+    from .ecda.service import create_app
+
+    token = _exposure_warnings(host)
+    reg = _run(lambda: Registry(registry))
+    monitor = None if reference is None else _run(
+        lambda: DriftMonitor(reference, window, alpha, cache_dir=cache_dir, seed=seed))
+    controls = None if reference is None else _run(lambda: Controls(
+        mode=default_mode, modes=parse_modes(mode or []), confirm=confirm, min_queries=policy.min_queries,
+        cooldown=cooldown, daily_jobs=daily_jobs))
+    job_worker = None if not with_worker else _run(
+        lambda: _worker_config(db, registry, data, policy, cache_dir, **resources))
+    notify = _run(server.notify_config)
+    service = _run(lambda: create_app(db or reg.db.sibling("queries.sqlite"), reg, monitor=monitor,
+                                      token=token, max_body=max_body, max_query=max_query,
+                                      max_batch=max_batch, controls=controls, job_worker=job_worker,
+                                      notify=notify))
+    uvicorn.run(service, host=host, port=port, access_log=access_log)
+
+
+def _exposure_warnings(host: str) -> str | None:
+    """The API token (None: unset, with a warning), and a warning when ``host`` is not loopback."""
+    import ipaddress
+    import os
+
+    from .ecda.service import TOKEN_ENV
 
     token = os.environ.get(TOKEN_ENV) or None
     if token is None:
@@ -650,33 +653,7 @@ def serve_cmd(
     if not loopback:
         typer.secho(f"warning: binding to {host}, not loopback: put TLS in front of it", fg="yellow",
                     err=True)
-    reg = _run(lambda: Registry(registry))
-    monitor = None if reference is None else _run(
-        lambda: DriftMonitor(reference, window, alpha, cache_dir=cache_dir, seed=seed))
-    controls = None if reference is None else _run(lambda: Controls(
-        mode=default_mode, modes=parse_modes(mode or []), confirm=confirm, min_queries=min_queries,
-        cooldown=cooldown, daily_jobs=daily_jobs))
-    job_worker = None if not with_worker else _run(lambda: _worker_config(
-        db, registry, pool=pool, preserve=preserve, trained=trained, workdir=workdir, model=model,
-        budget=budget, min_queries=min_queries, delta=delta, epsilon=epsilon, replay_share=replay_share,
-        l2_pull=l2_pull, seed=seed, lease=lease, threads=threads, niceness=niceness, idle=idle,
-        cache_dir=cache_dir))
-    notify = None if not (vllm_url or webhook_url) else _run(lambda: NotifyConfig(
-        vllm_url=vllm_url, webhook_url=webhook_url, path_map=parse_path_map(path_map or []),
-        lora_name=lora_name))
-    service = _run(lambda: create_app(db or reg.db.sibling("queries.sqlite"), reg, monitor=monitor,
-                                      token=token, max_body=max_body, max_query=max_query,
-                                      max_batch=max_batch, controls=controls, job_worker=job_worker,
-                                      notify=notify))
-    uvicorn.run(service, host=host, port=port, access_log=access_log)
-
-
-def _run(call):
-    try:
-        return call()
-    except CompassError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
+    return token
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Adapter layer: LoRA training and evaluation on any transformers causal LM."""
 
-from .config import TrainConfig
+from .config import EvalConfig, TrainConfig
 from .evaluate import evaluate
 from .train import train
 
-__all__ = ["TrainConfig", "evaluate", "train"]
+__all__ = ["EvalConfig", "TrainConfig", "evaluate", "train"]

@@ -1,4 +1,6 @@
-"""Training options: one dataclass, serialised into every adapter's ``compass.json``."""
+"""Training and evaluation options: one dataclass each, the single place of their defaults
+and help texts (the CLI's options come from them, see :mod:`compass.options`). A
+``TrainConfig`` is serialised into every adapter's ``compass.json``."""
 
 from __future__ import annotations
 
@@ -6,59 +8,67 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from ..options import option
 from .formats import MCQ_FORMATS
+from .mcq import MCQ_METRICS
 
 SCHEDULES = ("cosine", "linear", "constant")
 DEV_METRICS = ("nll", "mcq-cloze", "mcq")
+METRICS = ("nll", *MCQ_METRICS, "longctx")
+
+
+def _modules(value: str) -> str | list[str]:
+    """``--target-modules``: 'all-linear' or comma-separated module names."""
+    return value if value == "all-linear" else value.split(",")
 
 
 @dataclass
 class TrainConfig:
-    """LoRA and optimisation hyperparameters.
+    """LoRA and optimisation hyperparameters (each field's help text says what it does).
 
-    target_modules: ``all-linear`` (every linear projection but the LM head) or a list.
-    aux_weight: share of the training examples drawn from the selected auxiliary data
-        (sampled with the seed); ``None`` uses every train and auxiliary record once.
-    max_steps: overrides ``epochs`` when given.
-    replay_share: share of the training examples drawn from ``replay`` data (earlier
-        training data, when continuing an adapter), so an update does not forget.
-    l2_pull: weight of an L2 penalty pulling the LoRA weights toward the weights the
-        run started from (the adapter it continues); 0 disables it.
-    mcq_format: how multiple-choice items (``choices`` + ``answer``) are trained on:
-        ``question``, ``cloze``, ``options``, ``letter``, ``qa`` or ``choice`` (the gold
-        option's share of the options as the loss; see :mod:`compass.adapt.formats`);
-        other records are unaffected.
-    eval_every: with ``dev`` data, measure it every this many optimizer steps and keep
-        the best weights (early stopping); ``None``: no dev evaluation.
-    dev_metric: what early stopping measures on ``dev``: ``nll`` (of the training format)
-        or, for multiple-choice dev items, ``mcq-cloze`` / ``mcq``: the gold option's
-        probability among the options under that scoring (higher is better). The dev NLL
-        of cloze-formatted exam questions falls while the gold option's share falls too
-        (every option's text gets likelier), so choose what the evaluation measures.
-    patience: stop after this many dev evaluations without improvement.
+    target_modules: in Python also a list of module names (a string other than
+        ``all-linear`` is PEFT's regular expression there).
+    aux_weight: the auxiliary examples are sampled with the seed.
+    mcq_format: multiple-choice items are records with ``choices`` + ``answer``;
+        ``choice`` trains on the gold option's share of the options as the loss (see
+        :mod:`compass.adapt.formats`); other records are unaffected.
+    dev_metric: the dev NLL of cloze-formatted exam questions falls while the gold
+        option's share falls too (every option's text gets likelier), so choose what
+        the evaluation measures.
     """
 
-    rank: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: str | list[str] = "all-linear"
-    learning_rate: float = 2e-4
-    schedule: str = "cosine"
-    warmup_ratio: float = 0.05
-    epochs: float = 1.0
-    max_steps: int | None = None
-    batch_size: int = 8
-    grad_accum: int = 1
-    max_length: int = 256
-    aux_weight: float | None = None
-    weight_decay: float = 0.0
-    replay_share: float = 0.2
-    l2_pull: float = 0.0
-    mcq_format: str = "question"
-    eval_every: int | None = None
-    dev_metric: str = "nll"
-    patience: int = 3
-    seed: int = 0
+    rank: int = option(16, help="LoRA rank.")
+    alpha: int = option(32, help="LoRA alpha (the update is scaled by alpha / rank).")
+    dropout: float = option(0.05, help="LoRA dropout.")
+    target_modules: str | list[str] = option(
+        "all-linear", cli_type=str, parse=_modules,
+        help="'all-linear' (every linear projection but the LM head) or comma-separated names.")
+    learning_rate: float = option(2e-4, help="Peak learning rate (AdamW).")
+    schedule: str = option("cosine", help="Learning-rate schedule after the warm-up.",
+                           choices=SCHEDULES)
+    warmup_ratio: float = option(0.05, help="Share of the steps warming the learning rate up.")
+    epochs: float = option(1.0, help="Passes over the training examples.")
+    max_steps: int | None = option(None, help="Optimizer steps; overrides --epochs.")
+    batch_size: int = option(8, help="Examples per batch (under torchrun: the global batch).")
+    grad_accum: int = option(1, help="Batches accumulated per optimizer step.")
+    max_length: int = option(256, help="Longer sequences are truncated (and counted).")
+    aux_weight: float | None = option(None, help="Share of examples from --selected; default: "
+                                      "every train and selected record once.")
+    weight_decay: float = option(0.0, help="AdamW weight decay.")
+    replay_share: float = option(0.2, help="Share of examples drawn from --replay (earlier "
+                                 "training data, when continuing an adapter), so an update does "
+                                 "not forget.")
+    l2_pull: float = option(0.0, help="L2 pull toward the weights the run started from (the "
+                            "adapter it continues); 0: off.")
+    mcq_format: str = option("question", help="How multiple-choice items train (see "
+                             "compass.adapt.formats).", choices=MCQ_FORMATS)
+    eval_every: int | None = option(None, help="Measure --dev every N optimizer steps; the best "
+                                    "weights are kept (early stopping).")
+    dev_metric: str = option("nll", help="What --dev measures: nll (of the training format), or "
+                             "the gold option's probability under mcq-cloze or mcq scoring.",
+                             choices=DEV_METRICS)
+    patience: int = option(3, help="Stop after N dev evaluations without improvement.")
+    seed: int = option(0, help="Seed of the data order, sampling and LoRA initialisation.")
 
     def __post_init__(self) -> None:
         if self.rank < 1 or self.alpha <= 0:
@@ -92,6 +102,30 @@ class TrainConfig:
                               "use dev_metric 'mcq-cloze'")
         if self.patience < 1:
             raise ConfigError("patience must be ≥ 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EvalConfig:
+    """How :func:`compass.adapt.evaluate` scores (what it scores are its arguments)."""
+
+    metric: str = option("nll", help="nll | mcq (option letters) | mcq-cloze (option texts) | "
+                         "longctx ('compass longctx build' items); mcq metrics report acc, "
+                         "acc_norm, gold_prob and gold_nll, longctx acc and gold_nll.")
+    batch_size: int = option(8, help="Items per forward pass.")
+    max_length: int = option(1024, help="nll: longer texts are truncated (and counted).")
+    bootstrap: int = option(1000, help="Bootstrap resamples for the intervals (0: none).")
+    seed: int = option(0, help="Seed of the bootstrap resamples.")
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ConfigError(f"unknown metric {self.metric!r} (choose from {', '.join(METRICS)})")
+        if self.bootstrap < 0:
+            raise ConfigError(f"bootstrap must be ≥ 0, got {self.bootstrap}")
+        if self.batch_size < 1 or self.max_length < 1:
+            raise ConfigError("batch_size and max_length must be ≥ 1")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,6 +14,7 @@ base model come with paired bootstrap 95% intervals over items, for every score.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,11 @@ from ..errors import ConfigError, DataError
 from ..fsutil import atomic_write_text
 from ..outputs import check_output_file, input_paths
 from .batching import Example, collate, length_batches, target_nll, tokenise
+from .config import EvalConfig
 from .longctx import answer_items, longctx_items, score_answers
-from .mcq import MCQ_METRICS, SCORES, mcq_items, option_logliks, score_items
+from .mcq import SCORES, mcq_items, option_logliks, score_items
 from .models import check_adapter, load_base
 
-METRICS = ("nll", *MCQ_METRICS, "longctx")
 Scores = dict[str, tuple[np.ndarray, np.ndarray]]  # score name -> per-item (numerator, denominator)
 
 
@@ -76,12 +77,13 @@ def _summarise(scores: Scores, groups: np.ndarray) -> dict[str, Any]:
 
 
 def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] = (),
-             metric: str = "nll", batch_size: int = 8, max_length: int = 1024,
-             bootstrap: int = 1000, seed: int = 0, cache_dir: str | Path | None = None,
+             config: EvalConfig | None = None, cache_dir: str | Path | None = None,
              group_by: str | None = None, item_scores: bool = False, include_base: bool = True,
-             out: str | Path | None = None, verify: bool = True) -> dict[str, Any]:
+             out: str | Path | None = None, verify: bool = True, **options: Any) -> dict[str, Any]:
     """Evaluate the base model and each adapter on ``data``; see the module docstring.
 
+    ``config`` says how (metric, batch size, bootstrap, ...); ``options`` are
+    :class:`EvalConfig` fields, over ``config``'s when both are given.
     ``group_by``: a ``meta`` field (or ``lang``) for the per-group breakdown; default
     ``lang`` for nll, the subject category for mcq. ``item_scores`` adds every item's
     id and score per model (summed NLL and token count, or 0/1 correctness; every MCQ
@@ -90,10 +92,8 @@ def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] 
     Each adapter's weights are checked against its ``compass.json`` before any scoring
     (``verify=False`` skips that; see :func:`~compass.adapt.integrity.verify_adapter`).
     """
-    if metric not in METRICS:
-        raise ConfigError(f"unknown metric {metric!r} (choose from {', '.join(METRICS)})")
-    if bootstrap < 0:
-        raise ConfigError(f"bootstrap must be ≥ 0, got {bootstrap}")
+    config = replace(config, **options) if config else EvalConfig(**options)
+    metric, batch_size, bootstrap, seed = config.metric, config.batch_size, config.bootstrap, config.seed
     if not include_base and not adapters:
         raise ConfigError("nothing to evaluate: no adapters and include_base=False")
     if out is not None:
@@ -104,7 +104,7 @@ def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] 
     for name in adapters:  # before the base model's scoring, which can take long
         check_adapter(Path(name), info, verify=verify)
     if metric == "nll":
-        tok = tokenise(records, tokenizer, max_length)
+        tok = tokenise(records, tokenizer, config.max_length)
         examples, kept = tok.examples, {e.record_id for e in tok.examples}
         records = [r for r in records if r.id in kept]
         groups = _groups(records, group_by or "lang")

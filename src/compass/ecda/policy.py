@@ -23,6 +23,7 @@ from ..data.sources import stable_bucket
 from ..errors import ConfigError
 from ..fsutil import atomic_write_text
 from ..langs import normalize_lang
+from ..options import option
 from ..selection import select
 from .registry import Registry
 
@@ -45,15 +46,16 @@ class PolicyConfig:
     select / train: further :class:`SelectConfig` / :class:`TrainConfig` options.
     """
 
-    budget: int = 200
-    confirm: int = 2
-    min_queries: int = 400
-    holdout: float = 0.25
-    delta: float = 0.005
-    epsilon: float = 0.01
-    replay_share: float = 0.2
-    l2_pull: float = 0.0
-    seed: int = 0
+    budget: int = option(200, help="Updates: records selected per update.")
+    confirm: int = option(2, help="Updates: alarmed windows in a row before an update starts.")
+    min_queries: int = option(400, help="Updates: queries after an alarm per update.")
+    holdout: float = option(0.25, help="Updates: share of those queries held out as the "
+                            "adaptation set.")
+    delta: float = option(0.005, help="Gate: least relative NLL gain on new usage.")
+    epsilon: float = option(0.01, help="Gate: most relative NLL loss on old usage.")
+    replay_share: float = option(0.2, help="Share of replayed earlier training data.")
+    l2_pull: float = option(0.0, help="L2 pull toward the previous adapter's weights.")
+    seed: int = option(0, flag="--update-seed", help="Updates: seed of selection and training.")
     select: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
 

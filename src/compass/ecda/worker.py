@@ -24,6 +24,7 @@ from typing import Any
 
 from ..data import Record
 from ..errors import CompassError, ConfigError
+from ..options import option
 from .database import redact
 from .jobs import Job, JobQueue, LostLease
 from .policy import TRAINED, PolicyConfig, UpdateOutcome, UpdatePolicy
@@ -35,14 +36,8 @@ log = logging.getLogger("compass.worker")
 
 @dataclass
 class WorkerConfig:
-    """What a worker needs: the store and registry, the policy's data, its resources.
-
-    lease: seconds a claim lasts without renewal (a killed worker's job is claimed
-        again this long after its last heartbeat). threads: torch CPU threads.
-    niceness: added to the process's; a job must not slow ingestion down.
-    idle: run in Linux's ``SCHED_IDLE`` class instead: the worker only gets CPU time
-        nothing else wants (below even nice 19); it can starve on a busy machine.
-    """
+    """What a worker needs: the store and registry, the policy's data, its resources
+    (``lease``, ``threads``, ``niceness``, ``idle``: see their help texts)."""
 
     db: str
     registry: str
@@ -52,11 +47,15 @@ class WorkerConfig:
     trained: list[str] | None = None
     model: str | None = None
     policy: PolicyConfig = field(default_factory=PolicyConfig)
-    lease: float = 60.0
+    lease: float = option(60.0, help="Worker: seconds a job's claim lasts without a heartbeat "
+                          "(a killed worker's job is claimed again after it).")
     poll: float = 2.0
-    threads: int = 1
-    niceness: int = 10
-    idle: bool = False
+    threads: int = option(1, help="Worker: torch CPU threads while training.")
+    niceness: int = option(10, help="Worker: added to its process priority, so training does "
+                           "not slow ingestion down.")
+    idle: bool = option(False, flag="--idle", help="Worker: Linux SCHED_IDLE instead of "
+                        "--niceness: CPU time only when nothing else wants it (below even nice "
+                        "19; may starve on a busy machine).")
     max_attempts: int = 3
     cache_dir: str | None = None
     verify: bool = True

@@ -20,7 +20,8 @@ Schema (see ``experiments/sib200.yaml``)::
                             # in); lang_penalty then uses them. A variant's own ``probe``
                             # (or ``probe: null``) replaces it; its ``select`` is merged in
     train: {...}            # TrainConfig fields (seed comes from ``seeds``)
-    evaluate: {batch_size: 16, max_length: 256, bootstrap: 1000}
+    evaluate: {batch_size: 16, max_length: 256, bootstrap: 1000}   # EvalConfig fields
+                            # (the metric is each evaluation set's)
     only_targets: [swh]     # optional: run these targets only (e.g. in ``quick``)
     targets:
       - lang: swh_Latn
@@ -48,8 +49,7 @@ from typing import Any
 
 import yaml
 
-from ..adapt.config import TrainConfig
-from ..adapt.evaluate import METRICS
+from ..adapt.config import METRICS, EvalConfig, TrainConfig
 from ..adapt.probe import ProbeConfig
 from ..data import Source
 from ..errors import ConfigError
@@ -58,7 +58,7 @@ from ..longctx import BuildConfig, oneruler_lang
 from ..selection.config import STRATEGIES, SelectConfig
 
 EXPERIMENT_STRATEGIES = (*STRATEGIES, "none")
-EVAL_OPTIONS = ("batch_size", "max_length", "bootstrap")
+EVAL_OPTIONS = tuple(f.name for f in fields(EvalConfig) if f.name != "metric")  # metric: per eval set
 VARIANT_KEYS = ("strategy", "select", "probe")
 CELL_OWNED = {"budget", "strategy", "target_lang", "seed"}  # SelectConfig fields a cell sets
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -133,6 +133,9 @@ class ExperimentConfig:
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(**{**self.train, "seed": seed})
+
+    def eval_config(self, metric: str = "nll") -> EvalConfig:
+        return EvalConfig(**{**self.evaluate, "metric": metric})
 
     def variant(self, name: str) -> Variant:
         """The variant called ``name``; a plain strategy name is its own variant."""
@@ -347,6 +350,7 @@ def _build(data: dict[str, Any], origin: str) -> ExperimentConfig:
         raise ConfigError(f"{origin}: leak_threshold must be a cosine in (0, 1] or null, got {leak!r}")
     evaluate = data.get("evaluate") or {}
     _reject_unknown(origin, "evaluate", evaluate, set(EVAL_OPTIONS), hint=f" (known: {EVAL_OPTIONS})")
+    _check(EvalConfig, origin, "evaluate", evaluate)
     targets = _only(_targets(data["targets"], origin), data.get("only_targets"), origin)
     for target in targets:  # early stopping needs both halves, or neither is meant
         if bool(target.dev) != (train.get("eval_every") is not None):
@@ -446,6 +450,8 @@ def _check(cls: type, origin: str, section: str, options: dict[str, Any]) -> Non
         cls(**options)
     except (TypeError, AttributeError) as exc:
         raise ConfigError(f"{origin}: {section}: a value has the wrong type ({exc})") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {section}: {exc}") from None
 
 
 def _targets(value: Any, origin: str) -> list[Target]:

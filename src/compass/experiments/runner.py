@@ -301,9 +301,9 @@ class Runner:
         if memo is None or key not in memo:
             records = self.longctx_items(eval_set, target) if eval_set.metric == "longctx" else \
                 load(eval_set.sources, name=f"eval set {eval_set.name}", default_lang=target.lang)
-            res = evaluate(records, model=self.config.model, adapters=adapters, metric=eval_set.metric,
-                           item_scores=True, include_base=not adapters, cache_dir=self.cache_dir,
-                           **self.config.evaluate)
+            res = evaluate(records, model=self.config.model, adapters=adapters,
+                           config=self.config.eval_config(eval_set.metric), item_scores=True,
+                           include_base=not adapters, cache_dir=self.cache_dir)
             memo = {} if memo is None else memo
             memo[key] = records, res
         records, res = memo[key]
