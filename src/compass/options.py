@@ -78,14 +78,16 @@ class CliOption:
 
 
 def cli_options(cls: type, *, only: Collection[str] | None = None,
-                flags: Mapping[str, str | Sequence[str]] | None = None) -> list[CliOption]:
-    """The CLI options of ``cls``'s fields (``only`` these; ``flags`` renames some).
+                flags: Mapping[str, str | Sequence[str]] | None = None,
+                parse: Mapping[str, Callable[[Any], Any]] | None = None) -> list[CliOption]:
+    """The CLI options of ``cls``'s fields (``only`` these; ``flags`` renames some, ``parse``
+    gives some a command's own reader of the CLI value, e.g. of a file the field's value).
 
     Every field given must be declared with :func:`option`: a field without a help text
     is a programming error (TypeError), not an option left out."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    missing = set(only or ()) - set(fields) | set(flags or ()) - set(fields)
+    missing = (set(only or ()) | set(flags or ()) | set(parse or ())) - set(fields)
     if missing:
         raise TypeError(f"{cls.__name__} has no field(s) {sorted(missing)}")
     specs = []
@@ -107,15 +109,17 @@ def cli_options(cls: type, *, only: Collection[str] | None = None,
         text = meta["help"]
         if meta.get("choices"):
             text += f" Choices: {' | '.join(meta['choices'])}."
-        specs.append(CliOption(f.name, decls, kind, default, text, meta.get("metavar"), meta.get("parse")))
+        specs.append(CliOption(f.name, decls, kind, default, text, meta.get("metavar"),
+                               (parse or {}).get(f.name) or meta.get("parse")))
     return specs
 
 
 def expand(cls: type, *, make_option: Callable[..., Any], guard: Callable[[Callable[[], Any]], Any]
            = lambda build: build(), param: str = "config", only: Collection[str] | None = None,
-           flags: Mapping[str, str | Sequence[str]] | None = None, build: bool = True) -> Callable:
+           flags: Mapping[str, str | Sequence[str]] | None = None,
+           parse: Mapping[str, Callable[[Any], Any]] | None = None, build: bool = True) -> Callable:
     """Decorator: the command's ``param`` parameter becomes one CLI option per field of
-    ``cls`` (see :func:`cli_options` for ``only`` and ``flags``).
+    ``cls`` (see :func:`cli_options` for ``only``, ``flags`` and ``parse``).
 
     ``make_option(default, *decls, help=..., metavar=...)`` makes an option's parameter
     default (``typer.Option``). The command receives ``cls(**values)``, built inside
@@ -123,7 +127,7 @@ def expand(cls: type, *, make_option: Callable[..., Any], guard: Callable[[Calla
     ``build=False``, the values as a dict (for a config the command completes itself).
     The wrapper's ``__signature__`` and ``__annotations__`` are what Typer reads.
     """
-    specs = cli_options(cls, only=only, flags=flags)
+    specs = cli_options(cls, only=only, flags=flags, parse=parse)
 
     def decorate(command: Callable) -> Callable:
         signature = inspect.signature(command)

