@@ -220,3 +220,21 @@ def test_expand_without_building_passes_the_values():
     toy, seen = toy_app(only=("name", "size"), build=False)
     assert runner.invoke(toy, ["--name", "n"]).exit_code == 0
     assert seen["config"] == {"name": "n", "size": None}
+
+
+def test_simulate_takes_the_gate_options_and_its_scenario_defaults(monkeypatch, tmp_path):
+    import compass.experiments.simulate as sim
+
+    seen = {}
+
+    def simulate(scenario, out, **kw):
+        seen["scenario"] = scenario
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(sim, "simulate", simulate)
+    result = runner.invoke(app, ["simulate", "--root", str(tmp_path), "--out", str(tmp_path / "o"),
+                                 "--delta", "0.02"])
+    assert result.exit_code == 2 and "error: stop here" in result.output
+    default = sim.Scenario(str(tmp_path))
+    assert seen["scenario"] == dataclasses.replace(default, policy=dataclasses.replace(default.policy,
+                                                                                     delta=0.02))

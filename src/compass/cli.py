@@ -10,13 +10,14 @@ from pathlib import Path
 import typer
 
 from .adapt.config import EvalConfig, TrainConfig
+from .adapt.probe import ProbeConfig
 from .ecda.control import Controls
 from .ecda.notify import NotifyConfig
 from .ecda.policy import PolicyConfig
 from .ecda.worker import WorkerConfig
 from .errors import CompassError, CompassWarning, ConfigError
-from .longctx.build import DEFAULT_ONERULER
-from .longctx.build import VARIANTS as LONGCTX_VARIANTS
+from .experiments.simulate import Scenario
+from .longctx.build import DEFAULT_ONERULER, BuildConfig
 from .options import default_of, expand, option
 from .selection.config import SelectConfig
 
@@ -106,6 +107,9 @@ def select_cmd(
     typer.echo(f"report: {out / 'report.html'}")
 
 
+_PROBE = ProbeConfig()  # the defaults of 'compass probe' (ProbeConfig declares no help texts)
+
+
 @app.command("probe")
 def probe_cmd(
     usage: list[str] = typer.Option(..., metavar="SRC", help=f"Target-language text. {SOURCE_HELP}"),
@@ -114,12 +118,14 @@ def probe_cmd(
     train: list[str] | None = typer.Option(None, metavar="SRC", help="The target's training data, "
                                            "mixed with each language in the lookahead."),
     model: str | None = typer.Option(None, help="Base model; default the bundled Gemma 3 270M."),
-    method: str = typer.Option("combined", help="'gradient': gradient alignment; 'lookahead': target NLL "
-                               "drop after a few LoRA steps; 'combined': both, the worse distance counts."),
-    target_size: int = typer.Option(64, help="Target records drawn."),
-    per_lang: int = typer.Option(16, help="Records drawn per pool language (and from --train)."),
-    learning_rate: float = typer.Option(2e-4, help="Lookahead learning rate."),
-    batch_size: int = typer.Option(8), max_length: int = typer.Option(128), seed: int = typer.Option(0),
+    method: str = typer.Option(_PROBE.method, help="'gradient': gradient alignment; 'lookahead': "
+                               "target NLL drop after a few LoRA steps; 'combined': both, the worse "
+                               "distance counts."),
+    target_size: int = typer.Option(_PROBE.target_size, help="Target records drawn."),
+    per_lang: int = typer.Option(_PROBE.per_lang, help="Records drawn per pool language (and from --train)."),
+    learning_rate: float = typer.Option(_PROBE.learning_rate, help="Lookahead learning rate."),
+    batch_size: int = typer.Option(_PROBE.batch_size), max_length: int = typer.Option(_PROBE.max_length),
+    seed: int = typer.Option(_PROBE.seed),
 ) -> None:
     """Rank pool languages by how much training on them helps the target;
     'compass select --lang-distances OUT --lang-penalty W' then prefers them."""
@@ -233,20 +239,23 @@ def longctx_build(
     haystack: list[str] = typer.Option(..., metavar="SRC", help="Target-language text for the haystacks "
                                        f"(in an experiment: its evaluation buckets only). {SOURCE_HELP}"),
     out: Path = typer.Option(..., help="JSONL of items to write."),
-    lengths: str = typer.Option("1k,2k,4k,8k", help="Target prompt lengths in the model's tokens, "
-                                "comma-separated; 'k' = 1024."),
-    items: int = typer.Option(5, help="Items per variant and length."),
-    variants: str = typer.Option(",".join(LONGCTX_VARIANTS), help="Comma-separated variants."),
-    seed: int = typer.Option(0),
-    chat_template: bool = typer.Option(False, "--chat-template", help="Apply the tokenizer's chat "
-                                       "template (instruction-tuned models)."),
+    lengths: str = typer.Option(",".join(f"{n // 1024}k" for n in default_of(BuildConfig, "lengths")),
+                                help="Target prompt lengths in the model's tokens, comma-separated; "
+                                "'k' = 1024."),
+    items: int = typer.Option(default_of(BuildConfig, "items"), help="Items per variant and length."),
+    variants: str = typer.Option(",".join(default_of(BuildConfig, "variants")),
+                                 help="Comma-separated variants."),
+    seed: int = typer.Option(default_of(BuildConfig, "seed")),
+    chat_template: bool = typer.Option(default_of(BuildConfig, "chat_template"), "--chat-template",
+                                       help="Apply the tokenizer's chat template (instruction-tuned "
+                                       "models)."),
     model: str | None = typer.Option(None, help="Model whose tokenizer counts the lengths; default the "
                                      "bundled Gemma 3 270M."),
     oneruler: Path = typer.Option(Path(DEFAULT_ONERULER), help="OneRuler templates and vocabulary."),
 ) -> None:
     """Write needle-in-a-haystack (single, multikey, multivalue, multiquery, none) and
     common-word items; score them with 'compass evaluate --metric longctx'."""
-    from .longctx import BuildConfig, build, parse_lengths
+    from .longctx import build, parse_lengths
 
     def run():
         config = BuildConfig(lang, lengths=parse_lengths(lengths), items=items, seed=seed,
@@ -364,28 +373,35 @@ def _echo_replay(reports, loop, window: int) -> None:
                    + ", ".join(f"{lang} {n}" for lang, n in monitor.skipped.most_common()))
 
 
+_SIMULATED = default_of(Scenario, "policy")  # the simulation's own update policy
+
+
 @app.command("simulate")
+@_options(PolicyConfig, param="gate", only=("delta", "epsilon", "l2_pull"), build=False)
 def simulate_cmd(
     root: Path = typer.Option(Path("../shared/data/sib200"), help="SIB-200 root directory."),
-    lang: str = typer.Option("swh_Latn", help="Target language (SIB-200 folder name)."),
+    lang: str = typer.Option(default_of(Scenario, "lang"), help="Target language (SIB-200 folder name)."),
     out: Path = typer.Option(Path("runs/simulate"), help="Output directory (must be new or empty)."),
     phase: list[str] | None = typer.Option(None, help="Comma-separated topics of one phase, in order; "
                                            "repeat per phase (default: two phases, see docs/ECDA.md)."),
-    windows: str = typer.Option("8,5", help="Windows per phase, comma-separated."),
-    window: int = typer.Option(100, help="Queries per window."),
-    budget: int = typer.Option(250, help="Initial selection budget."),
-    update_budget: int = typer.Option(50, help="Records selected per update."),
-    min_queries: int = typer.Option(300, help="Queries collected after an alarm per update."),
-    delta: float = typer.Option(0.005), epsilon: float = typer.Option(0.01),
-    replay_share: float = typer.Option(0.5, help="Share of replayed earlier training data in an "
-                                       "update (the policy's library default is 0.2)."),
-    l2_pull: float = typer.Option(0.0),
-    pool_langs: str | None = typer.Option(None, help="Comma-separated pool languages (default 24)."),
+    windows: str = typer.Option(",".join(map(str, default_of(Scenario, "windows"))),
+                                help="Windows per phase, comma-separated."),
+    window: int = typer.Option(default_of(Scenario, "window"), help="Queries per window."),
+    budget: int = typer.Option(default_of(Scenario, "budget"), help="Initial selection budget."),
+    update_budget: int = typer.Option(_SIMULATED.budget, help="Records selected per update."),
+    min_queries: int = typer.Option(_SIMULATED.min_queries, help="Queries collected after an alarm "
+                                    "per update."),
+    gate: dict = ...,
+    replay_share: float = typer.Option(_SIMULATED.replay_share, help="Share of replayed earlier "
+                                       "training data in an update (the policy's library default is "
+                                       f"{default_of(PolicyConfig, 'replay_share')})."),
+    pool_langs: str | None = typer.Option(None, help="Comma-separated pool languages (default "
+                                          f"{len(default_of(Scenario, 'pool_langs'))})."),
     model: str | None = typer.Option(None, help="Base model (default bundled Gemma 3 270M)."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(default_of(Scenario, "seed")),
 ) -> None:
     """ECDA vs stale, naive fine-tune and full retrain on a SIB-200 stream that shifts topics."""
-    from .experiments.simulate import Scenario, simulate
+    from .experiments.simulate import simulate
 
     def run():
         extra = {"phases": [p.split(",") for p in phase]} if phase else {}
@@ -397,8 +413,7 @@ def simulate_cmd(
             raise ConfigError(f"--windows {windows!r}: give integers separated by commas") from None
         scenario = Scenario(str(root), lang=lang, windows=counts, window=window, budget=budget, model=model,
                             seed=seed, policy=PolicyConfig(budget=update_budget, min_queries=min_queries,
-                                                           delta=delta, epsilon=epsilon,
-                                                           replay_share=replay_share, l2_pull=l2_pull),
+                                                           replay_share=replay_share, **gate),
                             **extra)
         return simulate(scenario, out, log=typer.echo)
 
