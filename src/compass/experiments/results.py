@@ -120,7 +120,7 @@ def _compare(config: ExperimentConfig, scores, n_boot: int | None = None) -> lis
 
 def _compare_pair(config: ExperimentConfig, scores, strategy: str, baseline: str,
                   n_boot: int | None) -> list[dict[str, Any]]:
-    n_boot = n_boot or int(config.evaluate.get("bootstrap", 1000))
+    n_boot = n_boot or config.eval_config().bootstrap
     out = []
     for set_name in [e.name for e in config.targets[0].evals]:
         per_target = {}

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..data import Record, Source, load
-from ..embed import DEFAULT_ENCODER, EmbeddingCache, Encoder, centre_by_language, embed_texts, language_means
+from ..embed import EmbeddingCache, Encoder, centre_by_language, embed_texts, language_means
 from ..errors import ConfigError
 from ..langs import normalize_lang
 from ..outputs import SELECTION, check_output_dir, input_paths, publish_directory
@@ -56,23 +56,25 @@ class Selection:
 
 
 def select(usage: SourceLike, pool: SourceLike, budget: int, *, train: SourceLike | None = None,
-           strategy: str = "compass", target_lang: str | None = None, out: str | Path | None = None,
+           target_lang: str | None = None, out: str | Path | None = None,
            cache_dir: str | Path | None = None, progress: bool | None = None,
            engine: str = "local", ray_address: str | None = None, ray_workers: int | None = None,
-           embed_batch_size: int = 256, encoder: str | Encoder = DEFAULT_ENCODER,
+           embed_batch_size: int = 256, encoder: str | Encoder | None = None,
            overwrite: bool = False, **options: Any) -> Selection:
     """Select ``budget`` pool records for the target language.
 
     ``usage``/``train``/``pool`` are source strings (see :mod:`compass.data.sources`),
     lists of them, or lists of :class:`Record`. ``options`` are :class:`SelectConfig`
-    fields (``clusters``, ``seed``, ``centre``, ``lang_cap``, ...). With ``out`` the
+    fields (``strategy``, ``clusters``, ``seed``, ``centre``, ``lang_cap``, ...), with
+    their defaults there. With ``out`` the
     result is also written there: checked first, so a bad ``out`` fails before any work;
     files there that a selection does not own need ``overwrite`` and are never touched.
 
     ``engine="ray"`` embeds and scores the pool on a Ray cluster (``ray_address``; a
     local one when ``None``) with ``ray_workers`` embedding actors; it picks exactly what
     the local engine picks, caching pool embeddings as Parquet next to the data (or
-    under ``cache_dir``). ``encoder`` is a name or an :class:`Encoder` object.
+    under ``cache_dir``). ``encoder`` is a name or an :class:`Encoder` object (default:
+    ``SelectConfig.encoder``).
     """
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
@@ -88,9 +90,11 @@ def select(usage: SourceLike, pool: SourceLike, budget: int, *, train: SourceLik
         if len(langs) != 1:
             raise ConfigError(f"usage mixes languages {langs}; pass target_lang")
         target = langs[0]
-    enc_name = encoder if isinstance(encoder, str) else encoder.name
-    config = SelectConfig(budget=budget, strategy=strategy, target_lang=target, encoder=enc_name,
-                          **options)
+    if encoder is not None:
+        options["encoder"] = encoder if isinstance(encoder, str) else encoder.name
+    config = SelectConfig(budget=budget, target_lang=target, **options)
+    if encoder is None:
+        encoder = config.encoder
     config.only_langs = [normalize_lang(c) for c in config.only_langs] if config.only_langs else None
     config.skip_langs = [normalize_lang(c) for c in config.skip_langs]
     train_recs = load(train, name="train", default_lang=target) if train is not None else []

