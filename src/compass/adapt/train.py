@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import shutil
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +14,14 @@ from ..data import Record, load
 from ..errors import ConfigError, DataError
 from ..fsutil import follow_umask
 from ..outputs import ADAPTER, check_output_dir, input_paths, publish_directory
-from .batching import Example, Tokenised, collate, length_batches, target_nll, tokenise
+from .batching import Example, Tokenised, tokenise
 from .config import TrainConfig
 from .distributed import World
 from .formats import as_training, is_mcq
 from .integrity import weights_manifest
-from .mcq import ChoiceExample, choice_examples, choice_nll
+from .mcq import ChoiceExample, choice_examples
 from .models import check_adapter, load_base
+from .optimise import DevCheck, Optimisation
 
 
 def records_hash(records: list[Record]) -> str:
@@ -73,37 +71,6 @@ def training_examples(records: list[Record], tokenizer, config: TrainConfig) -> 
     return Tokenised([*tok.examples, *choices], tok.truncated, tok.dropped + too_long)
 
 
-def unit_losses(causal_lm, pad_id: int, units: list, device):
-    """1-D losses of a batch: the target-token NLLs of plain examples, then one
-    ``-log gold_prob`` per choice example (each unit's ``n_targets`` counts its terms)."""
-    import torch
-
-    plain = [u for u in units if isinstance(u, Example)]
-    items = [u.item for u in units if isinstance(u, ChoiceExample)]
-    parts = []
-    if plain:
-        parts.append(target_nll(causal_lm, *collate(plain, pad_id, device))[0])
-    if items:
-        parts.append(choice_nll(causal_lm, pad_id, items).to(parts[0].dtype if parts else torch.float32))
-    return torch.cat(parts)
-
-
-def _lr_lambda(config: TrainConfig, total: int):
-    warmup = int(config.warmup_ratio * total)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        progress = (step - warmup) / max(1, total - warmup)
-        if config.schedule == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        if config.schedule == "linear":
-            return max(0.0, 1.0 - progress)
-        return 1.0
-
-    return factor
-
-
 def train(train: Any, out: str | Path, *, selected: Any = None, model: str | None = None,
           config: TrainConfig | None = None, overwrite: bool = False, progress: bool | None = None,
           cache_dir: str | Path | None = None, init_adapter: str | Path | None = None,
@@ -129,7 +96,6 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
         *input_paths(train), *input_paths(selected), *input_paths(replay), *input_paths(dev),
         *([Path(init_adapter)] if init_adapter is not None else [])])
     import torch
-    from tqdm.auto import tqdm
 
     config = config or TrainConfig(**options)
     world = World.join()
@@ -138,92 +104,19 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
                           f"example for each of the {world.size} processes")
     if config.eval_every and dev is None:
         raise ConfigError("eval_every needs dev data (--dev) to measure")
-    fmt = config.mcq_format
-    train_recs = as_training(load(train, name="train"), fmt) if train is not None else []
-    aux_recs, selection_report = load_selected(selected) if selected is not None else ([], None)
-    aux_recs = as_training(aux_recs, fmt)
-    replay_recs = as_training(load(replay, name="replay"), fmt) if replay is not None else []
-    dev_recs = load(dev, name="dev") if dev is not None else []
+    data = TrainingData.load(train, selected, replay, dev, config.mcq_format)
     torch.manual_seed(config.seed)
     base, tokenizer, info = load_base(model, cache_dir=cache_dir)
-    tok_train, tok_aux, tok_replay = (training_examples(recs, tokenizer, config)
-                                      for recs in (train_recs, aux_recs, replay_recs))
-    examples = mix(tok_train.examples, tok_aux.examples, config.aux_weight, config.seed)
-    examples = add_replay(examples, tok_replay.examples, config.replay_share, config.seed)
-    if not examples:
-        raise DataError("no trainable examples (no data, or every record lost its targets to truncation)")
-
+    data.tokenise(tokenizer, config)
     peft_model = _lora_model(base, config, info, init_adapter, verify)
-    causal_lm = peft_model.get_base_model()
-    device = next(peft_model.parameters()).device
-    params = [p for p in peft_model.parameters() if p.requires_grad]
-    world.broadcast(params)
-    anchor = [p.detach().clone() for p in params] if config.l2_pull > 0 else None
-    optim = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    per_epoch = math.ceil(len(examples) / config.batch_size)
-    total_micro = config.max_steps * config.grad_accum if config.max_steps else math.ceil(
-        config.epochs * per_epoch)
-    total_steps = math.ceil(total_micro / config.grad_accum)
-    sched = torch.optim.lr_scheduler.LambdaLR(optim, _lr_lambda(config, total_steps))
-    lengths = [len(e.input_ids) for e in examples]
-    check = DevCheck(causal_lm, tokenizer, dev_recs, params, config) if config.eval_every else None
-
-    peft_model.train()
-    start, tokens, step, micro, losses = time.perf_counter(), 0, 0, 0, []
-    show = progress if progress is not None else sys.stderr.isatty()
-    bar = tqdm(total=total_steps, desc="training", unit="step", disable=not (show and world.main))
-    epoch, stop = 0, check is not None and check.measure(0)
-    while micro < total_micro and not stop:
-        for batch in length_batches(lengths, config.batch_size, seed=config.seed + epoch):
-            if micro >= total_micro or stop:
-                break
-            mine, loss = world.shard(batch), torch.zeros((), device=device)
-            if len(mine):  # a tail batch smaller than the world idles some ranks
-                nll = unit_losses(causal_lm, tokenizer.pad_token_id, [examples[i] for i in mine], device)
-                loss = world.mean(nll, sum(examples[i].n_targets for i in batch))
-            losses.append(world.average(float(loss.detach())))
-            if anchor is not None:  # on idle ranks too: the gradient average counts it once
-                loss = loss + config.l2_pull * sum(((p - a) ** 2).sum() for p, a in zip(params, anchor))
-            if loss.requires_grad:  # else an idle rank has nothing to add
-                (loss / config.grad_accum).backward()
-            tokens += sum(len(examples[i].input_ids) for i in batch)
-            micro += 1
-            if micro % config.grad_accum == 0 or micro == total_micro:
-                world.average_grads(params)
-                optim.step()
-                sched.step()
-                optim.zero_grad(set_to_none=True)
-                step += 1
-                rate = tokens / (time.perf_counter() - start)
-                bar.set_postfix(loss=f"{np.mean(losses[-config.grad_accum:]):.3f}", tok_s=f"{rate:.0f}")
-                bar.update(1)
-                if check is not None and step % config.eval_every == 0:
-                    stop = check.measure(step)
-                    peft_model.train()
-        epoch += 1
-    bar.close()
-    if check is not None:
-        check.restore()
-    wall = time.perf_counter() - start
+    run = Optimisation(peft_model, tokenizer, data, config, world)
+    run.loop(progress)
     provenance = {
         "base_model": info.name, "base_model_path": info.path, "base_revision": info.revision,
         "init_adapter": str(Path(init_adapter).resolve()) if init_adapter is not None else None,
-        "data": {name: {"records": len(recs), "sha256": records_hash(recs), "examples": len(tok.examples),
-                        "truncated": tok.truncated, "dropped": tok.dropped}
-                 for name, recs, tok in (("train", train_recs, tok_train), ("selected", aux_recs, tok_aux),
-                                         ("replay", replay_recs, tok_replay))},
-        "examples": len(examples),
-        "selection_report": selection_report and {k: selection_report.get(k) for k in
-                                                  ("config", "sizes", "metrics", "languages")},
-        "config": {**config.to_dict(), **_lora_shape(peft_model)},
-        "steps": step, "micro_batches": micro,
-        "final_loss": float(np.mean(losses[-max(1, config.grad_accum * 5):])),
-        "first_loss": float(np.mean(losses[:max(1, config.grad_accum)])),
-        "wall_seconds": round(wall, 2), "tokens": tokens, "tokens_per_second": round(tokens / wall, 1),
-        "processes": world.size,
-        "dev": None if check is None else {"records": len(dev_recs), "sha256": records_hash(dev_recs),
-                                           "metric": check.metric, "history": check.history,
-                                           "best_step": check.best_step},
+        **data.provenance(), "selection_report": data.selection_summary(),
+        "config": {**config.to_dict(), **_lora_shape(peft_model)}, **run.provenance(),
+        "processes": world.size, "dev": _dev_summary(run.check, data.dev),
     }
     # The selection's drift-monitor reference travels with the adapter built from it.
     reference = Path(selected) / "reference.npz" if selected is not None else None
@@ -233,54 +126,51 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
     return provenance
 
 
-class DevCheck:
-    """Early stopping on dev data: measured every ``eval_every`` steps (and before the
-    first), the best LoRA weights kept and restored at the end. ``dev_metric`` ``nll``:
-    the dev NLL of the training format; ``mcq``/``mcq-cloze``: minus the gold option's
-    mean probability among the options, so lower is better either way."""
+class TrainingData:
+    """The records of a training run (train, selected, replay, dev) and, once tokenised,
+    the mixed examples it trains on."""
 
-    def __init__(self, causal_lm, tokenizer, dev: list[Record], params: list, config: TrainConfig):
-        from .mcq import mcq_items
+    def __init__(self, train: list[Record], aux: list[Record], replay: list[Record], dev: list[Record],
+                 selection_report: dict[str, Any] | None) -> None:
+        self.train, self.aux, self.replay, self.dev = train, aux, replay, dev
+        self.selection_report = selection_report
+        self.examples: list[Example | ChoiceExample] = []
 
-        self.metric = config.dev_metric
-        if self.metric == "nll":
-            formatted = as_training(dev, config.mcq_format)
-            self.examples = tokenise(formatted, tokenizer, config.max_length).examples
-        else:
-            self.examples = mcq_items([r for r in dev if r.choices], tokenizer, self.metric)
+    @classmethod
+    def load(cls, train: Any, selected: Any, replay: Any, dev: Any, fmt: str) -> TrainingData:
+        train_recs = as_training(load(train, name="train"), fmt) if train is not None else []
+        aux_recs, report = load_selected(selected) if selected is not None else ([], None)
+        replay_recs = as_training(load(replay, name="replay"), fmt) if replay is not None else []
+        dev_recs = load(dev, name="dev") if dev is not None else []
+        return cls(train_recs, as_training(aux_recs, fmt), replay_recs, dev_recs, report)
+
+    def tokenise(self, tokenizer, config: TrainConfig) -> None:
+        """Tokenise the parts and mix them: selected data at ``aux_weight``, replay at
+        ``replay_share``."""
+        self.tokenised = [training_examples(recs, tokenizer, config)
+                          for recs in (self.train, self.aux, self.replay)]
+        tok_train, tok_aux, tok_replay = self.tokenised
+        examples = mix(tok_train.examples, tok_aux.examples, config.aux_weight, config.seed)
+        self.examples = add_replay(examples, tok_replay.examples, config.replay_share, config.seed)
         if not self.examples:
-            raise DataError("dev data yields no examples after tokenisation"
-                            + ("" if self.metric == "nll" else " (or has no multiple-choice items)"))
-        self.causal_lm, self.tokenizer, self.params = causal_lm, tokenizer, params
-        self.batch_size, self.patience = config.batch_size, config.patience
-        self.history: list[list[float]] = []
-        self.best, self.best_step, self.best_weights, self.bad = math.inf, 0, None, 0
+            raise DataError("no trainable examples (no data, or every record lost its targets to truncation)")
 
-    def loss(self) -> float:
-        from .evaluate import score
-        from .mcq import option_logliks, score_items
+    def provenance(self) -> dict[str, Any]:
+        parts = zip(("train", "selected", "replay"), (self.train, self.aux, self.replay), self.tokenised)
+        return {"data": {name: {"records": len(recs), "sha256": records_hash(recs),
+                                "examples": len(tok.examples), "truncated": tok.truncated,
+                                "dropped": tok.dropped} for name, recs, tok in parts},
+                "examples": len(self.examples)}
 
-        if self.metric == "nll":
-            sums, counts = score(self.causal_lm, self.tokenizer, self.examples, self.batch_size)
-            return float(sums.sum() / counts.sum())
-        num, den = score_items(self.examples, option_logliks(self.causal_lm, self.tokenizer, self.examples,
-                                                             self.batch_size))["gold_prob"]
-        return -float(num.sum() / den.sum())
+    def selection_summary(self) -> dict[str, Any] | None:
+        report = self.selection_report
+        return report and {k: report.get(k) for k in ("config", "sizes", "metrics", "languages")}
 
-    def measure(self, step: int) -> bool:
-        """Record the dev figure at ``step``; True when training should stop."""
-        value = self.loss()
-        self.history.append([step, round(abs(value) if self.metric != "nll" else value, 6)])
-        if value < self.best:
-            self.best, self.best_step, self.bad = value, step, 0
-            self.best_weights = [p.detach().clone() for p in self.params]
-        else:
-            self.bad += 1
-        return self.bad >= self.patience
 
-    def restore(self) -> None:
-        for p, best in zip(self.params, self.best_weights):
-            p.data.copy_(best)
+def _dev_summary(check: DevCheck | None, dev: list[Record]) -> dict[str, Any] | None:
+    return None if check is None else {"records": len(dev), "sha256": records_hash(dev),
+                                       "metric": check.metric, "history": check.history,
+                                       "best_step": check.best_step}
 
 
 def _lora_model(base, config: TrainConfig, info, init_adapter: str | Path | None, verify: bool):
