@@ -14,7 +14,6 @@ database written by a newer COMPASS is refused.
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -87,13 +86,13 @@ class Connection:
         """Run one statement; the cursor has ``fetchone``, ``fetchall`` and ``rowcount``."""
         return self.raw.execute(self._sql(sql), args)
 
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
-        """Run one statement per row; how many rows they changed in all."""
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement per row."""
         if self.postgres:
             with self.raw.cursor() as cur:
                 cur.executemany(self._sql(sql), rows)
-                return cur.rowcount
-        return self.raw.executemany(sql, rows).rowcount
+        else:
+            self.raw.executemany(sql, rows)
 
     def close(self) -> None:
         self.raw.close()
@@ -278,7 +277,3 @@ def _import_psycopg() -> Any:
             from None
     return psycopg
 
-
-def default_database_url() -> str | None:
-    """``$COMPASS_DB``: where ``serve`` and ``worker`` keep queries and jobs by default."""
-    return os.environ.get("COMPASS_DB") or None

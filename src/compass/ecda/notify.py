@@ -140,10 +140,12 @@ class Notifier(BackgroundThread):
         self._leadership = self.db.leadership("notify")
         self.role = "starting"
         self.db.migrate("notify", [_SCHEMA])
-        # history before notifications were configured is not replayed
-        last = max((d.seq for d in registry.decisions()), default=0)
-        with self.db.transaction(lock="notify") as con:
-            con.execute("INSERT INTO notify_cursor VALUES (1, ?) ON CONFLICT DO NOTHING", (last,))
+        with self.db.connect() as con:
+            started = con.execute("SELECT 1 FROM notify_cursor").fetchone() is not None
+        if not started:  # history before notifications were configured is not replayed
+            last = max((d.seq for d in registry.decisions()), default=0)
+            with self.db.transaction(lock="notify") as con:
+                con.execute("INSERT INTO notify_cursor VALUES (1, ?) ON CONFLICT DO NOTHING", (last,))
 
     def _run(self) -> None:
         try:
