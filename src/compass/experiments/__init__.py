@@ -2,9 +2,10 @@
 :mod:`compass.experiments.simulate` runs ECDA against stale, naive and full-retrain adapters."""
 
 from ..outputs import EXPERIMENT, check_output_dir
-from .config import EXPERIMENT_STRATEGIES, ExperimentConfig, from_dict, load_config
+from .config import from_dict, load_config
 from .results import collect, write_results
 from .runner import Cell, Runner, describe, plan
+from .spec import EXPERIMENT_STRATEGIES, ExperimentConfig
 
 
 def run_experiment(config: ExperimentConfig, *, overwrite: bool = False, **runner_options) -> dict:

@@ -21,8 +21,8 @@ import numpy as np
 
 from ..adapt.evaluate import bootstrap_draws
 from ..fsutil import atomic_write_text
-from .config import LOWER_IS_BETTER, ExperimentConfig, default_score
 from .runner import Cell, describe_variant, plan
+from .spec import LOWER_IS_BETTER, ExperimentConfig, default_score
 
 ALL = "all"
 BASE = "base"

@@ -25,7 +25,7 @@ import numpy as np
 from ..data import Record, Source, load
 from ..errors import ConfigError
 from ..fsutil import atomic_write_text
-from .config import ExperimentConfig, Target, Variant, default_score
+from .spec import ExperimentConfig, Target, Variant, default_score
 
 Echo = Callable[[str], None]
 
