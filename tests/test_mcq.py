@@ -162,3 +162,45 @@ def test_cli_mcq_cloze(tiny_model, tmp_path):
     res = CliRunner().invoke(app, ["evaluate", "--data", bad, "--model", tiny_model["a"],
                                    "--metric", "mcq-cloze"])
     assert res.exit_code == 2 and "error: q0: field 'choices': option 1 is empty" in res.output
+
+
+def tiny_gemma3():
+    """A 2-layer Gemma 3 (a sliding-window and a global layer, logit soft-capping) with random weights."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    return Gemma3ForCausalLM(Gemma3TextConfig(
+        vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, sliding_window=8, final_logit_softcapping=30.0, pad_token_id=0,
+        layer_types=["sliding_attention", "full_attention"]))
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_shared_context_scores_equal_per_option_rows(lm, family):
+    """Training reuses each question's key/value cache for its options: the scores and their
+    gradients equal those of a full row per option (contexts of unequal length, left-padded;
+    options of one and of several tokens; a context longer than Gemma's sliding window)."""
+    import torch
+
+    from compass.adapt.mcq import option_scores, shared_option_scores
+
+    model = lm[0] if family == "llama" else tiny_gemma3()
+    model.train()
+    rng = np.random.default_rng(0)
+    shapes = [(3, [1, 1, 1]), (12, [2, 5, 1, 3]), (7, [4, 4]), (20, [1, 6, 2])]  # context, option lengths
+    items = [Item(rng.integers(4, 300, n).tolist(), [rng.integers(4, 300, m).tolist() for m in lens],
+                  [1] * len(lens), 0) for n, lens in shapes]
+    results = []
+    for score in (option_scores, shared_option_scores):
+        scores = score(model, 0, items)
+        torch.stack([torch.log_softmax(s, 0)[0] for s in scores]).sum().backward()
+        results.append(([s.detach().numpy() for s in scores],
+                        [p.grad.clone().numpy() for p in model.parameters() if p.grad is not None]))
+        model.zero_grad()
+    (rows, rows_grad), (shared, shared_grad) = results
+    for a, b in zip(rows, shared):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+    assert len(rows_grad) == len(shared_grad) > 0
+    for a, b in zip(rows_grad, shared_grad):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-5)

@@ -15,6 +15,7 @@ items like ``nll``). Each is a ratio of per-item sums, so the paired bootstrap a
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,12 +125,60 @@ def option_scores(causal_lm, pad_id: int, items: list[Item]) -> list:
     return [flat[offsets[k]:offsets[k + 1]] for k in range(len(items))]
 
 
+def shared_option_scores(causal_lm, pad_id: int, items: list[Item]) -> list:
+    """:func:`option_scores` with each item's context run once: its options continue from
+    the context's key/value cache instead of repeating it in a row per option (the
+    question is most of an exam item's tokens, so training on it costs 2-4x less). Equal
+    to :func:`option_scores` up to float rounding; differentiable."""
+    import torch
+
+    device = next(causal_lm.parameters()).device
+    decoder = causal_lm.get_decoder()
+    width = max(len(item.context) for item in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros_like(ids)
+    for b, item in enumerate(items):  # left-padded: every context ends at the same column
+        ids[b, width - len(item.context):] = torch.as_tensor(item.context, device=device)
+        mask[b, width - len(item.context):] = 1
+    out = decoder(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                  use_cache=True)
+    cache = out.cache if hasattr(out, "cache") else out.past_key_values
+    owner = [b for b, item in enumerate(items) for _ in item.options]
+    options = [o for item in items for o in item.options]
+    cache.batch_select_indices(torch.as_tensor(owner, device=device))
+    span = max(len(o) for o in options)
+    opt_ids = torch.full((len(options), span), pad_id, dtype=torch.long, device=device)
+    opt_mask = torch.zeros_like(opt_ids)
+    for r, o in enumerate(options):
+        opt_ids[r, :len(o)] = torch.as_tensor(o, device=device)
+        opt_mask[r, :len(o)] = 1
+    start = torch.as_tensor([len(items[b].context) for b in owner], device=device)
+    hidden = decoder(input_ids=opt_ids, attention_mask=torch.cat([mask[owner], opt_mask], dim=1),
+                     position_ids=start[:, None] + torch.arange(span, device=device),
+                     **{_cache_argument(decoder): cache}, use_cache=True,
+                     cache_position=torch.arange(width, width + span, device=device)).last_hidden_state
+    # option token k is predicted by the state before it: the context's last, then the option's own
+    states = torch.cat([out.last_hidden_state[owner, -1:], hidden[:, :-1]], dim=1)
+    logp = torch.log_softmax(head_logits(causal_lm, states[opt_mask.bool()]), dim=-1)
+    picked = logp.gather(1, opt_ids[opt_mask.bool()][:, None])[:, 0].double()
+    per_option = torch.zeros(len(options), dtype=torch.float64, device=device)
+    per_option = per_option.index_add(0, torch.as_tensor([r for r, o in enumerate(options) for _ in o],
+                                                         device=device), picked)
+    offsets = np.cumsum([0] + [len(item.options) for item in items])
+    return [per_option[offsets[k]:offsets[k + 1]] for k in range(len(items))]
+
+
+def _cache_argument(decoder) -> str:
+    """transformers 5.2x renamed the forward argument ``past_key_values`` to ``cache``."""
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+
+
 def choice_nll(causal_lm, pad_id: int, items: list[Item]):
     """Per item, minus the log of the gold option's share of a softmax over the options'
     summed log-likelihoods: ``-log gold_prob``, the ``mcq-cloze`` score as a loss."""
     import torch
 
-    scores = option_scores(causal_lm, pad_id, items)
+    scores = shared_option_scores(causal_lm, pad_id, items)
     return torch.stack([-torch.log_softmax(s, dim=0)[item.gold] for s, item in zip(scores, items)])
 
 
