@@ -354,6 +354,9 @@ def _echo_replay(reports, loop, window: int) -> None:
     from .ecda import summarise
 
     monitor = loop.monitor
+    for t in loop.transitions:
+        at = "" if t.position is None else f" at its query {t.position}"
+        typer.echo(f"{t.lang}: {t.state_from} → {t.state_to}{at}" + (f" ({t.reason})" if t.reason else ""))
     for outcome in loop.outcomes:
         typer.echo(f"update {outcome.action} (parent {outcome.parent}): {outcome.reason}")
     for lang, s in summarise(reports).items():

@@ -2,8 +2,9 @@
 
 The service's monitor thread hands every batch's drift reports to a
 :class:`JobTrigger`. Per language it keeps where the current window started (a store
-sequence number) and a :class:`~compass.ecda.loop.Confirmation` (the same rule as
-``compass monitor --update``: ``confirm`` alarmed windows in a row). A confirmed
+sequence number) and the language's :class:`~compass.ecda.machine.Machine` (the same
+rules as ``compass monitor --update``: ``confirm`` alarmed windows in a row), whose
+transitions go to the store's ``transitions`` table. A confirmed
 alarm becomes a ``collecting`` job from the first alarmed window on, unless the
 language's mode is ``off``, it has no active adapter, it is cooling down after a
 promotion, its daily budget of jobs is spent, or it already has an open job; the
@@ -21,10 +22,11 @@ from typing import Any
 from ..errors import ConfigError
 from ..langs import normalize_lang
 from .jobs import JobQueue
-from .loop import Confirmation
-from .monitor import ALL, DriftReport
+from .machine import Machine, confirmed
+from .monitor import ALL
 from .registry import Registry
 from .store import QueryStore, StoredQuery
+from .windows import DriftReport
 
 MODES = ("auto", "approve", "off")
 DAY = 86_400.0
@@ -81,23 +83,29 @@ class JobTrigger:
     def __init__(self, controls: Controls, queue: JobQueue, store: QueryStore, registry: Registry) -> None:
         self.controls, self.queue, self.store, self.registry = controls, queue, store, registry
         self.starts: dict[str, int] = {}  # per language: first seq of its current window
-        self.confirmations: dict[str, Confirmation] = {}
+        self.machines: dict[str, Machine] = {}
+
+    def machine(self, lang: str) -> Machine:
+        """The language's machine; its updates run beside the monitor, so alarms count during them."""
+        if lang not in self.machines:
+            self.machines[lang] = Machine(lang, self.queue.transitions, self.controls.confirm,
+                                          watch_updates=True)
+        return self.machines[lang]
 
     def state(self) -> dict[str, Any]:
         """Window starts and open runs of alarms, saved with the monitor's state."""
-        return {"starts": self.starts, "runs": {k: c.run for k, c in self.confirmations.items()}}
+        return {"starts": self.starts, "runs": {k: m.confirmation.run for k, m in self.machines.items()}}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.starts = {k: int(v) for k, v in state["starts"].items()}
-        self.confirmations = {}
+        self.machines = {}
         for lang, run in state["runs"].items():
-            self.confirmations[lang] = Confirmation(self.controls.confirm)
-            self.confirmations[lang].run = list(run)
+            self.machine(lang).confirmation.run = list(run)
 
     def reset(self, lang: str) -> None:
         """Forget a language's windows (its monitor restarted from another reference)."""
         self.starts.pop(lang, None)
-        self.confirmations.pop(lang, None)
+        self.machines.pop(lang, None)
 
     def observe(self, batch: Sequence[StoredQuery], reports: list[DriftReport],
                 pending_before: dict[str, int], pending_after: dict[str, int]) -> None:
@@ -123,14 +131,16 @@ class JobTrigger:
                 self.starts[lang] = seqs[len(seqs) - left]
 
     def _window(self, lang: str, report: DriftReport, first: int) -> None:
-        confirm = self.confirmations.setdefault(lang, Confirmation(self.controls.confirm))
-        start = confirm.observe(report.drift, first)
+        machine = self.machine(lang)
+        start = machine.window(report.drift, first, report.reason)
         if start is None:
             return
         job, why = self._admit(lang, start, report)
         report.update = {"job": job, "from_seq": start, **({"why": why} if why else {})}
         if job is not None:
             report.action = f"job:{job}"
+        else:
+            machine.refuse(why, start)
 
     def _admit(self, lang: str, start: int, report: DriftReport) -> tuple[int | None, str | None]:
         c, now = self.controls, time.time()
@@ -146,7 +156,7 @@ class JobTrigger:
             return None, f"daily budget of {c.daily_jobs} jobs spent"
         inputs = {"from_seq": start, "min_queries": c.min_queries, "alarm": {
             "window": report.window, "reason": report.reason, "js": report.js, "novelty": report.novelty}}
-        job = self.queue.create(lang, mode, inputs, detail=f"drift confirmed ({report.reason})")
+        job = self.queue.create(lang, mode, inputs, detail=confirmed(report.reason))
         return job, None if job is not None else "an update job of this language is still open"
 
     def collect(self) -> None:

@@ -174,7 +174,7 @@ class Database:
                 con.execute("BEGIN")
                 try:
                     if lock is not None:
-                        con.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"compass:{lock}",))
+                        self.lock(con, lock)
                 except BaseException:
                     con.execute("ROLLBACK")
                     raise
@@ -186,6 +186,12 @@ class Database:
                 con.execute("ROLLBACK")
                 raise
             con.execute("COMMIT")
+
+    def lock(self, con: Connection, name: str) -> None:
+        """Also hold ``name`` until ``con``'s write transaction ends (on SQLite the
+        transaction already excludes every other writer)."""
+        if self.postgres:
+            con.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"compass:{name}",))
 
     @contextmanager
     def snapshot(self, con: Connection) -> Iterator[Connection]:

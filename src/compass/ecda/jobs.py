@@ -1,8 +1,9 @@
-"""Durable update jobs: the ECDA state machine's rows, in the query store's database.
+"""Durable update jobs: how the service schedules the ECDA machine's long steps.
 
 A drift alarm the service confirms becomes one job row; every change of its state is
-one transaction that also appends a row to ``job_events``, so the history of a job is
-the list of its transitions. States::
+one transaction that also appends a row to ``job_events`` and moves the language's
+machine (:mod:`.machine`, rows in ``transitions``) where the change is one of its
+moves: created → collecting, the worker's steps, the outcome. Job states::
 
     collecting ─► queued ─► running ─► promoted | rejected | awaiting_approval | failed
                                           awaiting_approval ─► promoted (approve)
@@ -30,6 +31,9 @@ from typing import Any
 
 from ..errors import ConfigError
 from .database import Connection, Database, Row
+from .machine import COLLECTING, FAILED, PROMOTED, Machine
+from .transitions import SCHEMA as TRANSITIONS
+from .transitions import TransitionTable
 
 STATES = ("collecting", "queued", "running", "awaiting_approval", "promoted", "rejected", "failed")
 OPEN = ("collecting", "queued", "running", "awaiting_approval")
@@ -100,7 +104,8 @@ class JobQueue:
     def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
         self.db = Database(path, what="job queue", timeout=timeout)
         self.path = self.db.path
-        self.db.migrate("jobs", [_SCHEMA])
+        self.db.migrate("jobs", [_SCHEMA, TRANSITIONS])
+        self.transitions = TransitionTable(self.db)
         # SQLite has no row locks: its write transactions already exclude each other.
         self._row_lock = " FOR UPDATE" if self.db.postgres else ""
         self._skip_locked = " FOR UPDATE OF j SKIP LOCKED" if self.db.postgres else ""
@@ -122,7 +127,8 @@ class JobQueue:
 
     def create(self, lang: str, mode: str, inputs: dict[str, Any], *, state: str = "collecting",
                detail: str = "") -> int | None:
-        """A new job, unless ``lang`` already has an open one (then ``None``)."""
+        """A new job, unless ``lang`` already has an open one (then ``None``); the
+        language's machine starts collecting."""
         with self._transaction(f"jobs:{lang}") as con:
             if con.execute(f"SELECT 1 FROM jobs WHERE lang = ? AND state IN ({_marks(OPEN)})",
                            (lang, *OPEN)).fetchone():
@@ -132,6 +138,8 @@ class JobQueue:
                               "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                               (lang, state, mode, json.dumps(inputs), now, now)).fetchone()[0]
             self._event(con, job, None, state, 0, detail)
+            self.transitions.on(con).move(lang, COLLECTING, detail, position=inputs.get("from_seq"),
+                                          details={"job": job})
         return job
 
     def get(self, job_id: int) -> Job:
@@ -206,6 +214,7 @@ class JobQueue:
                 con.execute("UPDATE jobs SET state = 'failed', error = ?, finished = ?, updated = ?, "
                             "lease_until = NULL WHERE id = ?", (error, now, now, row["id"]))
                 self._event(con, row["id"], "running", "failed", row["attempt"], error)
+                Machine(row["lang"], self.transitions.on(con)).end(FAILED, error, {"job": row["id"]})
             attempt = row["attempt"] + 1
             con.execute("UPDATE jobs SET state = 'running', attempt = ?, worker = ?, lease_until = ?, "
                         "started = COALESCE(started, ?), updated = ? WHERE id = ?",
@@ -228,6 +237,13 @@ class JobQueue:
             self._owned(con, job)
             con.execute("UPDATE jobs SET lease_until = ? WHERE id = ?", (time.time() + lease, job.id))
 
+    def step(self, job: Job, state: str, reason: str = "") -> None:
+        """The job's update moved the machine to ``state`` (selecting, training, gating);
+        :class:`LostLease` if another attempt holds the job now: this one stops there."""
+        with self._transaction() as con:
+            self._owned(con, job)
+            self.transitions.on(con).move(job.lang, state, reason, details={"job": job.id})
+
     def set_adapter(self, job: Job, adapter: str) -> None:
         """Record the id the job's candidate is registered under (fixed across attempts)."""
         with self._transaction() as con:
@@ -249,6 +265,9 @@ class JobQueue:
                         (state, None if result is None else json.dumps(result), error,
                          None if state == "awaiting_approval" else now, now, job.id))
             self._event(con, job.id, "running", state, job.attempt, detail or (error or ""))
+            done = result or {}
+            Machine(job.lang, self.transitions.on(con)).end(state, detail or error or done.get("reason", ""),
+                                                            {"job": job.id, "adapter": done.get("adapter")})
 
     def approved(self, job_id: int, detail: str) -> Job:
         """An operator approved a job awaiting approval (its candidate is promoted by the caller)."""
@@ -262,6 +281,7 @@ class JobQueue:
             con.execute("UPDATE jobs SET state = 'promoted', finished = ?, updated = ? WHERE id = ?",
                         (now, now, job_id))
             self._event(con, job_id, "awaiting_approval", "promoted", row["attempt"], detail)
+            Machine(row["lang"], self.transitions.on(con)).end(PROMOTED, detail, {"job": job_id})
         return self.get(job_id)
 
 

@@ -1,11 +1,13 @@
-"""The ECDA loop: a drift monitor whose alarms run an update policy.
+"""The ECDA loop: a drift monitor whose alarms run an update policy, through the ECDA machine.
 
 Once ``confirm`` windows in a row alarm, the loop collects the target language's
 queries from the first of them on; once ``min_queries`` are in, the policy makes a
 gated candidate. A promoted
 candidate's selection becomes the new reference (the monitor restarts from it, so
 the new traffic stops alarming); a rejected one leaves everything as it was and the
-next alarm starts a new collection.
+next alarm starts a new collection. Each move of the language's
+:class:`~compass.ecda.machine.Machine` is kept in memory (``transitions``) and in the
+report of the window it happened in.
 """
 
 from __future__ import annotations
@@ -23,36 +25,10 @@ from ..fsutil import atomic_write_text
 from ..langs import normalize_lang
 from ..outputs import check_output_file, input_paths
 from ..selection.reference import Reference
-from .monitor import DriftMonitor, DriftReport
+from .machine import COLLECTING, FAILED, Machine, MemoryLog, Transition, outcome_state
+from .monitor import DriftMonitor
 from .policy import UpdateOutcome, UpdatePolicy
-
-
-class Confirmation:
-    """Drift is confirmed after ``confirm`` alarmed windows in a row (a lone alarm may be
-    one of the ``alpha`` false alarms); the update then starts at the first of them.
-
-    Positions are whatever the caller counts queries in (a loop's query index, a
-    store's sequence number); ``observe`` takes each window's first position.
-    """
-
-    def __init__(self, confirm: int) -> None:
-        self.confirm, self.run = confirm, []
-
-    @property
-    def start(self) -> int | None:
-        """First position of the current run of alarmed windows, if one is open."""
-        return self.run[0] if self.run else None
-
-    def observe(self, drift: bool, first: int) -> int | None:
-        """One window's verdict; the run's first position when this window confirms drift."""
-        if not drift:
-            self.run = []
-            return None
-        self.run.append(first)
-        if len(self.run) < self.confirm:
-            return None
-        start, self.run = self.run[0], []
-        return start
+from .windows import DriftReport
 
 
 class AdaptiveMonitor:
@@ -78,11 +54,17 @@ class AdaptiveMonitor:
         self._collect_from: int | None = None
         self._due: UpdateOutcome | None = None
         self.monitor = self._monitor(reference)
-        self._confirm = Confirmation(policy.config.confirm if policy is not None else 1)
         if policy is not None and len(self.monitor.reference.languages) != 1:
             raise ConfigError(f"updates need a single-language reference; this one has "
                               f"{self.monitor.reference.languages} (run one loop per language)")
         self.lang = self.monitor.reference.languages[0]
+        self.machine = Machine(self.lang, MemoryLog(), policy.config.confirm if policy is not None else 1)
+        self._noted = 0  # transitions already attached to a report
+
+    @property
+    def transitions(self) -> list[Transition]:
+        """Every move of the language's machine so far."""
+        return self.machine.log.transitions
 
     def _monitor(self, reference: Reference | str | Path) -> DriftMonitor:
         """A fresh monitor; its window 0 starts at the next query of the target language."""
@@ -104,25 +86,25 @@ class AdaptiveMonitor:
 
     def _act(self, reports: list[DriftReport]) -> None:
         for report in reports:
-            if self._collect_from is not None:
-                report.action = "collect"
-                continue
-            start = self._confirm.observe(report.drift,
-                                          self._base + (report.window - self._offset) * self.window)
+            first = self._base + (report.window - self._offset) * self.window
+            start = self.machine.window(report.drift, first, report.reason)
             if start is not None:
                 self._collect_from = max(self._first, start)
+                self.machine.collect(self._collect_from, report.reason)
+            if self.machine.state == COLLECTING:
                 report.action = "collect"
+            self._note(report)
         if self._due is not None and reports:
             reports[0].action, reports[0].update = self._due.action, self._due.to_dict()
             self._due = None
         need = self.policy.config.min_queries
         if self._collect_from is not None and self._first + len(self._queries) - self._collect_from >= need:
             lo = self._collect_from - self._first
-            outcome = self.policy.update(self.lang, self._queries[lo:lo + need])
-            self.outcomes.append(outcome)
+            outcome = self._run_update(self._queries[lo:lo + need])
             self._collect_from = None
             if reports:
                 reports[-1].action, reports[-1].update = outcome.action, outcome.to_dict()
+                self._note(reports[-1])
             else:
                 self._due = outcome
             if outcome.promoted:
@@ -131,9 +113,27 @@ class AdaptiveMonitor:
         # keep what a collection may need: from its start, the current run's, or two windows back
         end = self._first + len(self._queries)
         start = self._collect_from if self._collect_from is not None else min(
-            [p for p in (self._confirm.start,) if p is not None] + [end - 2 * self.window])
+            [p for p in (self.machine.confirmation.start,) if p is not None] + [end - 2 * self.window])
         drop = max(0, start - self._first)
         self._queries, self._first = self._queries[drop:], self._first + drop
+
+    def _run_update(self, queries: list[Record]) -> UpdateOutcome:
+        """The policy's update as the machine's steps and outcome (a failure too, then raised)."""
+        try:
+            outcome = self.policy.update(self.lang, queries, step=self.machine.move)
+        except Exception as exc:
+            self.machine.end(FAILED, f"{type(exc).__name__}: {exc}")
+            raise
+        self.outcomes.append(outcome)
+        self.machine.end(outcome_state(outcome), outcome.reason, {"adapter": outcome.adapter})
+        return outcome
+
+    def _note(self, report: DriftReport) -> None:
+        """Attach the transitions since the last report to ``report``."""
+        new = self.transitions[self._noted:]
+        if new:
+            report.transitions = (report.transitions or []) + [t.to_dict() for t in new]
+            self._noted = len(self.transitions)
 
 
 def replay(reference: Reference | str | Path, stream: Any, *, window: int = 200, alpha: float = 0.01,

@@ -13,6 +13,7 @@ promoted or not, is registered with its numbers and reason.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from ..fsutil import atomic_write_text
 from ..langs import normalize_lang
 from ..options import option
 from ..selection import select
+from .machine import GATING, SELECTING, TRAINING
 from .registry import Registry
 
 TRAINED = "trained.jsonl"
@@ -134,13 +136,15 @@ class UpdatePolicy:
         self.cache_dir, self.progress, self.verify = cache_dir, progress, verify
 
     def update(self, lang: str, queries: list[Record], *, adapter_id: str | None = None,
-               promote: bool = True) -> UpdateOutcome:
+               promote: bool = True, step: Callable[[str, str], object] | None = None) -> UpdateOutcome:
         """Run one update for ``lang`` on its recent ``queries``; register and gate it.
 
         ``adapter_id`` names the candidate (default: the next free ``<lang>-u<n>``; a
         worker fixes it so a retried job finds its own candidate). ``promote=False``
-        leaves a candidate that passed the gate for an operator to promote.
+        leaves a candidate that passed the gate for an operator to promote. ``step(state,
+        reason)`` is told as each step starts (the ECDA machine's selecting, training, gating).
         """
+        step = step or (lambda state, reason: None)
         lang, cfg = normalize_lang(lang), self.config
         current = self.registry.active(lang)
         if current is None:
@@ -152,15 +156,19 @@ class UpdatePolicy:
         history = self._history(current.id)
         new_id = adapter_id or self.next_id(lang)
         folder = self.workdir / new_id
+        step(SELECTING, f"{len(usage)} usage and {len(adaptation)} adaptation queries")
         selection = select(usage, self.pool, cfg.budget, train=history, target_lang=lang,
                            out=folder / "selection", cache_dir=self.cache_dir, progress=self.progress,
                            **{"seed": cfg.seed, **cfg.select})
         # Replay the language's own earlier data: the new selection is mostly other
         # languages, and without target-language text the update drifts away from it.
         replay = [r for r in history if r.lang == lang] or history
+        step(TRAINING, f"candidate {new_id} from {current.id}")
         prov = train(None, folder / "adapter", selected=folder / "selection", model=self.model,
                      init_adapter=current.path, replay=replay, config=cfg.train_config(),
                      cache_dir=self.cache_dir, progress=self.progress, overwrite=True, verify=self.verify)
+        step(GATING, f"{current.id} and {new_id} on {len(adaptation)} adaptation and {len(preserve)} "
+             "preservation records")
         scores = self._score(adaptation, preserve, [current.path, str(folder / "adapter")])
         ok, reason, numbers = gate(scores[current.path], scores[str(folder / "adapter")],
                                    delta=cfg.delta, epsilon=cfg.epsilon)

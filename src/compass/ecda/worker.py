@@ -5,7 +5,8 @@ A worker is its own process (``compass worker``, or one that ``compass serve
 keeps its latency while a job trains. Per job: claim it with a lease (renewed by a
 heartbeat thread), read its queries from the store, run :meth:`UpdatePolicy.update`
 (select → continued training with replay and L2 pull → gate → register, promote in
-``auto`` mode), and record how it ended. The candidate's id is fixed in the job at
+``auto`` mode; each step a move of the language's machine, fenced by the job's
+attempt), and record how it ended. The candidate's id is fixed in the job at
 its first attempt, so an attempt after a killed one finds what that one got done:
 a registered candidate is decided from its recorded gate numbers, never trained twice.
 """
@@ -27,6 +28,7 @@ from ..errors import CompassError, ConfigError
 from ..options import option
 from .database import redact
 from .jobs import Job, JobQueue, LostLease
+from .machine import outcome_state
 from .policy import TRAINED, PolicyConfig, UpdateOutcome, UpdatePolicy
 from .registry import AdapterVersion, Registry
 from .store import QueryStore
@@ -128,9 +130,9 @@ class Worker:
         else:
             _clear_attempt(Path(self.config.workdir) / adapter)
             outcome = self.policy.update(job.lang, self._queries(job), adapter_id=adapter,
-                                         promote=job.mode == "auto")
-        state = "awaiting_approval" if outcome.awaiting else "promoted" if outcome.promoted else "rejected"
-        return state, outcome.to_dict(), None
+                                         promote=job.mode == "auto",
+                                         step=lambda state, why: self.queue.step(job, state, why))
+        return outcome_state(outcome), outcome.to_dict(), None
 
     def _queries(self, job: Job) -> list[Record]:
         rows = self.store.of_language(job.lang, job.inputs["from_seq"], job.inputs["to_seq"])

@@ -98,7 +98,8 @@ def stream(s: Scenario) -> list[Record]:
 
 def simulate(s: Scenario, out: str | Path, *, cache_dir: str | Path | None = None,
              progress: bool | None = None, log=print) -> dict[str, Any]:
-    """Run the four arms; write ``simulation.json`` / ``simulation.md`` / ``events.jsonl``."""
+    """Run the four arms; write ``simulation.json`` / ``simulation.md`` / ``events.jsonl`` (the
+    ECDA arm's machine transitions in both JSON files)."""
     out = check_output_dir(out, NEW_DIRECTORY, overwrite=None, inputs=[Path(s.root)])
     start = time.perf_counter()
     train_cfg = TrainConfig(**{"seed": s.seed, **s.train})
@@ -146,7 +147,8 @@ def simulate(s: Scenario, out: str | Path, *, cache_dir: str | Path | None = Non
     nll.update({arm: _by_phase(res["models"][path]) for arm, path in adapters.items()})
     result = {"scenario": asdict(s), "nll": nll, "tokens": tokens,
               "detection": _detection(s, reports), "wall_seconds": round(time.perf_counter() - start, 1),
-              "updates": [o.to_dict() for o in loop.outcomes]}
+              "updates": [o.to_dict() for o in loop.outcomes],
+              "transitions": [t.to_dict() for t in loop.transitions]}
     result["bars"] = _bars(result)
     atomic_write_text(out / "simulation.json", json.dumps(result, indent=2, ensure_ascii=False))
     atomic_write_text(out / "simulation.md", markdown(result))

@@ -99,6 +99,16 @@ def _adapter(lang: str, versions: list[dict[str, Any]]) -> str:
             + "</table>")
 
 
+def _transitions(moves: list[dict[str, Any]]) -> str:
+    """The language's latest moves of the ECDA machine."""
+    if not moves:
+        return ""
+    rows = [f"<tr class='transition'><td>{_when(t['time'])}</td><td>{escape(t['state_from'])} → "
+            f"{escape(t['state_to'])}</td><td>{escape(t['reason'])}</td></tr>" for t in moves]
+    return ("<h3>Update cycle</h3><table><tr><th>when (UTC)</th><th>transition</th><th>why</th></tr>"
+            + "".join(rows) + "</table>")
+
+
 def _jobs(jobs: list[dict[str, Any]]) -> str:
     if not jobs:
         return "<p>No update jobs yet.</p>"
@@ -142,17 +152,21 @@ def _notifications(notes: list[dict[str, Any]] | None) -> str:
 
 
 def render_dashboard(data: dict[str, Any]) -> str:
-    """``data``: ``languages`` ({lang: {"reports": [...], "versions": [...]}}), ``jobs``,
+    """``data``: ``languages`` ({lang: {"reports": [...], "versions": [...], "state"?: the ECDA
+    machine's, "transitions"?: [...]}}), ``jobs``,
     ``notifications`` (``None`` when not configured), ``controls``, ``queries``."""
     sections = []
     for lang, info in sorted(data["languages"].items()):
         latest = info["reports"][-1] if info["reports"] else None
         drifting = latest is not None and latest["drift"]
         flag = " <span class='drift'>drift in the latest window</span>" if drifting else ""
+        state = (f" <small class='machine-state'>{escape(info['state'])}</small>"
+                 if info.get("state") else "")
         sections.append(f"<section class='language' id='lang-{escape(lang)}'>"
-                        f"<h2>{escape(lang)}{flag}</h2>{_drift_charts(lang, info['reports'])}"
+                        f"<h2>{escape(lang)}{state}{flag}</h2>{_drift_charts(lang, info['reports'])}"
                         "<h3>Adapter versions</h3>"
-                        f"{_adapter(lang, info['versions'])}</section>")
+                        f"{_adapter(lang, info['versions'])}{_transitions(info.get('transitions', []))}"
+                        "</section>")
     q = data.get("queries") or {}
     controls = data.get("controls")
     return "".join([

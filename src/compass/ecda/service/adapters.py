@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from ...errors import ConfigError
 from ...langs import normalize_lang
+from ..machine import Machine
 from ..notify import NotifyConfig
 from .context import Service
 
@@ -41,6 +42,8 @@ def adapters_router(s: Service) -> APIRouter:
             restored = reg.rollback(current.lang, reason=reason, expected=adapter_id)
         except ConfigError as exc:
             raise HTTPException(409, str(exc)) from None
+        with s.queue.transitions.locked(current.lang) as log:
+            Machine(current.lang, log).rolled_back(adapter_id, restored, reason)
         s.changed()
         return {"rolled_back": adapter_id, "active": s.public.data(reg.get(restored).to_dict())}
 

@@ -1,4 +1,4 @@
-"""Routes of the update jobs and of the notifications sent to the model server."""
+"""Routes of the update jobs, the ECDA machine's transitions, the notifications to the model server."""
 
 from __future__ import annotations
 
@@ -43,6 +43,13 @@ def jobs_router(s: Service) -> APIRouter:
             raise HTTPException(409, str(exc)) from None
         s.changed()
         return s.public.data({"job": done.to_dict(), "active": s.registry.get(found.adapter).to_dict()})
+
+    @router.get("/v1/transitions")
+    def transitions(lang: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        """The ECDA machine: every language's state and its latest transitions, oldest first."""
+        code = None if lang is None else normalize_lang(lang)
+        return s.public.data({"states": s.queue.transitions.states(),
+                              "transitions": [t.to_dict() for t in s.queue.transitions.list(code, limit)]})
 
     @router.get("/v1/notifications")
     def notifications(state: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from ...report import render_html
 from ...report.dashboard import render_dashboard
+from ..machine import MONITORING
 from .context import Service
 from .models import RowId
 
@@ -19,13 +20,16 @@ def pages_router(s: Service) -> APIRouter:
 
     @router.get("/", response_class=HTMLResponse)
     def dashboard() -> str:
-        """The operator's page: drift per language, adapter versions, jobs, notifications."""
+        """The operator's page: drift and the ECDA machine's state per language, adapter versions,
+        jobs, notifications."""
         last, cursor, _ = s.store.progress()
         versions = [v.to_dict() for v in s.registry.list()]
-        history = s.store.history()
+        history, states = s.store.history(), s.queue.transitions.states()
         languages = {lang: {"reports": history.get(lang, []),
-                            "versions": [v for v in versions if v["lang"] == lang]}
-                     for lang in sorted(set(history) | {v["lang"] for v in versions})}
+                            "versions": [v for v in versions if v["lang"] == lang],
+                            "state": states.get(lang, MONITORING),
+                            "transitions": [t.to_dict() for t in s.queue.transitions.list(lang, 10)]}
+                     for lang in sorted(set(history) | {v["lang"] for v in versions} | set(states))}
         found = [{**j.to_dict(), "error": None if j.error is None else s.public.text(j.error)}
                  for j in s.queue.list(limit=50)]
         return render_dashboard(s.public.data({
