@@ -185,6 +185,14 @@ def test_drift_update_promotion_notification_and_rollback(initial, tmp_path):
                                            "lora_path": "/models/v1/adapter"}),
                 ("/v1/unload_lora_adapter", {"lora_name": f"compass-{new}"})]
             assert vllm.loaded == {"compass-swh-v1": "/models/v1/adapter"}
+
+            # the ECDA machine's transitions: one update through its steps, promoted, rolled back
+            moves = [(t["state_from"], t["state_to"])
+                     for t in httpx.get(f"{url}/v1/transitions?lang=swh").json()["transitions"]]
+            started = next(i for i, m in enumerate(moves) if m[1] == "collecting")
+            assert moves[started + 1] == ("collecting", "selecting")
+            assert moves.count(("gating", "promoted")) == 1
+            assert moves[-2:] == [(moves[-2][0], "rolled_back"), ("rolled_back", "monitoring")]
             assert vllm.violations == []
         finally:
             for p in procs:

@@ -144,6 +144,8 @@ def test_the_library_loop_and_the_service_record_the_same_transitions(database, 
         served = c.get("/v1/transitions?lang=ko").json()
         assert c.post("/v1/adapters/kor-2/promote", headers=AUTH).status_code == 200
         assert c.post("/v1/adapters/kor-2/rollback", headers=AUTH).status_code == 200
+        page = c.get("/").text
+    assert "<small class='machine-state'>monitoring</small>" in page and "rolled_back → monitoring" in page
     states = [(t.state_from, t.state_to) for t in library]
     assert states[:7] == [("monitoring", "confirming"), ("confirming", "collecting"),
                           ("collecting", "selecting"), ("selecting", "training"), ("training", "gating"),

@@ -77,6 +77,12 @@ class Service:
         except ConfigError as exc:
             raise HTTPException(404, str(exc)) from None
 
+    def transitions(self, lang: str | None, limit: int) -> list[dict[str, Any]]:
+        """The ECDA machine's latest transitions, their reasons (a failed job's error) with
+        paths as callers may see them."""
+        return [self.public.data({**t.to_dict(), "reason": self.public.text(t.reason)})
+                for t in self.queue.transitions.list(lang, limit)]
+
     def job(self, job_id: int) -> Job:
         """A job; 404 if there is none with this id."""
         try:

@@ -48,8 +48,7 @@ def jobs_router(s: Service) -> APIRouter:
     def transitions(lang: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
         """The ECDA machine: every language's state and its latest transitions, oldest first."""
         code = None if lang is None else normalize_lang(lang)
-        return s.public.data({"states": s.queue.transitions.states(),
-                              "transitions": [t.to_dict() for t in s.queue.transitions.list(code, limit)]})
+        return {"states": s.queue.transitions.states(), "transitions": s.transitions(code, limit)}
 
     @router.get("/v1/notifications")
     def notifications(state: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:

@@ -28,7 +28,7 @@ def pages_router(s: Service) -> APIRouter:
         languages = {lang: {"reports": history.get(lang, []),
                             "versions": [v for v in versions if v["lang"] == lang],
                             "state": states.get(lang, MONITORING),
-                            "transitions": [t.to_dict() for t in s.queue.transitions.list(lang, 10)]}
+                            "transitions": s.transitions(lang, 10)}
                      for lang in sorted(set(history) | {v["lang"] for v in versions} | set(states))}
         found = [{**j.to_dict(), "error": None if j.error is None else s.public.text(j.error)}
                  for j in s.queue.list(limit=50)]
