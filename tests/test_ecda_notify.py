@@ -3,6 +3,7 @@ documented request shape), the webhook, retries with backoff, and the active-ada
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ from safetensors.numpy import save_file
 from test_ecda_service import AUTH, TOKEN
 from vllm_stub import VllmStub
 
-from compass.adapt.integrity import WEIGHTS, weights_manifest
+from compass.adapt import Adapter
+from compass.adapt.integrity import weights_manifest
 from compass.ecda import Registry
 from compass.ecda.notify import NotifyConfig, parse_path_map
 from compass.ecda.service import create_app
@@ -25,8 +27,9 @@ def registry(tmp_path) -> Registry:
     for i, (adapter_id, parent) in enumerate((("kor-1", None), ("kor-2", "kor-1"))):
         folder = tmp_path / "data" / "adapters" / adapter_id
         folder.mkdir(parents=True)
-        save_file({"w": np.full((2, 2), i, dtype=np.float32)}, str(folder / WEIGHTS))
-        (folder / "compass.json").write_text(json.dumps({"weights": weights_manifest(folder)}))
+        save_file({"w": np.full((2, 2), i, dtype=np.float32)}, str(folder / Adapter.WEIGHTS))
+        manifest = weights_manifest(folder / Adapter.WEIGHTS)
+        (folder / Adapter.META).write_text(json.dumps({"weights": manifest}))
         reg.register(adapter_id, "kor", folder, parent=parent,
                      metrics={"adaptation_gain": 0.02, "preservation_loss": -0.01})
     reg.promote("kor-1")
@@ -34,7 +37,7 @@ def registry(tmp_path) -> Registry:
 
 
 def sha(registry, adapter_id: str) -> str:
-    return weights_manifest(registry.get(adapter_id).path)["sha256"]
+    return weights_manifest(Path(registry.get(adapter_id).path) / Adapter.WEIGHTS)["sha256"]
 
 
 def delivered(c, n: int, timeout: float = 10.0) -> list[dict]:

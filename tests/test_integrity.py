@@ -14,8 +14,7 @@ from conftest import SENTENCES
 from typer.testing import CliRunner
 
 import compass
-from compass.adapt import train
-from compass.adapt.integrity import WEIGHTS
+from compass.adapt import Adapter, train
 from compass.cli import app
 from compass.ecda import Registry
 from compass.embed import EmbeddingCache, embed_texts
@@ -91,23 +90,23 @@ def evaluate_cli(trained, adapter, *extra):
 def test_adapter_files_follow_umask_and_record_their_weights(trained):
     folder = trained["adapter"]
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in folder.iterdir()} == {
-        name: "0o644" for name in ("adapter_config.json", WEIGHTS, "compass.json", "README.md")}
+        name: "0o644" for name in ("adapter_config.json", Adapter.WEIGHTS, "compass.json", "README.md")}
     from safetensors import safe_open
 
     weights = json.loads((folder / "compass.json").read_text())["weights"]
-    with safe_open(str(folder / WEIGHTS), framework="numpy") as st:
+    with safe_open(str(folder / Adapter.WEIGHTS), framework="numpy") as st:
         assert weights["tensors"] == {k: list(st.get_slice(k).get_shape()) for k in st.keys()}
     import hashlib
 
-    assert weights["sha256"] == hashlib.sha256((folder / WEIGHTS).read_bytes()).hexdigest()
+    assert weights["sha256"] == hashlib.sha256((folder / Adapter.WEIGHTS).read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize("case", DAMAGE)
 def test_damaged_adapter_is_refused_everywhere(trained, adapter, case, tmp_path):
     damage, message = DAMAGE[case]
-    damage(adapter / WEIGHTS)
+    damage(adapter / Adapter.WEIGHTS)
     line = error_line(evaluate_cli(trained, adapter))
-    assert line.startswith(f"error: {adapter / WEIGHTS}: ") and message in line
+    assert line.startswith(f"error: {adapter / Adapter.WEIGHTS}: ") and message in line
     registry = Registry(tmp_path / "registry.sqlite")
     with pytest.raises(DataError, match=message):
         registry.register("en-1", "en", adapter)
@@ -117,7 +116,7 @@ def test_damaged_adapter_is_refused_everywhere(trained, adapter, case, tmp_path)
 
 
 def test_no_verify_loads_an_edited_adapter_but_not_a_truncated_one(trained, adapter, tmp_path):
-    flip_bytes(adapter / WEIGHTS)
+    flip_bytes(adapter / Adapter.WEIGHTS)
     result = evaluate_cli(trained, adapter, "--no-verify")
     assert result.exit_code == 0, result.output
     registry = tmp_path / "registry.sqlite"
@@ -128,7 +127,7 @@ def test_no_verify_loads_an_edited_adapter_but_not_a_truncated_one(trained, adap
                                "--path", str(adapter), "--no-verify", *args]).exit_code == 0
     assert "SHA-256 differs" in error_line(runner.invoke(app, ["adapters", "promote", "en-1", *args]))
     assert runner.invoke(app, ["adapters", "promote", "en-1", "--no-verify", *args]).exit_code == 0
-    truncate(adapter / WEIGHTS)  # nothing could load this one
+    truncate(adapter / Adapter.WEIGHTS)  # nothing could load this one
     assert "truncated or corrupted" in error_line(evaluate_cli(trained, adapter, "--no-verify"))
 
 

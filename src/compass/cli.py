@@ -19,6 +19,7 @@ from .errors import CompassError, CompassWarning, ConfigError
 from .experiments.simulate import Scenario
 from .longctx.build import DEFAULT_ONERULER, BuildConfig
 from .options import default_of, expand, option
+from .report import Report
 from .selection.config import SelectConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -99,12 +100,12 @@ def select_cmd(
         engine=engine, ray_address=ray_address, ray_workers=ray_workers, embed_batch_size=embed_batch_size,
         **options))
     metrics = selection.report["metrics"]["train+selected"]
-    typer.echo(f"selected {len(selection.records)} records -> {out / 'selected.jsonl'}")
+    typer.echo(f"selected {len(selection.records)} records -> {out / selection.RECORDS}")
     typer.echo(f"fit: KL {metrics['kl']:.4f}, coverage {metrics['coverage']:.3f}, "
                f"MMD² {metrics['mmd']:.4f}")
     for note in selection.report["notes"]:
         typer.echo(f"note: {note}")
-    typer.echo(f"report: {out / 'report.html'}")
+    typer.echo(f"report: {out / Report.HTML}")
 
 
 _PROBE = ProbeConfig()  # the defaults of 'compass probe' (ProbeConfig declares no help texts)

@@ -27,7 +27,8 @@ SHOWN = 3  # foreign names quoted in an error
 
 @dataclass(frozen=True)
 class OutputKind:
-    """The names a command writes directly inside its output directory."""
+    """The names a command writes directly inside its output directory (an artifact's are
+    its class's: ``Selection.OUTPUT``, ``Adapter.OUTPUT``)."""
 
     what: str  # "a selection": used in messages
     files: frozenset[str]
@@ -38,17 +39,12 @@ class OutputKind:
         return sorted(p.name for p in out.iterdir() if p.name not in self.files)
 
 
-SELECTION = OutputKind("a selection", frozenset(
-    {"selected.jsonl", "report.json", "report.html", "reference.npz"}))
 NEW_DIRECTORY = OutputKind("its results", frozenset())  # simulate: a new or empty directory
 EXPERIMENT = OutputKind("an experiment", frozenset(
     {"cells", "probe", "leakage", "longctx", "results.csv", "results.json", "results.md", "results.svg"}))
 QUICKSTART = OutputKind("the quickstart", frozenset(
     {"data", "compass", "lang-sim", "random", "adapter-compass", "adapter-lang-sim", "adapter-random",
      "evaluation.json"}))
-ADAPTER = OutputKind("an adapter", frozenset(
-    {"adapter_config.json", "adapter_model.safetensors", "compass.json", "README.md", "reference.npz"}),
-    replace=False)
 
 
 def input_paths(sources: Any) -> list[Path]:

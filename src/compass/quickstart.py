@@ -12,6 +12,7 @@ import numpy as np
 from .data import load
 from .fsutil import atomic_write_text
 from .outputs import QUICKSTART, check_output_dir
+from .report import Report
 from .selection import Selection, select
 
 MISSING_TOPICS = ("ai", "money", "science", "sports", "food")
@@ -60,7 +61,7 @@ def run_quickstart(out: Path, *, budget: int = 150, train_steps: int = 30,
         share = sum(t in MISSING_TOPICS for t in added) / max(1, len(added))
         echo(f"  {'train + ' + name:<20}{m['kl']:>8.4f}{m['coverage']:>10.3f}{m['mmd']:>9.4f}"
              f"{topic_kl(usage_topics, train_topics + added):>10.4f}{share:>14.0%}")
-    echo(f"\nHTML report: {out / 'compass' / 'report.html'}")
+    echo(f"\nHTML report: {out / 'compass' / Report.HTML}")
     if train_steps:
         _train_and_evaluate(out, train_steps, echo)
     return results

@@ -90,7 +90,7 @@ def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] 
     score under ``by_metric``), which paired comparisons between runs need.
     ``include_base=False`` scores only the adapters; ``bootstrap=0`` skips the intervals.
     Each adapter's weights are checked against its ``compass.json`` before any scoring
-    (``verify=False`` skips that; see :func:`~compass.adapt.integrity.verify_adapter`).
+    (``verify=False`` skips that; see :meth:`~compass.adapt.adapter.Adapter.load`).
     """
     config = replace(config, **options) if config else EvalConfig(**options)
     metric, batch_size, bootstrap, seed = config.metric, config.batch_size, config.bootstrap, config.seed

@@ -1,97 +1,79 @@
 """Adapter integrity: ``compass train`` records its weight file, every loader checks it.
 
 A weight file that lost tensors still loads (PEFT leaves the missing LoRA layers at
-zero and only warns), so ``compass.json`` records the SHA-256 of
-``adapter_model.safetensors`` and each tensor's name and shape, and
-:func:`verify_adapter` refuses a file that no longer matches them.
+zero and only warns), so an adapter's provenance records the SHA-256 of its weight
+file and each tensor's name and shape, and :func:`verify_weights` refuses a file that
+no longer matches them. :class:`~compass.adapt.adapter.Adapter` names the files and
+runs the check whenever an adapter is loaded.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import warnings
 from pathlib import Path
 from typing import Any
 
 from ..errors import CompassWarning, DataError
 
-WEIGHTS = "adapter_model.safetensors"
-META = "compass.json"
 OVERRIDE = "--no-verify / verify=False loads it anyway"
 
 
-def weights_manifest(folder: str | Path) -> dict[str, Any]:
-    """The ``weights`` entry of ``compass.json``: the weight file's hash and tensor shapes."""
-    file = Path(folder) / WEIGHTS
-    return {"file": WEIGHTS, "sha256": _sha256(file), "tensors": _tensor_shapes(file)}
+def weights_manifest(file: Path) -> dict[str, Any]:
+    """The ``weights`` entry of the provenance: the weight file's hash and tensor shapes."""
+    return {"file": file.name, "sha256": _sha256(file), "tensors": _tensor_shapes(file)}
 
 
-def read_meta(folder: str | Path) -> dict[str, Any] | None:
-    """An adapter's ``compass.json`` (``None`` if it has none)."""
-    file = Path(folder) / META
-    if not file.is_file():
+def recorded_manifest(provenance: dict[str, Any] | None, source: Path) -> dict[str, Any] | None:
+    """The provenance's ``weights`` entry (``None``: older or external adapter, no manifest)."""
+    if provenance is None or "weights" not in provenance:
         return None
-    try:
-        meta = json.loads(file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"not valid JSON ({exc})", source=str(file)) from None
-    if not isinstance(meta, dict):
-        raise DataError("not a JSON object", source=str(file))
-    return meta
+    entry = provenance["weights"]
+    if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
+            and isinstance(entry.get("tensors"), dict)):
+        raise DataError("expected {'sha256': ..., 'tensors': {name: shape}}", source=str(source),
+                        field="weights")
+    return entry
 
 
-def verify_adapter(folder: str | Path, *, verify: bool = True) -> None:
-    """Refuse an adapter whose weight file is unreadable or differs from its manifest.
+def verify_weights(file: Path, expected: dict[str, Any] | None, *, recorded_in: str,
+                   verify: bool = True) -> None:
+    """Refuse a weight file that is unreadable or differs from ``expected`` (the manifest
+    kept in the file named ``recorded_in``).
 
     An unreadable (truncated, mangled) file is refused even with ``verify=False``:
     nothing could load it. An adapter without a manifest (older, or trained
     elsewhere) passes with a warning.
     """
-    folder = Path(folder)
-    file = folder / WEIGHTS
-    expected = _manifest(folder)
     if not file.is_file():
         if expected is not None:
-            raise DataError(f"missing, though {META} records it", source=str(file))
+            raise DataError(f"missing, though {recorded_in} records it", source=str(file))
         return  # no safetensors weights: PEFT reports what it cannot read
     shapes = _tensor_shapes(file)
     if not verify:
         return
     if expected is None:
-        warnings.warn(f"adapter {folder} has no weights manifest in {META} (older or external "
-                      "adapter): its weights are not verified", CompassWarning, stacklevel=2)
+        warnings.warn(f"adapter {file.parent} has no weights manifest in {recorded_in} (older or "
+                      "external adapter): its weights are not verified", CompassWarning, stacklevel=3)
         return
-    problem = _shape_problem(expected["tensors"], shapes)
+    problem = _shape_problem(expected["tensors"], shapes, recorded_in)
     if problem is None and _sha256(file) != expected["sha256"]:
-        problem = f"SHA-256 differs from the one in {META}"
+        problem = f"SHA-256 differs from the one in {recorded_in}"
     if problem is not None:
         raise DataError(f"{problem}: the weights were edited or corrupted after training ({OVERRIDE})",
                         source=str(file))
 
 
-def _manifest(folder: Path) -> dict[str, Any] | None:
-    meta = read_meta(folder)
-    if meta is None or "weights" not in meta:
-        return None
-    entry = meta["weights"]
-    if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
-            and isinstance(entry.get("tensors"), dict)):
-        raise DataError("expected {'sha256': ..., 'tensors': {name: shape}}", source=str(folder / META),
-                        field="weights")
-    return entry
-
-
-def _shape_problem(expected: dict[str, list[int]], found: dict[str, list[int]]) -> str | None:
+def _shape_problem(expected: dict[str, list[int]], found: dict[str, list[int]], meta: str) -> str | None:
     missing = [n for n in expected if n not in found]
     if missing:
-        return f"lacks {len(missing)} of the {len(expected)} tensors in {META} (first: {missing[0]})"
+        return f"lacks {len(missing)} of the {len(expected)} tensors in {meta} (first: {missing[0]})"
     extra = [n for n in found if n not in expected]
     if extra:
-        return f"holds {len(extra)} tensors not in {META} (first: {extra[0]})"
+        return f"holds {len(extra)} tensors not in {meta} (first: {extra[0]})"
     reshaped = next((n for n in expected if list(found[n]) != list(expected[n])), None)
     if reshaped is not None:
-        return f"tensor {reshaped} has shape {found[reshaped]}, {META} records {expected[reshaped]}"
+        return f"tensor {reshaped} has shape {found[reshaped]}, {meta} records {expected[reshaped]}"
     return None
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..embed.cache import default_cache_dir
 from ..errors import ConfigError
-from .integrity import read_meta, verify_adapter
+from .adapter import Adapter
 
 BUNDLED = "gemma3-270m"
 
@@ -128,12 +128,11 @@ def load_base(spec: str | None, *, cache_dir: str | Path | None = None):
 
 def check_adapter(path: Path, info: ModelInfo, *, verify: bool = True) -> None:
     """A PEFT adapter folder, trained (per its ``compass.json``) on this base model, whose
-    weights match the manifest there (see :func:`~compass.adapt.integrity.verify_adapter`)."""
-    if not (path / "adapter_config.json").is_file():
-        raise ConfigError(f"{path}: not a PEFT adapter folder (no adapter_config.json)")
-    meta = read_meta(path)
-    trained_on = meta and meta.get("base_revision")
+    weights match the manifest there (see :meth:`Adapter.load`)."""
+    if not (path / Adapter.CONFIG).is_file():
+        raise ConfigError(f"{path}: not a PEFT adapter folder (no {Adapter.CONFIG})")
+    trained_on = (Adapter.read_provenance(path) or {}).get("base_revision")
     if trained_on and trained_on != info.revision:
         raise ConfigError(f"adapter {path} was trained on base {trained_on}, "
                           f"not on {info.name} ({info.revision})")
-    verify_adapter(path, verify=verify)
+    Adapter.load(path, verify=verify)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +11,13 @@ import numpy as np
 
 from ..data import Record, load
 from ..errors import ConfigError, DataError
-from ..fsutil import follow_umask
-from ..outputs import ADAPTER, check_output_dir, input_paths, publish_directory
+from ..outputs import check_output_dir, input_paths
+from ..selection.artifact import Selection
+from .adapter import Adapter
 from .batching import Example, Tokenised, tokenise
 from .config import TrainConfig
 from .distributed import World
 from .formats import as_training, is_mcq
-from .integrity import weights_manifest
 from .mcq import ChoiceExample, choice_examples
 from .models import check_adapter, load_base
 from .optimise import DevCheck, Optimisation
@@ -34,9 +33,8 @@ def records_hash(records: list[Record]) -> str:
 def load_selected(spec: str | Path) -> tuple[list[Record], dict[str, Any] | None]:
     """A ``compass select`` output directory (with its report) or any source string."""
     path = Path(spec)
-    if path.is_dir() and (path / "selected.jsonl").is_file():
-        report = json.loads((path / "report.json").read_text()) if (path / "report.json").is_file() else None
-        return load(str(path / "selected.jsonl"), name="selected"), report
+    if Selection.exists(path):
+        return Selection.load_records(path), Selection.load_report(path)
     return load(str(spec), name="selected"), None
 
 
@@ -92,7 +90,7 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
     Under ``torchrun``/``accelerate launch`` the processes share each global batch of
     ``batch_size`` examples (see :mod:`compass.adapt.distributed`); rank 0 writes.
     """
-    out = check_output_dir(out, ADAPTER, overwrite=overwrite, inputs=[  # before any work
+    out = check_output_dir(out, Adapter.OUTPUT, overwrite=overwrite, inputs=[  # before any work
         *input_paths(train), *input_paths(selected), *input_paths(replay), *input_paths(dev),
         *([Path(init_adapter)] if init_adapter is not None else [])])
     import torch
@@ -118,10 +116,9 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
         "config": {**config.to_dict(), **_lora_shape(peft_model)}, **run.provenance(),
         "processes": world.size, "dev": _dev_summary(run.check, data.dev),
     }
-    # The selection's drift-monitor reference travels with the adapter built from it.
-    reference = Path(selected) / "reference.npz" if selected is not None else None
-    if world.main:
-        _write_adapter(peft_model, out, provenance, overwrite, reference)
+    if world.main:  # the selection's drift-monitor reference travels with the adapter built from it
+        Adapter(provenance).save(out, peft_model, overwrite=overwrite,
+                                 selection=Path(selected) if selected is not None else None)
     world.barrier()
     return provenance
 
@@ -195,40 +192,3 @@ def _lora_shape(peft_model) -> dict[str, Any]:
     modules = lora.target_modules
     return {"rank": lora.r, "alpha": lora.lora_alpha,
             "target_modules": modules if isinstance(modules, str) else sorted(modules)}
-
-
-def _write_adapter(peft_model, out: Path, provenance: dict[str, Any], overwrite: bool,
-                   reference: Path | None = None) -> None:
-    with publish_directory(out, ADAPTER, overwrite=overwrite) as tmp:
-        peft_model.save_pretrained(tmp)
-        provenance["weights"] = weights_manifest(tmp)
-        if reference is not None and reference.is_file():
-            shutil.copyfile(reference, tmp / reference.name)
-        (tmp / "compass.json").write_text(json.dumps(provenance, indent=2, ensure_ascii=False))
-        (tmp / "README.md").write_text(_model_card(provenance))
-        follow_umask(tmp)
-
-
-def _model_card(p: dict[str, Any]) -> str:
-    c = p["config"]
-    d = p["data"]
-    return f"""---
-library_name: peft
-base_model: {p['base_model']}
-tags: [compass, lora]
----
-# COMPASS LoRA adapter
-
-LoRA (rank {c['rank']}, alpha {c['alpha']}, modules `{c['target_modules']}`) on
-`{p['base_model']}` ({p['base_revision']}), trained with COMPASS.
-
-* Target-language train data: {d['train']['records']} records (sha256 {d['train']['sha256']}).
-* Selected auxiliary data: {d['selected']['records']} records (sha256 {d['selected']['sha256']}).
-* Replayed earlier training data: {d['replay']['records']} records (sha256 {d['replay']['sha256']});
-  continued from: {p['init_adapter'] or 'a fresh LoRA'}.
-* {p['steps']} optimizer steps, final loss {p['final_loss']:.4f}, {p['tokens_per_second']} tokens/s,
-  {p['wall_seconds']} s.
-
-Load it with `peft.PeftModel.from_pretrained(base, "<this folder>")`, or serve it with
-vLLM / SGLang as a LoRA module. Full provenance: `compass.json`.
-"""

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..adapt.integrity import read_meta
+from ..adapt.adapter import Adapter
 from ..errors import ConfigError
 from .background import BackgroundThread
 from .database import Database
@@ -195,7 +195,7 @@ class Notifier(BackgroundThread):
                 steps.append({"url": "/v1/unload_lora_adapter",
                               "body": {"lora_name": self.config.name(d.previous, d.lang)}})
         else:
-            weights = (read_meta(version.path) or {}).get("weights") or {}
+            weights = (Adapter.read_provenance(version.path) or {}).get("weights") or {}
             steps = [{"url": "", "body": {
                 "event": d.action, "language": d.lang, "version": d.adapter, "previous": d.previous,
                 "lora_name": self.config.name(d.adapter, d.lang), "path": path,

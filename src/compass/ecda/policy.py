@@ -25,7 +25,7 @@ from ..errors import ConfigError
 from ..fsutil import atomic_write_text
 from ..langs import normalize_lang
 from ..options import option
-from ..selection import select
+from ..selection import Selection, select
 from .machine import GATING, SELECTING, TRAINING
 from .registry import Registry
 
@@ -175,7 +175,7 @@ class UpdatePolicy:
         numbers["tokens"] = prov["tokens"]
         atomic_write_text(folder / TRAINED, "".join(
             json.dumps(r.to_dict(), ensure_ascii=False) + "\n"
-            for r in history + load(str(folder / "selection" / "selected.jsonl"), name="selected")))
+            for r in history + Selection.load_records(folder / "selection")))
         provenance = {**prov, "ecda": {"queries": len(queries), "usage": len(usage),
                                        "adaptation": len(adaptation), "preservation": len(preserve),
                                        "selection": str(folder / "selection"),

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..adapt.integrity import read_meta, verify_adapter
+from ..adapt.adapter import Adapter
 from ..embed import default_cache_dir
 from ..errors import ConfigError, DataError
 from ..langs import normalize_lang
@@ -143,9 +143,9 @@ class Registry:
         folder = Path(path)
         if not folder.is_dir():
             raise ConfigError(f"adapter path {folder} is not a directory")
-        verify_adapter(folder, verify=verify)
+        adapter = Adapter.load(folder, verify=verify)
         if provenance is None:
-            provenance = read_meta(folder)
+            provenance = adapter.provenance
         now = time.time()
         with self._transaction() as con:
             if self._row(con, adapter_id) is not None:
@@ -198,7 +198,7 @@ class Registry:
         the active version changes nothing; a rejected one cannot be promoted, nor
         (unless ``verify=False``) one whose weights no longer match its ``compass.json``.
         """
-        verify_adapter(self.get(adapter_id).path, verify=verify)  # outside the write lock
+        Adapter.load(self.get(adapter_id).path, verify=verify)  # outside the write lock
         with self._transaction() as con:
             row = self._row(con, validate_id(adapter_id))
             if row is None:

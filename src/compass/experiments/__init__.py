@@ -3,7 +3,8 @@
 
 from ..outputs import EXPERIMENT, check_output_dir
 from .config import from_dict, load_config
-from .results import collect, write_results
+from .render import write_results
+from .results import collect
 from .runner import Cell, Runner, describe, plan
 from .spec import EXPERIMENT_STRATEGIES, ExperimentConfig
 

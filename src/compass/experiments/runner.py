@@ -22,9 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from ..adapt.adapter import Adapter
 from ..data import Record, Source, load
 from ..errors import ConfigError
 from ..fsutil import atomic_write_text
+from ..selection.artifact import Selection
 from .spec import ExperimentConfig, Target, Variant, default_score
 
 Echo = Callable[[str], None]
@@ -189,7 +191,7 @@ class Runner:
                                      indent=2, default=str))
         target, selection, adapter = cell.target, directory / "selection", directory / "adapter"
         kind, adapters = strategy_of(config, cell), []
-        if kind not in ("base", "none") and not (selection / "report.json").is_file():
+        if kind not in ("base", "none") and not Selection.exists(selection):
             self.echo(f"  select {cell.strategy} (budget {config.budget})")
             from ..selection import select
 
@@ -203,7 +205,7 @@ class Runner:
         if kind != "base":
             if not (directory / "categories.json").is_file():
                 self._categories(target, selection if kind != "none" else None, directory)
-            if not (adapter / "compass.json").is_file():
+            if not Adapter.exists(adapter):
                 self.echo("  train")
                 from ..adapt import train
 
@@ -258,10 +260,7 @@ class Runner:
         usage = [r.meta.get("category") for r in data["usage"]]
         if not any(c is not None for c in usage):
             return
-        picked = set()
-        if selection is not None:
-            with (selection / "selected.jsonl").open(encoding="utf-8") as fh:
-                picked = {json.loads(line)["id"] for line in fh}
+        picked = set() if selection is None else {r["id"] for r in Selection.load(selection).records}
         mixed = [r.meta.get("category") for r in data["train"]]
         mixed += [r.meta.get("category") for r in data["pool"] if r.id in picked]
         atomic_write_text(directory / "categories.json", json.dumps(category_fit(usage, mixed), indent=2))

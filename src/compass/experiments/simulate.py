@@ -39,7 +39,7 @@ from ..ecda import AdaptiveMonitor, PolicyConfig, Registry, UpdatePolicy
 from ..errors import ConfigError
 from ..fsutil import atomic_write_text
 from ..outputs import NEW_DIRECTORY, check_output_dir
-from ..selection import select
+from ..selection import Selection, select
 
 POOL_LANGS = ("eng_Latn,fra_Latn,deu_Latn,spa_Latn,por_Latn,ita_Latn,rus_Cyrl,pol_Latn,zho_Hans,"
               "jpn_Jpan,hin_Deva,ben_Beng,ind_Latn,vie_Latn,tha_Thai,tur_Latn,arb_Arab,heb_Hebr,"
@@ -115,7 +115,7 @@ def simulate(s: Scenario, out: str | Path, *, cache_dir: str | Path | None = Non
     registry = Registry(out / "registry.sqlite")
     registry.register("v0", s.lang, v0)
     registry.promote("v0", reason="initial adapter")
-    initial = train_recs + load(str(out / "v0" / "selection" / "selected.jsonl"), name="v0 selection")
+    initial = train_recs + Selection.load_records(out / "v0" / "selection", name="v0 selection")
 
     log("ECDA: monitoring the stream")
     policy = UpdatePolicy(registry, pool, s.source("50-57", s.phases[0]), workdir=out / "ecda",
@@ -171,7 +171,7 @@ def _full(s, out, loop, initial, cfg, cache_dir, progress, log) -> tuple[str, in
     current, tokens, data = out / "v0" / "adapter", 0, list(initial)
     for i, outcome in enumerate(loop.outcomes):
         log(f"full retrain {i + 1}: a fresh adapter on everything so far")
-        data += load(str(Path(outcome.selection) / "selected.jsonl"), name="update selection")
+        data += Selection.load_records(outcome.selection, name="update selection")
         current = out / "full" / f"u{i + 1}"
         prov = train(data, current, model=s.model, config=cfg, cache_dir=cache_dir, progress=progress)
         tokens += prov["tokens"]

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,8 @@ from ..data import Record, Source, load
 from ..embed import EmbeddingCache, Encoder, centre_by_language, embed_texts, language_means
 from ..errors import ConfigError
 from ..langs import normalize_lang
-from ..outputs import SELECTION, check_output_dir, input_paths, publish_directory
+from ..outputs import check_output_dir, input_paths
+from .artifact import Selection
 from .config import SelectConfig
 from .core import Outcome, select_embedded
 from .reference import Reference
@@ -25,34 +24,6 @@ SourceLike = str | Source | Iterable[str | Source | Record]
 EXAMPLES_PER_CLUSTER = 3
 MAP_POINTS = 600
 ENGINES = ("local", "ray")
-
-
-@dataclass
-class Selection:
-    """The chosen pool records (with the cluster and score that chose them), the report, and
-    the reference a drift monitor compares live traffic with (``reference.npz``)."""
-
-    records: list[dict[str, Any]]
-    report: dict[str, Any]
-    reference: Reference | None = None
-
-    def write(self, out_dir: str | Path, *, overwrite: bool = False) -> Path:
-        """Write ``selected.jsonl``, ``report.json``, ``report.html`` (and ``reference.npz``)
-        atomically, replacing an earlier selection there; other files in ``out_dir`` need
-        ``overwrite`` and are left as they are (see :mod:`compass.outputs`)."""
-        from ..report.html import render_html
-
-        out = Path(out_dir)
-        with publish_directory(out, SELECTION, overwrite=overwrite) as tmp:
-            with (tmp / "selected.jsonl").open("w", encoding="utf-8") as fh:
-                for row in self.records:
-                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            (tmp / "report.json").write_text(json.dumps(self.report, indent=2, ensure_ascii=False),
-                                             encoding="utf-8")
-            (tmp / "report.html").write_text(render_html(self.report), encoding="utf-8")
-            if self.reference is not None:
-                self.reference.save(tmp)
-        return out
 
 
 def select(usage: SourceLike, pool: SourceLike, budget: int, *, train: SourceLike | None = None,
@@ -79,25 +50,16 @@ def select(usage: SourceLike, pool: SourceLike, budget: int, *, train: SourceLik
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
     if out is not None:
-        check_output_dir(out, SELECTION, overwrite=overwrite,
+        check_output_dir(out, Selection.OUTPUT, overwrite=overwrite,
                          inputs=[*input_paths(usage), *input_paths(train), *input_paths(pool)])
     timings: dict[str, float] = {}
     start = time.perf_counter()
     target = normalize_lang(target_lang) if target_lang else None
     usage_recs = load(usage, name="usage", default_lang=target)
-    if target is None:
-        langs = sorted({r.lang for r in usage_recs})
-        if len(langs) != 1:
-            raise ConfigError(f"usage mixes languages {langs}; pass target_lang")
-        target = langs[0]
-    if encoder is not None:
-        options["encoder"] = encoder if isinstance(encoder, str) else encoder.name
-    config = SelectConfig(budget=budget, target_lang=target, **options)
+    config = _config(usage_recs, target, budget, encoder, options)
     if encoder is None:
         encoder = config.encoder
-    config.only_langs = [normalize_lang(c) for c in config.only_langs] if config.only_langs else None
-    config.skip_langs = [normalize_lang(c) for c in config.skip_langs]
-    train_recs = load(train, name="train", default_lang=target) if train is not None else []
+    train_recs = load(train, name="train", default_lang=config.target_lang) if train is not None else []
     if engine == "ray":
         from .engines.ray_engine import RayOptions, select_ray
 
@@ -110,19 +72,42 @@ def select(usage: SourceLike, pool: SourceLike, budget: int, *, train: SourceLik
                                                     cache_dir, progress, timings, start)
     timings.update(outcome.timings)
     start = time.perf_counter()
-    reference = Reference.from_embeddings(
-        outcome.usage, langs=[r.lang for r in usage_recs], target_lang=target, train=outcome.train,
-        centroids=outcome.clustering.centroids, radius=outcome.clustering.radius, seed=config.seed,
-        encoder=config.encoder, means=means)
+    reference = _reference(outcome, usage_recs, config, means)
     timings["reference"] = time.perf_counter() - start
     selection = _assemble(outcome, config, usage_recs, train_recs, picked_recs, timings)
     selection.reference = reference
-    selection.report["reference"] = {"file": "reference.npz", "clusters": reference.k,
+    selection.report["reference"] = {"file": Selection.REFERENCE, "clusters": reference.k,
                                      "radius": round(reference.radius, 6), "encoder": reference.encoder,
                                      "centred": means is not None, "languages": reference.languages}
     if out is not None:
-        selection.write(out, overwrite=overwrite)
+        selection.save(out, overwrite=overwrite)
     return selection
+
+
+def _config(usage: list[Record], target: str | None, budget: int, encoder: str | Encoder | None,
+            options: dict[str, Any]) -> SelectConfig:
+    """The run's settings: the target language (usage's own when not given), the encoder's
+    name, the language filters in ISO 639-3."""
+    if target is None:
+        langs = sorted({r.lang for r in usage})
+        if len(langs) != 1:
+            raise ConfigError(f"usage mixes languages {langs}; pass target_lang")
+        target = langs[0]
+    if encoder is not None:
+        options["encoder"] = encoder if isinstance(encoder, str) else encoder.name
+    config = SelectConfig(budget=budget, target_lang=target, **options)
+    config.only_langs = [normalize_lang(c) for c in config.only_langs] if config.only_langs else None
+    config.skip_langs = [normalize_lang(c) for c in config.skip_langs]
+    return config
+
+
+def _reference(outcome: Outcome, usage: list[Record], config: SelectConfig,
+               means: dict[str, np.ndarray] | None) -> Reference:
+    """What a drift monitor compares live traffic with: the usage on the target clustering."""
+    return Reference.from_embeddings(
+        outcome.usage, langs=[r.lang for r in usage], target_lang=config.target_lang, train=outcome.train,
+        centroids=outcome.clustering.centroids, radius=outcome.clustering.radius, seed=config.seed,
+        encoder=config.encoder, means=means)
 
 
 def _select_local(usage_recs: list[Record], train_recs: list[Record], pool: SourceLike,

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import HTMLResponse
 
-from ...report import render_html
+from ...report import Report, render_html
 from ...report.dashboard import render_dashboard
 from ..machine import MONITORING
 from .context import Service
@@ -42,9 +39,8 @@ def pages_router(s: Service) -> APIRouter:
         """The selection report of a job's update: per cluster, the gap and what filled it."""
         found = s.job(job_id)
         folder = (found.result or {}).get("selection")
-        report = Path(folder) / "report.json" if folder else None
-        if report is None or not report.is_file():
+        if not folder or not Report.exists(folder):
             raise HTTPException(404, f"job {job_id} has no selection report (yet)")
-        return render_html(json.loads(report.read_text(encoding="utf-8")))
+        return render_html(Report.load(folder).data)
 
     return router
