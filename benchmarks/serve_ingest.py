@@ -47,6 +47,7 @@ from sib200_setup import SIB_ROOT
 from compass.data import load
 from compass.ecda.database import Database
 from compass.ecda.service import TOKEN_ENV
+from compass.selection import Selection
 
 RESULTS = Path(__file__).parent / "results"
 LANGS = ["swh_Latn", "kor_Hang", "fin_Latn", "eng_Latn", "arb_Arab", "zho_Hans", "hin_Deva", "rus_Cyrl"]
@@ -82,7 +83,7 @@ def build_job_setup(folder: Path) -> dict:
     train(f"{swh}/train?limit=40", folder / "adapter", selected=folder / "selection", progress=False,
           config=TrainConfig(max_steps=2, batch_size=4, max_length=64))
     return {"adapter": folder / "adapter", "pool": pool, "preserve": f"{swh}/test",
-            "trained": [f"{swh}/train?limit=40", str(folder / "selection" / "selected.jsonl")],
+            "trained": [f"{swh}/train?limit=40", str(folder / "selection" / Selection.RECORDS)],
             "queries": [r.text for r in load(f"{swh}/train")][:400], "idle": False}
 
 
@@ -109,7 +110,7 @@ def start_job(work: Path, job: dict) -> subprocess.Popen:
     with open(work / "worker.log", "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 600
-    while not (work / "updates" / "swh-u2" / "selection" / "selected.jsonl").is_file():
+    while not Selection.exists(work / "updates" / "swh-u2" / "selection"):
         if proc.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"worker did not start training: {(work / 'worker.log').read_text()}")
         time.sleep(0.2)
