@@ -1,6 +1,7 @@
 """Selection layer: COMPASS and its baselines behind one strategy interface."""
 
-from .api import Selection, select
+from .api import select
+from .artifact import Selection
 from .config import STRATEGIES, SelectConfig
 from .core import select_embedded
 
