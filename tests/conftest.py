@@ -1,3 +1,4 @@
+import json
 import os
 from pathlib import Path
 
@@ -10,6 +11,13 @@ SIB_ROOT = Path(os.environ.get("COMPASS_SIB200",
                                Path(__file__).resolve().parents[2] / "shared/data/sib200"))
 EXAMS_ROOT = Path(os.environ.get("COMPASS_EXAMS",
                                  Path(__file__).resolve().parents[2] / "shared/data/exams"))
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> str:
+    """``rows`` as a UTF-8 JSONL file at ``path`` (its folder created); the path as a source string."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
 
 
 OPT_IN = {"long_fuzz": ("COMPASS_LONG_FUZZ", "long fuzzing run"),

@@ -4,17 +4,12 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SENTENCES
+from conftest import SENTENCES, write_jsonl
 
 from compass.adapt import TrainConfig, evaluate, train
 from compass.adapt.batching import tokenise
 from compass.data import Record
 from compass.errors import ConfigError, DataError
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
 
 
 @pytest.fixture

@@ -2,12 +2,12 @@
 survive every command, and a bad output location fails before any model or encoder is
 loaded (the model and encoder given here do not exist, so reaching them fails otherwise)."""
 
-import json
 import os
 import shutil
 import subprocess
 
 import pytest
+from conftest import write_jsonl
 from typer.testing import CliRunner
 
 from compass.cli import app
@@ -15,12 +15,6 @@ from compass.cli import app
 runner = CliRunner()
 CANARY = "the user's own notes"
 NO_MODEL = "/nonexistent/model"
-
-
-def write_jsonl(path, rows):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return str(path)
 
 
 @pytest.fixture

@@ -1,15 +1,11 @@
 import json
 
+from conftest import write_jsonl
 from typer.testing import CliRunner
 
 from compass.cli import app
 
 runner = CliRunner()
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return str(path)
 
 
 def test_select_end_to_end(tmp_path):

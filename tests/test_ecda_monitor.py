@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import write_jsonl
 from typer.testing import CliRunner
 
 from compass.cli import app
@@ -195,11 +196,6 @@ def test_adapter_directory_carries_the_reference(tmp_path, reference):
                                                  for name in ("train", "selected", "replay")}}
     _write_adapter(StubModel(), tmp_path / "adapter", provenance, False, tmp_path / "sel" / "reference.npz")
     assert Reference.load(tmp_path / "adapter").k == reference.k
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return str(path)
 
 
 USAGE = ["축구 경기 결과가 궁금해요", "농구 선수 이름", "야구 경기 일정", "오늘 날씨 어때?", "비가 올까요?",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SENTENCES
+from conftest import SENTENCES, write_jsonl
 from typer.testing import CliRunner
 
 import compass
@@ -22,11 +22,6 @@ from compass.errors import CompassWarning, DataError, LockedError
 from compass.selection.reference import Reference
 
 runner = CliRunner()
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
 
 
 @pytest.fixture(scope="module")

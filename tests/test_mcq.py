@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_jsonl
 
 from compass.adapt import evaluate, train
 from compass.adapt.evaluate import format_table
@@ -16,11 +17,6 @@ from compass.errors import DataError
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = ("the", "in", "on")  # one token each in the tiny tokenizer
 LONG = ("in the park", "sun", "we", "a")  # several tokens each
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
 
 
 def mcq_rows(choices, n=6):

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import write_jsonl
 
 from compass import evaluate, select, train
 from compass.data import synthetic
@@ -27,11 +28,6 @@ FAMILIES = {  # config class, model class, the projections LoRA must adapt, fami
         "head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 8,
         "layer_types": ["sliding_attention", "full_attention"]}),
 }
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return str(path)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_jsonl
 from typer.testing import CliRunner
 
 from compass.cli import app
@@ -29,11 +30,6 @@ def ray_local():
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test encoders below
     yield ray
     ray.shutdown()
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return str(path)
 
 
 @pytest.fixture(scope="module")
