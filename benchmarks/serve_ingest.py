@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -39,7 +38,6 @@ import tempfile
 import time
 from importlib.metadata import version
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 from sib200_setup import SIB_ROOT
@@ -48,6 +46,7 @@ from compass.data import load
 from compass.ecda.database import Database
 from compass.ecda.service import TOKEN_ENV
 from compass.selection import Selection
+from compass.testing import free_port, new_schema, start_postgres
 
 RESULTS = Path(__file__).parent / "results"
 LANGS = ["swh_Latn", "kor_Hang", "fin_Latn", "eng_Latn", "arb_Arab", "zho_Hans", "hin_Deva", "rus_Cyrl"]
@@ -132,12 +131,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(work: Path, reference: Path | None, db: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "compass.cli", "serve", "--port", str(port), "--db", db,
@@ -205,7 +198,7 @@ def one_run(pairs: list[tuple[str, str]], args: argparse.Namespace, reference: P
             job: dict | None = None, *, postgres: str | None = None, replicas: int = 1) -> dict:
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
         work = Path(tmp)
-        db = str(work / "q.sqlite") if postgres is None else new_schema(postgres)
+        db = str(work / "q.sqlite") if postgres is None else new_schema(postgres, f"bench_{time.time_ns()}")
         worker = start_job(work, job) if job is not None else None
         servers = [start_server(work, reference, db) for _ in range(replicas)]
         pids = [proc.pid for proc, _ in servers]
@@ -237,27 +230,6 @@ def one_run(pairs: list[tuple[str, str]], args: argparse.Namespace, reference: P
             "latency_ms_p99": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1),
             "server_cpu_s": round(server_cpu, 2), "client_cpu_s": round(client_cpu, 2),
             "monitored_through": drift["queries"]["monitored_through"], "stored": rows}
-
-
-def start_postgres(folder: str) -> tuple[object, str]:
-    """A PostgreSQL server (pgserver: its binaries from PyPI) in ``folder``, and its URL."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs: no XDG_RUNTIME_DIR
-        import pgserver
-        server = pgserver.get_server(folder, cleanup_mode="delete")
-    return server, server.get_uri()
-
-
-def new_schema(server: str) -> str:
-    """A URL whose tables go to a new schema on ``server`` (each run starts empty)."""
-    name = f"bench_{time.time_ns()}"
-    with Database(server).connect() as con:
-        con.execute(f"CREATE SCHEMA {name}")
-    parts = urlsplit(server)
-    return urlunsplit(parts._replace(query=urlencode([*parse_qsl(parts.query),
-                                                      ("options", f"-csearch_path={name}")])))
 
 
 def summary(runs: list[dict]) -> dict:

@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from compass.testing import new_schema, start_postgres
+
 SENTENCES = ["the cat sat on the mat", "a dog ran in the park", "birds sing in the morning",
              "the sun is warm today", "we read books at night", "rain falls on the roof"]
 SIB_ROOT = Path(os.environ.get("COMPASS_SIB200",
@@ -46,18 +48,14 @@ def postgres_server():
         yield url
         return
     import tempfile
-    import warnings
     folder = tempfile.mkdtemp(prefix="pg")  # short: the server's socket path has a length limit
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs, imported by pgserver: no XDG_RUNTIME_DIR
-        try:
-            import pgserver
-            server = pgserver.get_server(folder, cleanup_mode="delete")
-        except ImportError:
-            pytest.skip("PostgreSQL tests need pgserver (pip install pgserver) or $COMPASS_TEST_POSTGRES")
-        except Exception as exc:  # noqa: BLE001 - any failure to start is a reason to skip
-            pytest.skip(f"could not start PostgreSQL with pgserver: {exc}")
-    yield server.get_uri()
+    try:
+        server, url = start_postgres(folder)
+    except ImportError:
+        pytest.skip("PostgreSQL tests need pgserver (pip install pgserver) or $COMPASS_TEST_POSTGRES")
+    except Exception as exc:  # noqa: BLE001 - any failure to start is a reason to skip
+        pytest.skip(f"could not start PostgreSQL with pgserver: {exc}")
+    yield url
     server.cleanup()
 
 
@@ -74,17 +72,8 @@ def database(request, tmp_path) -> str:
 
 
 def new_postgres_schema(server: str) -> str:
-    """A URL to ``server`` whose tables go to a new, empty schema (a schema, not a database:
-    creating one is instant, and stopping the server does not flush a database per test)."""
-    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-    import psycopg
-    name = f"compass_test_{os.getpid()}_{next(_schemas)}"
-    with psycopg.connect(server, autocommit=True) as con:
-        con.execute(f"CREATE SCHEMA {name}")
-    parts = urlsplit(server)
-    query = [*parse_qsl(parts.query), ("options", f"-csearch_path={name}")]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    """A URL to ``server`` whose tables go to a new, empty schema (see :mod:`compass.testing`)."""
+    return new_schema(server, f"compass_test_{os.getpid()}_{next(_schemas)}")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
-from test_ecda_service import AUTH, TOKEN, free_port
+from test_ecda_service import AUTH, TOKEN
 
 from compass.ecda import Registry
 from compass.ecda.control import Controls
@@ -20,6 +20,7 @@ from compass.ecda.service import create_app
 from compass.ecda.store import QueryStore
 from compass.report import render_html
 from compass.report.svg import bar_chart, line_chart, nice_ticks, scatter
+from compass.testing import free_port
 
 
 def test_ticks_are_round_and_cover_the_range():

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import new_postgres_schema
-from test_ecda_service import AUTH, TOKEN, free_port
+from test_ecda_service import AUTH, TOKEN
 from vllm_stub import VllmStub
 
 from compass.adapt import TrainConfig, train
@@ -27,6 +27,7 @@ from compass.ecda.jobs import JobQueue
 from compass.ecda.service import TOKEN_ENV
 from compass.experiments.simulate import PHASES, Scenario, stream
 from compass.selection import select
+from compass.testing import free_port
 
 WINDOW = 100
 

@@ -4,7 +4,6 @@ and a real server killed mid-ingest."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from compass.cli import app as cli_app
 from compass.ecda import DriftMonitor, Reference, Registry
 from compass.ecda.database import Database
 from compass.ecda.service import TOKEN_ENV, create_app
+from compass.testing import free_port
 
 TOKEN = "test-token-5f2c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -396,12 +396,6 @@ def test_monitor_error_names_paths_relative_to_the_data_directory(db, registry, 
         while (error := c.get("/v1/drift").json()["monitor"]["error"]) is None and time.monotonic() < end:
             time.sleep(0.05)
     assert error == "FileNotFoundError: [Errno 2] No such file or directory: 'cache/embeddings.npy'"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(tmp_path, db, *options: str) -> tuple[subprocess.Popen, str, Path]:
