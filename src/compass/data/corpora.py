@@ -9,10 +9,8 @@ import yaml
 
 from ..errors import DataError
 from ..langs import normalize_lang
-from .files import iter_rows
+from .files import iter_rows, split_location
 from .records import Record, record_from_row
-
-SIB200_SPLITS = ("train", "dev", "test")
 
 
 def load_sib200(location: str) -> Iterator[Record]:
@@ -28,10 +26,7 @@ def load_sib200(location: str) -> Iterator[Record]:
         for name in filter(None, (n.strip() for n in path.name.split(","))):
             yield from load_sib200(str(path.parent / name))
         return
-    if path.name in SIB200_SPLITS and not path.is_dir():
-        lang_dir, splits = path.parent, (path.name,)
-    else:
-        lang_dir, splits = path, SIB200_SPLITS
+    lang_dir, splits = split_location(path)
     if not lang_dir.is_dir():
         raise DataError("SIB-200 language directory not found (expected <root>/<lang_Script>)",
                         source=str(lang_dir))

@@ -25,10 +25,9 @@ from typing import Any
 
 from ..errors import CompassWarning, ConfigError, DataError
 from ..langs import normalize_lang
-from .files import READ_ERRORS, jsonl_rows, open_binary
+from .files import READ_ERRORS, jsonl_rows, open_binary, split_location
 from .records import Record, record_from_row
 
-EXAMS_SPLITS = ("train", "dev", "test")
 EXAMS_OPTIONS = ("langs", "subjects", "skip_subjects")
 # info.language of the upstream files (16 languages) -> ISO 639-3
 LANGUAGES = {
@@ -44,10 +43,7 @@ SHOWN_IDS = 5
 
 def load_exams(location: str, options: dict[str, str]) -> Iterator[Record]:
     path = Path(location)
-    if path.name in EXAMS_SPLITS and not path.is_dir():
-        root, splits = path.parent, (path.name,)
-    else:
-        root, splits = path, EXAMS_SPLITS
+    root, splits = split_location(path)
     wanted = _Wanted(options)
     for split in splits:
         file = split_file(root, split)

@@ -26,6 +26,7 @@ READABLE = SUFFIXES + tuple(f"{s}.gz" for s in SUFFIXES if s != ".parquet")
 MAX_TEXT_ENV = "COMPASS_MAX_TEXT_BYTES"
 DEFAULT_MAX_TEXT = 1 << 20
 BOM = b"\xef\xbb\xbf"
+SPLITS = ("train", "dev", "test")
 # what a read can raise on a truncated or corrupt file (gzip and tar included)
 READ_ERRORS = (OSError, EOFError, zlib.error, tarfile.TarError)
 
@@ -54,6 +55,14 @@ def line_limit() -> int:
 
 def is_data_file(path: Path) -> bool:
     return path.name.lower().endswith(READABLE)
+
+
+def split_location(path: Path) -> tuple[Path, tuple[str, ...]]:
+    """Where a corpus of ``train``/``dev``/``test`` splits is, and which are asked for:
+    ``<root>/<split>`` (no such folder) names one split of ``<root>``; else all of them."""
+    if path.name in SPLITS and not path.is_dir():
+        return path.parent, (path.name,)
+    return path, SPLITS
 
 
 def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
