@@ -46,7 +46,7 @@ from compass.data import load
 from compass.ecda.database import Database
 from compass.ecda.service import TOKEN_ENV
 from compass.selection import Selection
-from compass.testing import free_port, new_schema, start_postgres
+from compass.testing import new_schema, start_postgres, start_serve
 
 RESULTS = Path(__file__).parent / "results"
 LANGS = ["swh_Latn", "kor_Hang", "fin_Latn", "eng_Latn", "arb_Arab", "zho_Hans", "hin_Deva", "rus_Cyrl"]
@@ -132,26 +132,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start_server(work: Path, reference: Path | None, db: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "compass.cli", "serve", "--port", str(port), "--db", db,
-           "--registry", str(work / "registry.sqlite")]
-    if reference is not None:
-        cmd += ["--reference", str(reference)]
-    env = {**os.environ, TOKEN_ENV: TOKEN, "COMPASS_CACHE_DIR": str(work / "cache")}
-    with open(work / f"server-{port}.log", "w") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit((work / f"server-{port}.log").read_text())
-        try:
-            if httpx.get(f"{base}/v1/drift", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("server did not start")
+    options = ["--reference", str(reference)] if reference is not None else []
+    proc, base, _ = start_serve(work, db, *options, timeout=120,
+                                env={TOKEN_ENV: TOKEN, "COMPASS_CACHE_DIR": str(work / "cache")})
+    return proc, base
 
 
 async def load_test(bases: list[str], pairs: list[tuple[str, str]], *, clients: int, batch: int,

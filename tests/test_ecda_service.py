@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from compass.cli import app as cli_app
 from compass.ecda import DriftMonitor, Reference, Registry
 from compass.ecda.database import Database
 from compass.ecda.service import TOKEN_ENV, create_app
-from compass.testing import free_port
+from compass.testing import start_serve
 
 TOKEN = "test-token-5f2c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -399,26 +398,9 @@ def test_monitor_error_names_paths_relative_to_the_data_directory(db, registry, 
 
 
 def start_server(tmp_path, db, *options: str) -> tuple[subprocess.Popen, str, Path]:
-    """``compass serve`` (with the registry in ``tmp_path``) in a subprocess on a free loopback
-    port; the process, its base URL and its log file."""
-    port = free_port()
-    log_path = tmp_path / f"server-{port}.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "compass.cli", "serve", "--port", str(port), "--db", str(db),
-             "--registry", str(tmp_path / "registry.sqlite"), "--no-access-log", *options],
-            env={**os.environ, TOKEN_ENV: TOKEN}, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(log_path.read_text())
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/drift", timeout=1).status_code == 200:
-                return proc, f"http://127.0.0.1:{port}", log_path
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("server did not start")
+    """``compass serve`` with this file's token and no access log (see
+    :func:`compass.testing.start_serve`)."""
+    return start_serve(tmp_path, db, "--no-access-log", *options, env={TOKEN_ENV: TOKEN})
 
 
 def test_killed_server_loses_no_acknowledged_query(tmp_path, db):
