@@ -25,6 +25,7 @@ from pathlib import Path
 from compass.adapt import evaluate, train
 from compass.data import load
 from compass.data.sources import stable_bucket
+from compass.runtime import Runtime
 
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parents[2] / "shared/data/exams"
@@ -56,17 +57,18 @@ def main() -> None:
             for lr in args.learning_rates:
                 out = Path(tmp) / f"{fmt}-{lr:g}"
                 start = time.perf_counter()
-                prov = train(train_recs, out, model=args.model, dev=dev, mcq_format=fmt, learning_rate=lr,
+                prov = train(train_recs, out, dev=dev, mcq_format=fmt, learning_rate=lr,
                              max_steps=args.max_steps, eval_every=args.eval_every, batch_size=8,
                              dev_metric=args.dev_metric,
-                             max_length=256, progress=False)
+                             max_length=256, runtime=Runtime(model=args.model, progress=False))
                 runs.append({"format": fmt, "learning_rate": lr, "best_step": prov["dev"]["best_step"],
                              "dev": prov["dev"]["history"], "steps": prov["steps"],
                              "train_seconds": round(time.perf_counter() - start, 1)})
                 adapters.append(str(out))
                 print(f"trained {fmt} lr {lr:g}: best step {prov['dev']['best_step']} of {prov['steps']}",
                       flush=True)
-        scores = {metric: evaluate(test, model=args.model, adapters=adapters, metric=metric, bootstrap=2000)
+        scores = {metric: evaluate(test, adapters=adapters, metric=metric, bootstrap=2000,
+                                   runtime=Runtime(model=args.model))
                   for metric in ("mcq-cloze", "mcq")}
     for run, adapter in zip(runs, adapters):
         for metric, res in scores.items():

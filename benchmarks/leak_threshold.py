@@ -26,6 +26,7 @@ import numpy as np
 
 from compass.data import load
 from compass.embed import centre_by_language, embed_texts
+from compass.runtime import Runtime
 from compass.selection.leakage import drop_leaked
 
 RESULTS = Path(__file__).parent / "results"
@@ -86,7 +87,7 @@ def exams_drops(root: Path, threshold: float, targets: list[str], pool_langs: st
         evaluation = load(f"exams:{root}/test?langs={lang}&buckets={EXAMS_EVAL[lang]}&limit=200")
         pool = load(f"exams:{root}/train?skip_langs={lang}" + (f"&only_langs={pool_langs}" if pool_langs
                                                                else ""))
-        _, dropped = drop_leaked(pool, evaluation, threshold, progress=True)
+        _, dropped = drop_leaked(pool, evaluation, threshold, runtime=Runtime(progress=True))
         langs, counts = np.unique([r.lang for r in dropped], return_counts=True)
         out[lang] = {"evaluation": len(evaluation), "pool": len(pool), "dropped": len(dropped),
                      "by_lang": dict(zip(langs.tolist(), counts.tolist())),

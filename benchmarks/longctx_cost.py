@@ -36,8 +36,9 @@ def main() -> None:
     from compass.adapt.models import load_base
     from compass.data.records import record_from_row
     from compass.longctx import BuildConfig, build
+    from compass.runtime import Runtime
 
-    model, tokenizer, _ = load_base(args.model)
+    model, tokenizer, _ = load_base(Runtime(model=args.model))
     rows = build(f"sib200:{SIB}/swh_Latn?buckets=20-40", None,
                  BuildConfig("swh", lengths=[args.length], items=1, variants=["niah_single"]),
                  oneruler=ONERULER, tokenizer=tokenizer)

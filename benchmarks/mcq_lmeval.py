@@ -57,13 +57,14 @@ def train_adapter(out: Path, language: str, steps: int) -> Path:
     from compass.adapt import train
     from compass.adapt.mcq import LETTERS, letter_prompt
     from compass.data import load
+    from compass.runtime import Runtime
 
     records = load(str(write_jsonl(out / "train_items.jsonl", exams_items("train", language, 64))))
     pairs = [{"id": r.id, "lang": r.lang, "prompt": letter_prompt(r),
               "completion": f"{LETTERS[r.answer]}. {r.choices[r.answer]}"} for r in records]
     adapter = out / "adapter"
     train(str(write_jsonl(out / "train_pairs.jsonl", pairs)), adapter, max_steps=steps, batch_size=4,
-          learning_rate=5e-4, max_length=256, overwrite=True, progress=False)
+          learning_rate=5e-4, max_length=256, overwrite=True, runtime=Runtime(progress=False))
     return adapter
 
 
@@ -71,9 +72,11 @@ def compass_scores(items: Path, model: str | None, adapters: list[str]) -> dict[
     """``{metric: {model name: scores}}`` from ``compass.adapt.evaluate`` (full results
     with intervals in ``compass_<metric>.json`` beside the items)."""
     from compass.adapt import evaluate
+    from compass.runtime import Runtime
 
-    return {metric: evaluate(str(items), model=model, adapters=adapters, metric=metric,
-                             out=items.parent / f"compass_{metric}.json")["models"] for metric in PAIRS}
+    return {metric: evaluate(str(items), adapters=adapters, metric=metric,
+                             out=items.parent / f"compass_{metric}.json",
+                             runtime=Runtime(model=model))["models"] for metric in PAIRS}
 
 
 def lm_eval_scores(items: Path, model_dir: str, adapter: str | None, out: Path) -> dict[str, dict]:

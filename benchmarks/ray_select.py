@@ -45,13 +45,14 @@ def make_data(root: Path, n: int) -> dict[str, str]:
 
 def one(engine: str, n: int, workers: int, budget: int, strategy: str, root: Path) -> dict:
     """One cold run in this process (called in a subprocess by ``main``)."""
+    from compass.runtime import Runtime
     from compass.selection import select
 
     paths = make_data(root, n)
     kw = {"engine": "ray", "ray_workers": workers} if engine == "ray" else {}
     start = time.perf_counter()
     sel = select(paths["usage"], paths["pool"], budget, train=paths["train"], encoder="hashed-ngram",
-                 cache_dir=root / "cache", strategy=strategy, **kw)
+                 runtime=Runtime(cache_dir=root / "cache"), strategy=strategy, **kw)
     seconds = time.perf_counter() - start
     return {"engine": engine, "workers": workers if engine == "ray" else 1, "pool": n, "budget": budget,
             "strategy": strategy,

@@ -45,6 +45,7 @@ from sib200_setup import SIB_ROOT
 from compass.data import load
 from compass.ecda.database import Database
 from compass.ecda.service import TOKEN_ENV
+from compass.runtime import Runtime
 from compass.selection import Selection
 from compass.testing import new_schema, start_postgres, start_serve
 
@@ -78,9 +79,10 @@ def build_job_setup(folder: Path) -> dict:
 
     swh = f"sib200:{SIB_ROOT / 'swh_Latn'}"
     pool = f"sib200:{SIB_ROOT}/fra_Latn,zul_Latn?buckets=50-100"
-    select(f"{swh}/dev", pool, 30, target_lang="swh", out=folder / "selection", progress=False)
-    train(f"{swh}/train?limit=40", folder / "adapter", selected=folder / "selection", progress=False,
-          config=TrainConfig(max_steps=2, batch_size=4, max_length=64))
+    select(f"{swh}/dev", pool, 30, target_lang="swh", out=folder / "selection",
+           runtime=Runtime(progress=False))
+    train(f"{swh}/train?limit=40", folder / "adapter", selected=folder / "selection",
+          config=TrainConfig(max_steps=2, batch_size=4, max_length=64), runtime=Runtime(progress=False))
     return {"adapter": folder / "adapter", "pool": pool, "preserve": f"{swh}/test",
             "trained": [f"{swh}/train?limit=40", str(folder / "selection" / Selection.RECORDS)],
             "queries": [r.text for r in load(f"{swh}/train")][:400], "idle": False}

@@ -33,11 +33,13 @@ def run_compass(args) -> dict:
     import tempfile
 
     from compass.adapt import train
+    from compass.runtime import Runtime
 
     recs = records(args.records)
     with tempfile.TemporaryDirectory() as tmp:
-        prov = train(recs, Path(tmp) / "a", model=args.model, epochs=1, batch_size=args.batch_size,
-                     max_length=args.max_length, learning_rate=1e-4, progress=False)
+        prov = train(recs, Path(tmp) / "a", epochs=1, batch_size=args.batch_size,
+                     max_length=args.max_length, learning_rate=1e-4,
+                     runtime=Runtime(model=args.model, progress=False))
     return {"tokens": prov["tokens"], "seconds": prov["wall_seconds"]}
 
 
@@ -50,8 +52,9 @@ def run_trainer(args) -> dict:
 
     from compass.adapt.batching import tokenise
     from compass.adapt.models import load_base
+    from compass.runtime import Runtime
 
-    model, tok, _ = load_base(args.model)
+    model, tok, _ = load_base(Runtime(model=args.model))
     examples = tokenise(records(args.records), tok, args.max_length).examples
     rows = [{"input_ids": e.input_ids,
              "labels": [-100] * e.target_start + e.input_ids[e.target_start:]} for e in examples]

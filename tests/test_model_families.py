@@ -18,6 +18,7 @@ from conftest import write_jsonl
 
 from compass import evaluate, select, train
 from compass.data import synthetic
+from compass.runtime import Runtime
 
 SEPARATE = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 FAMILIES = {  # config class, model class, the projections LoRA must adapt, family-specific shape
@@ -94,8 +95,9 @@ def lora_b_weights(adapter: str, base: str) -> list:
 def test_family_selects_trains_and_evaluates(family, gemma_tokenizer, selection, tmp_path):
     model = build_model(family, *gemma_tokenizer, tmp_path / family)
     adapter = str(tmp_path / "adapter")
-    prov = train(selection["train"], adapter, selected=selection["selected"], model=model,
-                 max_steps=3, batch_size=4, learning_rate=1e-2, rank=4, alpha=8, max_length=32)
+    prov = train(selection["train"], adapter, selected=selection["selected"],
+                 max_steps=3, batch_size=4, learning_rate=1e-2, rank=4, alpha=8, max_length=32,
+                 runtime=Runtime(model=model))
     assert prov["steps"] == 3 and prov["data"]["selected"]["records"] == 12
     assert math.isfinite(prov["final_loss"])
     adapted = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["target_modules"]
@@ -103,7 +105,8 @@ def test_family_selects_trains_and_evaluates(family, gemma_tokenizer, selection,
     b = lora_b_weights(adapter, model)  # PEFT initialises B to zero: training moved it
     assert b and all(float(w.abs().sum()) > 0 for w in b)
 
-    res = evaluate(selection["eval"], model=model, adapters=[adapter], max_length=32, bootstrap=20)
+    res = evaluate(selection["eval"], adapters=[adapter], max_length=32, bootstrap=20,
+                   runtime=Runtime(model=model))
     base, tuned = res["models"]["base"]["overall"], res["models"][adapter]["overall"]
     assert base["tokens"] == tuned["tokens"] > 0
     diff = res["models"][adapter]["diff_to_base"]

@@ -10,11 +10,12 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from compass.adapt import EvalConfig, TrainConfig, evaluate
-from compass.cli import UPDATE_OPTIONS, WORKER_OPTIONS, ModelServer, UpdateData, app
+from compass.cli import EMBEDDING_RUN, MODEL_RUN, UPDATE_OPTIONS, WORKER_OPTIONS, ModelServer, UpdateData, app
 from compass.ecda import Controls, NotifyConfig, PolicyConfig, WorkerConfig
 from compass.errors import ConfigError
 from compass.experiments import from_dict
 from compass.options import cli_options, expand, option
+from compass.runtime import Runtime
 from compass.selection.config import SelectConfig
 
 runner = CliRunner()
@@ -31,6 +32,10 @@ CONFIG_OPTIONS = [
     ("serve", WorkerConfig, WORKER_OPTIONS),
     ("serve", ModelServer, None),
     *((command, UpdateData, None) for command in ("monitor", "worker", "serve")),
+    ("select", Runtime, EMBEDDING_RUN),
+    *((command, Runtime, MODEL_RUN) for command in ("train", "evaluate", "probe", "monitor", "simulate")),
+    *((command, Runtime, MODEL_RUN[1:]) for command in ("experiment", "quickstart")),
+    *((command, Runtime, ("model", "cache_dir", "verbose")) for command in ("worker", "serve")),
 ]
 
 

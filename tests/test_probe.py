@@ -14,6 +14,7 @@ from compass.adapt.probe import (
 )
 from compass.data import Record
 from compass.errors import ConfigError, DataError
+from compass.runtime import Runtime
 
 
 def records(texts, lang):
@@ -23,19 +24,21 @@ def records(texts, lang):
 def test_a_language_sharing_the_targets_text_aligns_perfectly(tiny_model):
     target = records(SENTENCES, "eng")
     pool = records(SENTENCES, "same") + records([s[::-1] for s in SENTENCES], "reversed")
-    scores = transfer_scores(target, pool, model=tiny_model["a"], method="gradient", per_lang=len(SENTENCES))
+    scores = transfer_scores(target, pool, method="gradient", per_lang=len(SENTENCES),
+                             runtime=Runtime(model=tiny_model["a"]))
     assert list(scores) == ["gradient"]
     assert scores["gradient"]["same"] == pytest.approx(1.0, abs=1e-9)  # the very same mean gradient
     assert scores["gradient"]["reversed"] < scores["gradient"]["same"]
-    again = transfer_scores(target, pool, model=tiny_model["a"], method="gradient", per_lang=len(SENTENCES))
+    again = transfer_scores(target, pool, method="gradient", per_lang=len(SENTENCES),
+                            runtime=Runtime(model=tiny_model["a"]))
     assert again == scores
 
 
 def test_lookahead_gains_most_from_training_on_the_targets_own_text(tiny_model):
     target = records(SENTENCES, "eng")
     same, reversed_ = records(SENTENCES, "same"), records([s[::-1] for s in SENTENCES], "reversed")
-    options = dict(model=tiny_model["a"], method="lookahead", per_lang=len(SENTENCES), batch_size=2,
-                   learning_rate=1e-2)
+    options = dict(runtime=Runtime(model=tiny_model["a"]), method="lookahead", per_lang=len(SENTENCES),
+                   batch_size=2, learning_rate=1e-2)
     scores = transfer_scores(target, same + reversed_, **options)["lookahead"]
     assert scores["same"] > 0  # a few steps on the very target text lower its NLL
     assert scores["reversed"] < scores["same"]
@@ -69,7 +72,8 @@ def test_probe_writes_scores_and_distances_that_select_reads(tiny_model, tmp_pat
     pool = jsonl("pool.jsonl", records(SENTENCES, "fra") + records([s.upper() for s in SENTENCES], "deu"))
     out = tmp_path / "probe.json"
     train = jsonl("train.jsonl", records(SENTENCES[:3], "eng"))
-    result = probe(usage, pool, out, train=train, model=tiny_model["a"], per_lang=3, target_size=4)
+    result = probe(usage, pool, out, train=train, per_lang=3, target_size=4,
+                   runtime=Runtime(model=tiny_model["a"]))
     assert result["ranking"][0] == "fra" and result["distances"] == {"fra": 0.0, "deu": 1.0}
     assert result["config"]["per_lang"] == 3 and set(result["scores"]) == {"gradient", "lookahead"}
     assert read_distances(out) == {"fra": 0.0, "deu": 1.0}
@@ -94,4 +98,5 @@ def test_distances_map_the_best_language_to_0_and_the_worst_to_1():
 
 def test_pool_records_need_a_language(tiny_model):
     with pytest.raises(DataError, match="pool record 'x' has no language"):
-        transfer_scores(records(SENTENCES, "eng"), [Record("x", "text", "")], model=tiny_model["a"])
+        transfer_scores(records(SENTENCES, "eng"), [Record("x", "text", "")],
+                        runtime=Runtime(model=tiny_model["a"]))

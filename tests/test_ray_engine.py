@@ -17,6 +17,7 @@ from compass.cli import app
 from compass.data import synthetic
 from compass.embed.encoders import HashedNgramEncoder
 from compass.errors import CompassError, ConfigError, DataError
+from compass.runtime import Runtime
 from compass.selection import STRATEGIES, select
 
 N_POOL, N_SHARDS, BUDGET = 2000, 4, 150
@@ -45,7 +46,8 @@ def corpus(tmp_path_factory):
 
 
 def run(corpus, tmp_path, **kw):
-    options = {"train": corpus["train"], "encoder": "hashed-ngram", "cache_dir": tmp_path / "cache", **kw}
+    options = {"train": corpus["train"], "encoder": "hashed-ngram",
+               "runtime": Runtime(cache_dir=tmp_path / "cache"), **kw}
     return select(corpus["usage"], corpus["pool"], BUDGET, **options)
 
 
@@ -116,7 +118,7 @@ def test_bad_row_names_file_and_row(ray_local, corpus, tmp_path):
     bad.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"part-00001\.jsonl:3: field 'text'"):
         select(corpus["usage"], str(pool), 20, encoder="hashed-ngram", engine="ray",
-               cache_dir=tmp_path / "c")
+               runtime=Runtime(cache_dir=tmp_path / "c"))
 
 
 def test_cli_engine_ray(ray_local, corpus, tmp_path):
@@ -146,7 +148,7 @@ def test_without_ray_the_error_says_how_to_install(corpus, tmp_path, monkeypatch
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(ConfigError, match=r"pip install 'compass-peft\[ray\]'"):
         select(corpus["usage"], corpus["pool"], 10, encoder="hashed-ngram", engine="ray",
-               cache_dir=tmp_path)
+               runtime=Runtime(cache_dir=tmp_path))
 
 
 class CountingEncoder(HashedNgramEncoder):

@@ -15,6 +15,7 @@ from conftest import SENTENCES
 import compass
 from compass.adapt import train
 from compass.adapt.distributed import World
+from compass.runtime import Runtime
 
 dist = pytest.importorskip("torch.distributed")
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
@@ -53,8 +54,8 @@ def single(tiny_model, tmp_path_factory):
         json.dumps({"id": f"a{i}", "prompt": "say:", "completion": s, "lang": "fr"}) + "\n"
         for i, s in enumerate(SENTENCES[:5])))
     data = {"train": str(root / "train.jsonl"), "selected": str(root / "aux.jsonl")}
-    prov = train(data["train"], root / "single", selected=data["selected"], model=tiny_model["a"],
-                 **OPTIONS)
+    prov = train(data["train"], root / "single", selected=data["selected"],
+                 **OPTIONS, runtime=Runtime(model=tiny_model["a"]))
     return {"data": data, "out": root / "single", "provenance": prov}
 
 

@@ -7,6 +7,7 @@ from compass.adapt import TrainConfig, evaluate, train
 from compass.adapt.formats import as_training
 from compass.data import Record
 from compass.errors import ConfigError
+from compass.runtime import Runtime
 
 ITEM = Record(id="q1", text="Which animal sat on the mat? ", lang="en",
               choices=("the dog", "the cat", "the bird"), answer=1)
@@ -41,14 +42,15 @@ def test_early_stopping_keeps_the_best_dev_weights(tiny_model, tmp_path, frozen)
     adapter (the base model's NLL) is kept."""
     data, dev = questions(12), questions(16)[12:]
     out = tmp_path / "adapter"
-    prov = train(data, out, model=tiny_model["a"], dev=dev, max_steps=8, batch_size=4, eval_every=2,
+    prov = train(data, out, dev=dev, max_steps=8, batch_size=4, eval_every=2,
                  patience=2, mcq_format="cloze", learning_rate=0.0 if frozen else 3e-2, dropout=0.0,
-                 progress=False)
+                 runtime=Runtime(model=tiny_model["a"], progress=False))
     history = prov["dev"]["history"]
     assert prov["dev"]["metric"] == "nll" and history[0][0] == 0 and all(step % 2 == 0 for step, _ in history)
     best_step, best = min(history, key=lambda h: h[1])
     assert prov["dev"]["best_step"] == best_step
-    res = evaluate(as_training(dev, "cloze"), model=tiny_model["a"], adapters=[str(out)], bootstrap=0)
+    res = evaluate(as_training(dev, "cloze"), adapters=[str(out)], bootstrap=0,
+                   runtime=Runtime(model=tiny_model["a"]))
     assert res["models"][str(out)]["overall"]["nll"] == pytest.approx(best, abs=1e-4)
     if frozen:
         assert best_step == 0 and len(history) == 3  # stopped after 2 evaluations without gain
@@ -63,14 +65,15 @@ def test_early_stopping_on_the_gold_option_probability(tiny_model, tmp_path):
     probability seen, as ``evaluate --metric mcq-cloze`` measures it."""
     data, dev = questions(12), questions(16)[12:]
     out = tmp_path / "adapter"
-    prov = train(data, out, model=tiny_model["a"], dev=dev, max_steps=8, batch_size=4, eval_every=2,
+    prov = train(data, out, dev=dev, max_steps=8, batch_size=4, eval_every=2,
                  patience=4, mcq_format="cloze", dev_metric="mcq-cloze", learning_rate=3e-2,
-                 dropout=0.0, progress=False)
+                 dropout=0.0, runtime=Runtime(model=tiny_model["a"], progress=False))
     history = prov["dev"]["history"]
     assert prov["dev"]["metric"] == "mcq-cloze" and len(history) == 5
     best_step, best = max(history, key=lambda h: (h[1], -h[0]))
     assert prov["dev"]["best_step"] == best_step
-    res = evaluate(dev, model=tiny_model["a"], adapters=[str(out)], metric="mcq-cloze", bootstrap=0)
+    res = evaluate(dev, adapters=[str(out)], metric="mcq-cloze", bootstrap=0,
+                   runtime=Runtime(model=tiny_model["a"]))
     assert res["models"][str(out)]["overall"]["gold_prob"] == pytest.approx(best, abs=1e-4)
     assert res["models"]["base"]["overall"]["gold_prob"] == pytest.approx(history[0][1], abs=1e-4)
 
@@ -83,10 +86,11 @@ def test_choice_format_trains_the_gold_option_share(tiny_model, tmp_path):
     data = [Record(id=f"c{i}", text=f"{SENTENCES[i % len(SENTENCES)]} ?", lang="en",
                    choices=words[i % 3:] + words[:i % 3], answer=(3 - i % 3) % 3) for i in range(12)]
     out = tmp_path / "adapter"
-    prov = train(data, out, model=tiny_model["a"], max_steps=12, batch_size=4, mcq_format="choice",
-                 learning_rate=1e-2, dropout=0.0, progress=False)
+    prov = train(data, out, max_steps=12, batch_size=4, mcq_format="choice",
+                 learning_rate=1e-2, dropout=0.0, runtime=Runtime(model=tiny_model["a"], progress=False))
     assert prov["data"]["train"]["examples"] == 12
-    res = evaluate(data, model=tiny_model["a"], adapters=[str(out)], metric="mcq-cloze", bootstrap=0)
+    res = evaluate(data, adapters=[str(out)], metric="mcq-cloze", bootstrap=0,
+                   runtime=Runtime(model=tiny_model["a"]))
     gold_prob = {name: m["overall"]["gold_prob"] for name, m in res["models"].items()}
     assert gold_prob[str(out)] > gold_prob["base"] + 0.05
     with pytest.raises(ConfigError, match="no token NLL to stop on"):
@@ -99,4 +103,4 @@ def test_bad_options(tiny_model, tmp_path):
     with pytest.raises(ConfigError, match="unknown mcq_format"):
         TrainConfig(mcq_format="essay")
     with pytest.raises(ConfigError, match="eval_every needs dev data"):
-        train(questions(4), tmp_path / "a", model=tiny_model["a"], eval_every=2)
+        train(questions(4), tmp_path / "a", eval_every=2, runtime=Runtime(model=tiny_model["a"]))

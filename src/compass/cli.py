@@ -20,6 +20,7 @@ from .experiments.simulate import Scenario
 from .longctx.build import DEFAULT_ONERULER, BuildConfig
 from .options import default_of, expand, option
 from .report import Report
+from .runtime import Runtime
 from .selection.config import SelectConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -39,6 +40,23 @@ def _options(cls: type, **kw):
     a ConfigError building it is the usual 'error: ...' and exit status 2."""
     return expand(cls, make_option=typer.Option, guard=_run, **kw)
 
+
+def _edge(build) -> Runtime:
+    """The command's Runtime, built once here; library noise is hushed from the start
+    (before torch or transformers is imported) unless --verbose."""
+    runtime = _run(build)
+    runtime.hush()
+    return runtime
+
+
+def _runtime(*only: str):
+    """The Runtime options ``only`` as the command's ``runtime`` parameter (each declared
+    once, on :class:`compass.runtime.Runtime`)."""
+    return expand(Runtime, make_option=typer.Option, guard=_edge, param="runtime", only=only)
+
+
+EMBEDDING_RUN = ("cache_dir", "progress", "verbose")  # commands that embed, load no model
+MODEL_RUN = ("model", "cache_dir", "device", "dtype", "progress", "verbose")  # and load one
 
 NO_VERIFY_HELP = "Use adapters whose weights no longer match their compass.json."
 _format_warning = warnings.formatwarning
@@ -70,6 +88,7 @@ def _read_distances(path: Path | None) -> dict[str, float] | None:
 
 @app.command("select")
 @_options(SelectConfig, parse={"lang_distances": _read_distances})
+@_runtime(*EMBEDDING_RUN)
 def select_cmd(
     usage: list[str] = typer.Option(..., metavar="SRC",
                                     help=f"Usage (target distribution). {SOURCE_HELP}"),
@@ -78,9 +97,7 @@ def select_cmd(
     train: list[str] | None = typer.Option(None, metavar="SRC",
                                            help="Existing training data; omit for none."),
     config: SelectConfig = ...,
-    cache_dir: Path | None = typer.Option(None, help="Embedding cache (default "
-                                             "$COMPASS_CACHE_DIR or ~/.cache/compass; with "
-                                             "--engine ray: .compass-cache/ beside each pool shard)."),
+    runtime: Runtime = ...,
     engine: str = typer.Option("local", help="local (one process) or ray (pool embedded and "
                                "scored on a Ray cluster; same picks; needs compass-peft[ray])."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (host:port, ray://..., "
@@ -96,7 +113,7 @@ def select_cmd(
 
     options = {k: v for k, v in config.to_dict().items() if k != "budget"}
     selection = _run(lambda: select(
-        usage, pool, config.budget, train=train or None, out=out, overwrite=overwrite, cache_dir=cache_dir,
+        usage, pool, config.budget, train=train or None, out=out, overwrite=overwrite, runtime=runtime,
         engine=engine, ray_address=ray_address, ray_workers=ray_workers, embed_batch_size=embed_batch_size,
         **options))
     metrics = selection.report["metrics"]["train+selected"]
@@ -112,13 +129,14 @@ _PROBE = ProbeConfig()  # the defaults of 'compass probe' (ProbeConfig declares 
 
 
 @app.command("probe")
+@_runtime(*MODEL_RUN)
 def probe_cmd(
     usage: list[str] = typer.Option(..., metavar="SRC", help=f"Target-language text. {SOURCE_HELP}"),
     pool: list[str] = typer.Option(..., metavar="SRC", help="Auxiliary pool sources (with languages)."),
     out: Path = typer.Option(..., help="JSON to write (scores, distances, ranking)."),
     train: list[str] | None = typer.Option(None, metavar="SRC", help="The target's training data, "
                                            "mixed with each language in the lookahead."),
-    model: str | None = typer.Option(None, help="Base model; default the bundled Gemma 3 270M."),
+    runtime: Runtime = ...,
     method: str = typer.Option(_PROBE.method, help="'gradient': gradient alignment; 'lookahead': "
                                "target NLL drop after a few LoRA steps; 'combined': both, the worse "
                                "distance counts."),
@@ -132,7 +150,7 @@ def probe_cmd(
     'compass select --lang-distances OUT --lang-penalty W' then prefers them."""
     from .adapt.probe import probe
 
-    result = _run(lambda: probe(usage, pool, out, train=train, model=model, method=method,
+    result = _run(lambda: probe(usage, pool, out, train=train, runtime=runtime, method=method,
                                 target_size=target_size, per_lang=per_lang, learning_rate=learning_rate,
                                 batch_size=batch_size, max_length=max_length, seed=seed))
     for lang in result["ranking"]:
@@ -143,6 +161,7 @@ def probe_cmd(
 
 @app.command("train")
 @_options(TrainConfig)
+@_runtime(*MODEL_RUN)
 def train_cmd(
     train: list[str] | None = typer.Option(None, metavar="SRC", help="Target-language training data."),
     out: Path = typer.Option(..., help="Adapter directory to write."),
@@ -152,8 +171,7 @@ def train_cmd(
                                             "(with --init-adapter, so the update does not forget)."),
     dev: list[str] | None = typer.Option(None, metavar="SRC", help="Held-out target data for early "
                                          "stopping (with --eval-every)."),
-    model: str | None = typer.Option(None, help="Base model: hub id or folder; default the bundled "
-                                     "Gemma 3 270M."),
+    runtime: Runtime = ...,
     overwrite: bool = typer.Option(False, help="Replace an existing adapter's files in --out (other "
                                    "files there are left as they are)."),
     no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
@@ -163,7 +181,7 @@ def train_cmd(
     from .adapt import train as train_fn
     from .adapt.distributed import launched_rank
 
-    prov = _run(lambda: train_fn(train, out, selected=selected, model=model, overwrite=overwrite,
+    prov = _run(lambda: train_fn(train, out, selected=selected, runtime=runtime, overwrite=overwrite,
                                  init_adapter=init_adapter, replay=replay, verify=not no_verify,
                                  dev=dev or None, config=config))
     if launched_rank() == 0:  # under torchrun / accelerate launch, one summary
@@ -174,36 +192,42 @@ def train_cmd(
 
 @app.command("evaluate")
 @_options(EvalConfig)
+@_runtime(*MODEL_RUN)
 def evaluate_cmd(
     data: list[str] = typer.Option(..., metavar="SRC", help="Held-out texts or MCQ items."),
     adapter: list[str] | None = typer.Option(None, help="Adapter directory; repeatable."),
-    model: str | None = typer.Option(None, help="Base model; default the bundled Gemma 3 270M."),
+    runtime: Runtime = ...,
     out: Path | None = typer.Option(None, help="Write the results as JSON here."),
     no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
     config: EvalConfig = ...,
 ) -> None:
     """Score the base model and adapters on one data set; differences with 95% CIs."""
-    from .adapt.evaluate import evaluate, format_table
+    from .adapt.evaluate import evaluate
+    from .adapt.tables import format_table
 
-    res = _run(lambda: evaluate(data, model=model, adapters=adapter or [], config=config, out=out,
+    res = _run(lambda: evaluate(data, runtime=runtime, adapters=adapter or [], config=config, out=out,
                                 verify=not no_verify))
     typer.echo(format_table(res))
 
 
 @app.command()
+@_runtime(*MODEL_RUN[1:])  # the bundled model
 def quickstart(
     out: Path = typer.Option(Path("runs/quickstart"), help="Where reports are written."),
     budget: int = typer.Option(150, help="Records to select."),
     train_steps: int = typer.Option(30, help="LoRA steps per adapter; 0 skips training."),
+    runtime: Runtime = ...,
 ) -> None:
     """Offline demo on chatterbot-corpus: fill Korean topic gaps from other languages,
     then train LoRA adapters on the bundled Gemma 3 270M and compare held-out NLL."""
     from .quickstart import run_quickstart
 
-    _run(lambda: run_quickstart(out, budget=budget, train_steps=train_steps, echo=typer.echo))
+    _run(lambda: run_quickstart(out, budget=budget, train_steps=train_steps, runtime=runtime,
+                                echo=typer.echo))
 
 
 @app.command()
+@_runtime(*MODEL_RUN[1:])  # the config's model
 def experiment(
     config: Path = typer.Argument(..., help="Experiment YAML (see experiments/sib200.yaml)."),
     quick: bool = typer.Option(False, help="Apply the config's 'quick' overrides."),
@@ -213,6 +237,7 @@ def experiment(
     out: Path | None = typer.Option(None, help="Output directory (default: the config's 'out')."),
     dry_run: bool = typer.Option(False, help="Print the plan (sources, loaders, cells) and stop."),
     overwrite: bool = typer.Option(False, help="Run in an --out holding other files (left as they are)."),
+    runtime: Runtime = ...,
 ) -> None:
     """Run target x strategy x seed cells (select, train, evaluate), resuming finished
     ones, and write results.csv/.json/.md/.svg."""
@@ -224,7 +249,7 @@ def experiment(
     typer.echo(describe(cfg))
     if dry_run:
         return
-    paths = _run(lambda: run_experiment(cfg, overwrite=overwrite))
+    paths = _run(lambda: run_experiment(cfg, overwrite=overwrite, runtime=runtime))
     typer.echo(paths["md"].read_text())
     typer.echo("results: " + ", ".join(str(p) for p in paths.values()))
 
@@ -235,6 +260,7 @@ app.add_typer(longctx_app, name="longctx")
 
 
 @longctx_app.command("build")
+@_runtime("model", "cache_dir", "verbose")
 def longctx_build(
     lang: str = typer.Option(..., help="Target language (sw, swh, swh_Latn...) with OneRuler templates."),
     haystack: list[str] = typer.Option(..., metavar="SRC", help="Target-language text for the haystacks "
@@ -250,9 +276,8 @@ def longctx_build(
     chat_template: bool = typer.Option(default_of(BuildConfig, "chat_template"), "--chat-template",
                                        help="Apply the tokenizer's chat template (instruction-tuned "
                                        "models)."),
-    model: str | None = typer.Option(None, help="Model whose tokenizer counts the lengths; default the "
-                                     "bundled Gemma 3 270M."),
     oneruler: Path = typer.Option(Path(DEFAULT_ONERULER), help="OneRuler templates and vocabulary."),
+    runtime: Runtime = ...,
 ) -> None:
     """Write needle-in-a-haystack (single, multikey, multivalue, multiquery, none) and
     common-word items; score them with 'compass evaluate --metric longctx'."""
@@ -261,8 +286,8 @@ def longctx_build(
     def run():
         config = BuildConfig(lang, lengths=parse_lengths(lengths), items=items, seed=seed,
                              variants=[v.strip() for v in variants.split(",") if v.strip()],
-                             chat_template=chat_template, model=model)
-        return build(haystack, out, config, oneruler=oneruler)
+                             chat_template=chat_template, model=runtime.model)  # its tokenizer counts
+        return build(haystack, out, config, oneruler=oneruler, runtime=runtime)
 
     rows = _run(run)
     off = max(abs(r["tokens"] - r["length"]) / r["length"] for r in rows)
@@ -287,7 +312,6 @@ class UpdateData:
     trained: list[str] | None = option(None, metavar="SRC", help="Updates: what the active adapter "
                                        "was trained on (train data and selection).")
     workdir: Path = option(Path("ecda-updates"), help="Updates: where candidates go.")
-    model: str | None = option(None, help="Updates: base model (default bundled Gemma).")
 
 
 DB_OPT = typer.Option(None, "--db", envvar="COMPASS_DB", metavar="PATH|URL", help=(
@@ -297,20 +321,22 @@ CALIBRATION_SEED_HELP = "Seed of the drift monitor's bootstrap calibration (of u
 
 
 def _worker_config(db: str | None, registry: str | None, data: UpdateData, policy: PolicyConfig,
-                   cache_dir: Path | None, **kw) -> WorkerConfig:
-    """A worker's config from the shared update options (``kw``: further WorkerConfig fields)."""
+                   runtime: Runtime, **kw) -> WorkerConfig:
+    """A worker's config from the shared update options and the runtime's model and cache
+    (``kw``: further WorkerConfig fields)."""
     from .ecda import Registry
 
     reg = Registry(registry)
     return WorkerConfig(db=str(db or reg.db.sibling("queries.sqlite")), registry=reg.db.location,
                         pool=data.pool or [], preserve=data.preserve or [], workdir=str(data.workdir),
-                        trained=data.trained, model=data.model, policy=policy,
-                        cache_dir=None if cache_dir is None else str(cache_dir), **kw)
+                        trained=data.trained, model=runtime.model, policy=policy,
+                        cache_dir=None if runtime.cache_dir is None else str(runtime.cache_dir), **kw)
 
 
 @app.command("monitor")
 @_options(PolicyConfig, param="policy", only=UPDATE_OPTIONS)
 @_options(UpdateData, param="data")
+@_runtime(*MODEL_RUN)
 def monitor_cmd(
     reference: Path = typer.Option(..., help="A 'compass select --out' directory, or an adapter "
                                    "directory trained from one (either holds reference.npz)."),
@@ -321,8 +347,7 @@ def monitor_cmd(
     window: int = typer.Option(200, help="Queries per window, per language."),
     alpha: float = typer.Option(0.01, help="Target false-alarm rate per window."),
     seed: int = typer.Option(0, help=CALIBRATION_SEED_HELP),
-    cache_dir: Path | None = typer.Option(None, help="Embedding cache (default "
-                                             "$COMPASS_CACHE_DIR or ~/.cache/compass)."),
+    runtime: Runtime = ...,
     update: bool = typer.Option(False, help="On drift, run the update policy and the registry."),
     registry: str | None = typer.Option(None, metavar="PATH|URL", help=REGISTRY_HELP + " With --update: its "
                                         "active adapter for the language is the one updated."),
@@ -340,10 +365,10 @@ def monitor_cmd(
             if not data.pool or not data.preserve:
                 raise ConfigError("--update needs --pool and --preserve")
             updates = UpdatePolicy(registry, data.pool, data.preserve, workdir=data.workdir,
-                                   trained=data.trained, model=data.model, cache_dir=cache_dir,
-                                   verify=not no_verify, config=policy)
+                                   trained=data.trained, runtime=runtime, verify=not no_verify,
+                                   config=policy)
         return replay(reference, stream, window=window, alpha=alpha, out=out, seed=seed,
-                      cache_dir=cache_dir, policy=updates)
+                      runtime=runtime, policy=updates)
 
     reports, loop = _run(run)
     _echo_replay(reports, loop, window)
@@ -382,6 +407,7 @@ _SIMULATED = default_of(Scenario, "policy")  # the simulation's own update polic
 
 @app.command("simulate")
 @_options(PolicyConfig, param="gate", only=("delta", "epsilon", "l2_pull"), build=False)
+@_runtime(*MODEL_RUN)
 def simulate_cmd(
     root: Path = typer.Option(Path("../shared/data/sib200"), help="SIB-200 root directory."),
     lang: str = typer.Option(default_of(Scenario, "lang"), help="Target language (SIB-200 folder name)."),
@@ -401,8 +427,8 @@ def simulate_cmd(
                                        f"{default_of(PolicyConfig, 'replay_share')})."),
     pool_langs: str | None = typer.Option(None, help="Comma-separated pool languages (default "
                                           f"{len(default_of(Scenario, 'pool_langs'))})."),
-    model: str | None = typer.Option(None, help="Base model (default bundled Gemma 3 270M)."),
     seed: int = typer.Option(default_of(Scenario, "seed")),
+    runtime: Runtime = ...,
 ) -> None:
     """ECDA vs stale, naive fine-tune and full retrain on a SIB-200 stream that shifts topics."""
     from .experiments.simulate import simulate
@@ -415,11 +441,12 @@ def simulate_cmd(
             counts = [int(w) for w in windows.split(",")]
         except ValueError:
             raise ConfigError(f"--windows {windows!r}: give integers separated by commas") from None
-        scenario = Scenario(str(root), lang=lang, windows=counts, window=window, budget=budget, model=model,
+        scenario = Scenario(str(root), lang=lang, windows=counts, window=window, budget=budget,
+                            model=runtime.model,
                             seed=seed, policy=PolicyConfig(budget=update_budget, min_queries=min_queries,
                                                            replay_share=replay_share, **gate),
                             **extra)
-        return simulate(scenario, out, log=typer.echo)
+        return simulate(scenario, out, runtime=runtime, log=typer.echo)
 
     result = _run(run)
     typer.echo((out / "simulation.md").read_text())
@@ -516,14 +543,14 @@ def adapters_rollback(
 @_options(PolicyConfig, param="policy", only=UPDATE_OPTIONS[:1] + UPDATE_OPTIONS[2:],  # not min_queries
           flags={"seed": ("--update-seed", "--seed")})  # --seed: its name before 'serve' had two seeds
 @_options(UpdateData, param="data")
+@_runtime("model", "cache_dir", "verbose")
 def worker_cmd(
     registry: str | None = typer.Option(None, metavar="PATH|URL", help=REGISTRY_HELP),
     db: str | None = DB_OPT,
     data: UpdateData = ...,
     policy: PolicyConfig = ...,
     resources: dict = ...,
-    cache_dir: Path | None = typer.Option(None, help="Embedding cache (default "
-                                             "$COMPASS_CACHE_DIR or ~/.cache/compass)."),
+    runtime: Runtime = ...,
     no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
 ) -> None:
     """Run the update jobs that 'compass serve' creates on drift: select, train, gate,
@@ -531,7 +558,7 @@ def worker_cmd(
     from .ecda.database import redact
     from .ecda.worker import run_worker
 
-    config = _run(lambda: _worker_config(db, registry, data, policy, cache_dir, verify=not no_verify,
+    config = _run(lambda: _worker_config(db, registry, data, policy, runtime, verify=not no_verify,
                                          **resources))
     typer.echo(f"worker: jobs from {redact(config.db)}, adapters in {redact(config.registry)}", err=True)
     _run(lambda: run_worker(config))
@@ -564,6 +591,7 @@ class ModelServer:
 @_options(PolicyConfig, param="policy", only=UPDATE_OPTIONS)
 @_options(UpdateData, param="data")
 @_options(ModelServer, param="server")
+@_runtime("model", "cache_dir", "verbose")
 def serve_cmd(
     host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback exposes the "
                              "service (and its bearer token, without TLS) to the network."),
@@ -579,8 +607,7 @@ def serve_cmd(
     max_body: int = typer.Option(8 * 1024 * 1024, help="Largest request body, in bytes."),
     max_query: int = typer.Option(64 * 1024, help="Largest query text, in bytes (UTF-8)."),
     max_batch: int = typer.Option(10_000, help="Most queries in one ingest request."),
-    cache_dir: Path | None = typer.Option(None, help="Embedding cache (default "
-                                             "$COMPASS_CACHE_DIR or ~/.cache/compass)."),
+    runtime: Runtime = ...,
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
     mode: list[str] | None = typer.Option(None, metavar="LANG=MODE", help="Per language: auto (promote "
                                           "when the gate passes), approve (wait for POST "
@@ -612,12 +639,12 @@ def serve_cmd(
     token = _exposure_warnings(host)
     reg = _run(lambda: Registry(registry))
     monitor = None if reference is None else _run(
-        lambda: DriftMonitor(reference, window, alpha, cache_dir=cache_dir, seed=seed))
+        lambda: DriftMonitor(reference, window, alpha, runtime=runtime, seed=seed))
     controls = None if reference is None else _run(lambda: Controls(
         mode=default_mode, modes=parse_modes(mode or []), confirm=confirm, min_queries=policy.min_queries,
         cooldown=cooldown, daily_jobs=daily_jobs))
     job_worker = None if not with_worker else _run(
-        lambda: _worker_config(db, registry, data, policy, cache_dir, **resources))
+        lambda: _worker_config(db, registry, data, policy, runtime, **resources))
     notify = _run(server.notify_config)
     service = _run(lambda: create_app(db or reg.db.sibling("queries.sqlite"), reg, monitor=monitor,
                                       token=token, max_body=max_body, max_query=max_query,

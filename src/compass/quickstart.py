@@ -13,6 +13,7 @@ from .data import load
 from .fsutil import atomic_write_text
 from .outputs import QUICKSTART, check_output_dir
 from .report import Report
+from .runtime import Runtime
 from .selection import Selection, select
 
 MISSING_TOPICS = ("ai", "money", "science", "sports", "food")
@@ -23,7 +24,7 @@ def write_jsonl(records, path: Path) -> None:
     atomic_write_text(path, "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records))
 
 
-def run_quickstart(out: Path, *, budget: int = 150, train_steps: int = 30,
+def run_quickstart(out: Path, *, budget: int = 150, train_steps: int = 30, runtime: Runtime | None = None,
                    echo: Callable[[str], None] = print) -> dict[str, Selection]:
     check_output_dir(out, QUICKSTART)  # re-runs replace their own outputs, nothing else
     korean = load("chatterbot:ko")
@@ -42,7 +43,7 @@ def run_quickstart(out: Path, *, budget: int = 150, train_steps: int = 30,
     for strategy in ("compass", "lang-sim", "random"):
         results[strategy] = select(str(data / "usage.jsonl"), POOL, budget,
                                    train=str(data / "train.jsonl"), strategy=strategy,
-                                   out=out / strategy)
+                                   out=out / strategy, runtime=runtime)
     _print_clusters(results["compass"], echo)
     usage_topics = [r.meta["category"] for r in usage]
     train_topics = [r.meta["category"] for r in train]
@@ -63,14 +64,14 @@ def run_quickstart(out: Path, *, budget: int = 150, train_steps: int = 30,
              f"{topic_kl(usage_topics, train_topics + added):>10.4f}{share:>14.0%}")
     echo(f"\nHTML report: {out / 'compass' / Report.HTML}")
     if train_steps:
-        _train_and_evaluate(out, train_steps, echo)
+        _train_and_evaluate(out, train_steps, runtime, echo)
     return results
 
 
-def _train_and_evaluate(out: Path, steps: int, echo: Callable[[str], None]) -> None:
+def _train_and_evaluate(out: Path, steps: int, runtime: Runtime | None, echo: Callable[[str], None]) -> None:
     """LoRA adapters on train + each selection (bundled Gemma 3 270M), scored on usage."""
     from .adapt import evaluate, train
-    from .adapt.evaluate import format_table
+    from .adapt.tables import format_table
 
     data = out / "data"
     adapters = []
@@ -79,13 +80,13 @@ def _train_and_evaluate(out: Path, steps: int, echo: Callable[[str], None]) -> N
         echo(f"\nTraining a LoRA adapter on Korean train + the {strategy} selection "
              f"({steps} steps, bundled Gemma 3 270M on {'GPU' if _cuda() else 'CPU'})...")
         prov = train(str(data / "train.jsonl"), adapter, selected=out / strategy, max_steps=steps,
-                     batch_size=8, learning_rate=1e-3, overwrite=True)
+                     batch_size=8, learning_rate=1e-3, overwrite=True, runtime=runtime)
         echo(f"  loss {prov['first_loss']:.3f} -> {prov['final_loss']:.3f}, "
              f"{prov['tokens_per_second']:.0f} tokens/s, {prov['wall_seconds']:.0f} s -> {adapter}")
         adapters.append(str(adapter))
     echo("\nHeld-out NLL on the Korean usage dialogues (lower is better):")
     res = evaluate(str(data / "usage.jsonl"), adapters=adapters, bootstrap=500,
-                   out=out / "evaluation.json")
+                   out=out / "evaluation.json", runtime=runtime)
     echo(format_table(res))
 
 

@@ -14,7 +14,8 @@ base model come with paired bootstrap 95% intervals over items, for every score.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +25,20 @@ from ..data import Record, load
 from ..errors import ConfigError, DataError
 from ..fsutil import atomic_write_text
 from ..outputs import check_output_file, input_paths
+from ..runtime import Runtime
 from .batching import Example, collate, length_batches, target_nll, tokenise
 from .config import EvalConfig
 from .longctx import answer_items, longctx_items, score_answers
-from .mcq import SCORES, mcq_items, option_logliks, score_items
+from .mcq import mcq_items, option_logliks, score_items
 from .models import check_adapter, load_base
 
 Scores = dict[str, tuple[np.ndarray, np.ndarray]]  # score name -> per-item (numerator, denominator)
 
 
-def score(causal_lm, tokenizer, examples: list[Example], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Summed NLL and target-token count of every example (input order)."""
+def score(causal_lm, tokenizer, examples: list[Example], batch_size: int,
+          tick: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Summed NLL and target-token count of every example (input order); ``tick(n)`` after
+    each batch of ``n``."""
     import torch
 
     device = next(causal_lm.parameters()).device
@@ -47,6 +51,8 @@ def score(causal_lm, tokenizer, examples: list[Example], batch_size: int) -> tup
             rows = rows.cpu().numpy()
             np.add.at(sums, batch[rows], nll.double().cpu().numpy())
             np.add.at(counts, batch[rows], 1)
+            if tick is not None:
+                tick(len(batch))
     return sums, counts
 
 
@@ -76,14 +82,15 @@ def _summarise(scores: Scores, groups: np.ndarray) -> dict[str, Any]:
             "by_group": {g: block(groups == g) for g in sorted(set(groups))}}
 
 
-def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] = (),
-             config: EvalConfig | None = None, cache_dir: str | Path | None = None,
-             group_by: str | None = None, item_scores: bool = False, include_base: bool = True,
-             out: str | Path | None = None, verify: bool = True, **options: Any) -> dict[str, Any]:
-    """Evaluate the base model and each adapter on ``data``; see the module docstring.
+def evaluate(data: Any, *, adapters: list[str | Path] = (), config: EvalConfig | None = None,
+             runtime: Runtime | None = None, group_by: str | None = None, item_scores: bool = False,
+             include_base: bool = True, out: str | Path | None = None, verify: bool = True,
+             **options: Any) -> dict[str, Any]:
+    """Evaluate the runtime's base model and each adapter on ``data``; see the module docstring.
 
     ``config`` says how (metric, batch size, bootstrap, ...); ``options`` are
-    :class:`EvalConfig` fields, over ``config``'s when both are given.
+    :class:`EvalConfig` fields, over ``config``'s when both are given. ``runtime``: the
+    base model (default the bundled one), device and progress display.
     ``group_by``: a ``meta`` field (or ``lang``) for the per-group breakdown; default
     ``lang`` for nll, the subject category for mcq. ``item_scores`` adds every item's
     id and score per model (summed NLL and token count, or 0/1 correctness; every MCQ
@@ -93,85 +100,132 @@ def evaluate(data: Any, *, model: str | None = None, adapters: list[str | Path] 
     (``verify=False`` skips that; see :meth:`~compass.adapt.adapter.Adapter.load`).
     """
     config = replace(config, **options) if config else EvalConfig(**options)
-    metric, batch_size, bootstrap, seed = config.metric, config.batch_size, config.bootstrap, config.seed
     if not include_base and not adapters:
         raise ConfigError("nothing to evaluate: no adapters and include_base=False")
     if out is not None:
         check_output_file(out, inputs=[*input_paths(data), *map(Path, adapters)])
-    from peft import PeftModel  # after the checks: importing it takes seconds
     records = load(data, name="evaluation data")
-    base, tokenizer, info = load_base(model, cache_dir=cache_dir)
+    base, tokenizer, info = load_base(runtime := runtime or Runtime())
     for name in adapters:  # before the base model's scoring, which can take long
         check_adapter(Path(name), info, verify=verify)
-    if metric == "nll":
-        tok = tokenise(records, tokenizer, config.max_length)
-        examples, kept = tok.examples, {e.record_id for e in tok.examples}
-        records = [r for r in records if r.id in kept]
-        groups = _groups(records, group_by or "lang")
-        notes = {"truncated": tok.truncated, "dropped": tok.dropped}
-
-        def run(causal_lm) -> Scores:
-            sums, counts = score(causal_lm, tokenizer, examples, batch_size)
-            return {"nll": (sums, counts.astype(float))}
-    elif metric == "longctx":
-        examples = longctx_items(records, tokenizer)
-        groups = _groups(records, group_by) if group_by else _longctx_groups(records)["variant/length"]
-        notes, responses = {}, []
-
-        def run(causal_lm) -> Scores:
-            answers, logliks = answer_items(causal_lm, tokenizer, examples)
-            responses.append(answers)
-            return score_answers(examples, answers, logliks)
-    else:
-        examples = mcq_items(records, tokenizer, metric)
-        groups = _groups(records, group_by) if group_by else np.array(
-            [str(r.meta.get("subject_category") or r.meta.get("category") or r.lang) for r in records])
-        notes = {}
-
-        def run(causal_lm) -> Scores:
-            return score_items(examples, option_logliks(causal_lm, tokenizer, examples, batch_size))
-    if not examples:
-        raise DataError("nothing to evaluate after tokenisation")
-    results: dict[str, Any] = {"metric": metric, "base_model": info.name, "items": len(records),
-                               "notes": notes, "models": {}}
-    raw: dict[str, Scores] = {}
+    task = Task.prepare(records, tokenizer, config, group_by)
     names = ["base"] * include_base + [str(a) for a in adapters]
-    for name in names:
-        if name == "base":
-            raw[name] = run(base)
-        else:
-            try:
-                wrapped = PeftModel.from_pretrained(base, name)
-            except (RuntimeError, ValueError, KeyError) as exc:
-                raise ConfigError(f"adapter {name} does not fit base model {info.name}: "
-                                  f"{str(exc).splitlines()[0]}") from None
-            raw[name] = run(wrapped.get_base_model())
-            base = wrapped.unload()  # LoRA layers out again: the next adapter starts clean
-        results["models"][name] = _summarise(raw[name], groups)
-        if metric == "longctx":
-            results["models"][name] |= {f"by_{k}": _summarise(raw[name], g)["by_group"]
-                                        for k, g in _longctx_groups(records).items() if "/" not in k}
-    key = "nll" if metric == "nll" else "acc"
+    raw = _score_models(task, base, info.name, names, runtime)
+    results: dict[str, Any] = {"metric": config.metric, "base_model": info.name, "items": len(task.records),
+                               "notes": task.notes, "models": {n: task.summary(raw[n]) for n in names}}
     if item_scores:
-        results["item_ids"] = [r.id for r in records]
-        results["item_scores"] = {name: {"score": s[key][0].tolist(), "weight": s[key][1].tolist(),
-                                         "by_metric": {k: {"score": num.tolist(), "weight": den.tolist()}
-                                                       for k, (num, den) in s.items()}}
-                                  for name, s in raw.items()}
-        if metric == "longctx":
-            results["responses"] = dict(zip(names, responses))
+        results |= task.item_scores(raw, names)
     for name in names[1:] if include_base else ():
-        diff = _diff_to_base(raw[name], raw["base"], key, n=bootstrap, seed=seed)
-        if metric == "longctx":
-            variants = _longctx_groups(records)["variant"]
-            diff["by_variant"] = {v: _diff_to_base(_masked(raw[name], variants == v),
-                                                   _masked(raw["base"], variants == v), key,
-                                                   n=bootstrap, seed=seed)["by_metric"]
-                                  for v in dict.fromkeys(variants)}
-        results["models"][name]["diff_to_base"] = diff
+        results["models"][name]["diff_to_base"] = task.diff_to_base(raw[name], raw["base"], config)
     if out is not None:
         atomic_write_text(out, json.dumps(results, indent=2))
     return results
+
+
+Tick = Callable[[int], None]  # reports items scored, to the runtime's progress display
+
+
+@dataclass
+class Task:
+    """One metric's work on one data set: the records kept, their examples and groups,
+    notes for the results, and how one model is scored (``run``)."""
+
+    metric: str
+    records: list[Record]
+    examples: list
+    groups: np.ndarray
+    notes: dict[str, Any]
+    run: Callable[[Any, Tick], Scores]
+    responses: list[list[str]] = field(default_factory=list)  # longctx: each model's answers
+
+    @property
+    def key(self) -> str:
+        """The headline score: ``nll``, else ``acc``."""
+        return "nll" if self.metric == "nll" else "acc"
+
+    @classmethod
+    def prepare(cls, records: list[Record], tokenizer, config: EvalConfig, group_by: str | None) -> Task:
+        """Tokenise for ``config.metric``; nll drops the records that lose every target token."""
+        batch_size = config.batch_size
+        if config.metric == "nll":
+            tok = tokenise(records, tokenizer, config.max_length)
+            kept = {e.record_id for e in tok.examples}
+            records = [r for r in records if r.id in kept]
+
+            def run(causal_lm, tick: Tick) -> Scores:
+                sums, counts = score(causal_lm, tokenizer, tok.examples, batch_size, tick)
+                return {"nll": (sums, counts.astype(float))}
+            task = cls("nll", records, tok.examples, _groups(records, group_by or "lang"),
+                       {"truncated": tok.truncated, "dropped": tok.dropped}, run)
+        elif config.metric == "longctx":
+            items = longctx_items(records, tokenizer)
+            groups = _groups(records, group_by) if group_by else _longctx_groups(records)["variant/length"]
+
+            def run(causal_lm, tick: Tick) -> Scores:
+                answers, logliks = answer_items(causal_lm, tokenizer, items, tick)
+                task.responses.append(answers)
+                return score_answers(items, answers, logliks)
+            task = cls("longctx", records, items, groups, {}, run)
+        else:
+            items = mcq_items(records, tokenizer, config.metric)
+            groups = _groups(records, group_by) if group_by else np.array(
+                [str(r.meta.get("subject_category") or r.meta.get("category") or r.lang) for r in records])
+            task = cls(config.metric, records, items, groups, {}, lambda causal_lm, tick: score_items(
+                items, option_logliks(causal_lm, tokenizer, items, batch_size, tick)))
+        if not task.examples:
+            raise DataError("nothing to evaluate after tokenisation")
+        return task
+
+    def summary(self, scores: Scores) -> dict[str, Any]:
+        """One model's scores overall and per group (longctx: also per variant and length)."""
+        out = _summarise(scores, self.groups)
+        if self.metric == "longctx":
+            out |= {f"by_{k}": _summarise(scores, g)["by_group"]
+                    for k, g in _longctx_groups(self.records).items() if "/" not in k}
+        return out
+
+    def item_scores(self, raw: dict[str, Scores], names: list[str]) -> dict[str, Any]:
+        """Every item's id and, per model, its headline score and every score by metric."""
+        out = {"item_ids": [r.id for r in self.records],
+               "item_scores": {name: {"score": s[self.key][0].tolist(), "weight": s[self.key][1].tolist(),
+                                      "by_metric": {k: {"score": num.tolist(), "weight": den.tolist()}
+                                                    for k, (num, den) in s.items()}}
+                               for name, s in raw.items()}}
+        if self.metric == "longctx":
+            out["responses"] = dict(zip(names, self.responses))
+        return out
+
+    def diff_to_base(self, scores: Scores, base: Scores, config: EvalConfig) -> dict[str, Any]:
+        """An adapter's differences to the base model (longctx: also per variant)."""
+        n, seed = config.bootstrap, config.seed
+        diff = _diff_to_base(scores, base, self.key, n=n, seed=seed)
+        if self.metric == "longctx":
+            variants = _longctx_groups(self.records)["variant"]
+            diff["by_variant"] = {v: _diff_to_base(_masked(scores, variants == v),
+                                                   _masked(base, variants == v), self.key,
+                                                   n=n, seed=seed)["by_metric"]
+                                  for v in dict.fromkeys(variants)}
+        return diff
+
+
+def _score_models(task: Task, base, base_name: str, names: list[str], runtime: Runtime) -> dict[str, Scores]:
+    """Score the base model and each adapter in turn, each adapter on a clean base."""
+    from peft import PeftModel  # importing it takes seconds
+
+    raw: dict[str, Scores] = {}
+    for name in names:
+        with runtime.bar(len(task.examples), f"evaluating {Path(name).name}", "item") as bar:
+            if name == "base":
+                raw[name] = task.run(base, bar.update)
+                continue
+            try:
+                wrapped = PeftModel.from_pretrained(base, name)
+            except (RuntimeError, ValueError, KeyError) as exc:
+                raise ConfigError(f"adapter {name} does not fit base model {base_name}: "
+                                  f"{str(exc).splitlines()[0]}") from None
+            raw[name] = task.run(wrapped.get_base_model(), bar.update)
+            base = wrapped.unload()  # LoRA layers out again: the next adapter starts clean
+    return raw
 
 
 def _diff_to_base(scores: Scores, base: Scores, key: str, *, n: int, seed: int) -> dict[str, Any]:
@@ -205,52 +259,3 @@ def _groups(records: list[Record], field: str) -> np.ndarray:
     if missing is not None:
         raise DataError(f"group_by field {field!r} missing", source=missing.id, field=field)
     return np.array([str(r.meta[field]) for r in records])
-
-
-def format_table(results: dict[str, Any]) -> str:
-    if results["metric"] == "longctx":
-        return _longctx_table(results)
-    if results["metric"] != "nll":
-        return _mcq_table(results)
-    lines = [f"{'model':<40}{'nll':>9}{'ppl':>10}{'Δ base':>10}{'95% CI':>22}"]
-    for name, m in results["models"].items():
-        diff = m.get("diff_to_base")
-        delta = f"{diff['nll']:+.4f}" if diff else ""
-        ci = f"[{diff['ci95'][0]:+.4f}, {diff['ci95'][1]:+.4f}]" if diff and diff["ci95"] else ""
-        lines.append(f"{name[-40:]:<40}{m['overall']['nll']:>9.4f}{m['overall']['ppl']:>10.3f}{delta:>10}{ci:>22}")
-    return "\n".join(lines)
-
-
-def _mcq_table(results: dict[str, Any]) -> str:
-    """One line per model and score: MCQ runs report four scores, each with its interval."""
-    lines = [f"{'model':<40}{'score':<11}{'value':>8}{'Δ base':>10}{'95% CI':>22}"]
-    for name, m in results["models"].items():
-        diffs = m.get("diff_to_base", {}).get("by_metric", {})
-        for k in SCORES:
-            d = diffs.get(k)
-            delta = f"{d['diff']:+.4f}" if d else ""
-            ci = f"[{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d and d["ci95"] else ""
-            label = name[-40:] if k == SCORES[0] else ""
-            lines.append(f"{label:<40}{k:<11}{m['overall'][k]:>8.4f}{delta:>10}{ci:>22}")
-    return "\n".join(lines)
-
-
-def _longctx_table(results: dict[str, Any]) -> str:
-    """One line per model and variant (and overall): acc and gold NLL, each with its
-    difference to the base model and interval."""
-    def cells(value: float, d: dict[str, Any] | None) -> str:
-        delta = f"{d['diff']:+.3f}" if d else ""
-        ci = f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" if d and d["ci95"] else ""
-        return f"{value:>7.3f}{delta:>8}{ci:>18}"
-
-    lines = [f"{'model':<32}{'variant':<17}{'acc':>7}{'Δ base':>8}{'95% CI':>18}"
-             f"{'gold_nll':>9}{'Δ base':>8}{'95% CI':>18}"]
-    for name, m in results["models"].items():
-        diff = m.get("diff_to_base", {})
-        rows = [("overall", m["overall"], diff.get("by_metric", {}))]
-        rows += [(v, block, diff.get("by_variant", {}).get(v, {})) for v, block in m["by_variant"].items()]
-        for i, (variant, block, d) in enumerate(rows):
-            label = name[-32:] if i == 0 else ""
-            lines.append(f"{label:<32}{variant:<17}{cells(block['acc'], d.get('acc'))}"
-                         f"  {cells(block['gold_nll'], d.get('gold_nll'))}")
-    return "\n".join(lines)

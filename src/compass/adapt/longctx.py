@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import inspect
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,11 +68,11 @@ def longctx_items(records: list[Record], tokenizer) -> list[Item]:
     return items
 
 
-def answer_items(causal_lm, tokenizer, items: list[Item]) -> tuple[list[str], np.ndarray]:
-    """Every item's greedy answer and its gold completion's summed log-likelihood (a
-    progress bar on a terminal: an item takes seconds to a minute on a CPU)."""
+def answer_items(causal_lm, tokenizer, items: list[Item],
+                 tick: Callable[[int], None] | None = None) -> tuple[list[str], np.ndarray]:
+    """Every item's greedy answer and its gold completion's summed log-likelihood;
+    ``tick(1)`` after each item (one takes seconds to a minute on a CPU)."""
     import torch
-    from tqdm.auto import tqdm
 
     limit = getattr(causal_lm.config, "max_position_embeddings", None)
     longest = max(len(i.context) + max(len(i.gold), i.max_new_tokens) for i in items)
@@ -82,12 +83,13 @@ def answer_items(causal_lm, tokenizer, items: list[Item]) -> tuple[list[str], np
     answers, logliks = [], np.zeros(len(items))
     causal_lm.eval()
     with torch.no_grad():
-        for k, item in enumerate(tqdm(items, desc="long-context items", unit="item", disable=None,
-                                      leave=False)):
+        for k, item in enumerate(items):
             hidden, cache = step(item.context, None)
             last = hidden[-1:]
             logliks[k] = _gold_loglik(causal_lm, step, copy.deepcopy(cache), last, item.gold)
             answers.append(_greedy(causal_lm, step, tokenizer, cache, last, item.max_new_tokens, stops))
+            if tick is not None:
+                tick(1)
     return answers, logliks
 
 

@@ -16,6 +16,7 @@ items like ``nll``). Each is a ratio of per-item sums, so the paired bootstrap a
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,8 +89,10 @@ def _rows(item: Item) -> tuple[list[list[int]], list[tuple[int, int, int, int]]]
     return [item.context + o for o in item.options], queries
 
 
-def option_logliks(causal_lm, tokenizer, items: list[Item], batch_size: int) -> list[np.ndarray]:
-    """Summed log-likelihood of every option of every item; an item's rows share a batch."""
+def option_logliks(causal_lm, tokenizer, items: list[Item], batch_size: int,
+                   tick: Callable[[int], None] | None = None) -> list[np.ndarray]:
+    """Summed log-likelihood of every option of every item; an item's rows share a batch;
+    ``tick(n)`` after each batch of ``n`` items."""
     import torch
 
     out: list[np.ndarray] = [np.zeros(0)] * len(items)
@@ -100,6 +103,8 @@ def option_logliks(causal_lm, tokenizer, items: list[Item], batch_size: int) -> 
             for i, scores in zip(batch, option_scores(causal_lm, tokenizer.pad_token_id,
                                                       [items[i] for i in batch])):
                 out[i] = scores.double().cpu().numpy()
+            if tick is not None:
+                tick(len(batch))
     return out
 
 

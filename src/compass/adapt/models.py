@@ -11,12 +11,12 @@ import hashlib
 import os
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..embed.cache import default_cache_dir
 from ..errors import ConfigError
+from ..runtime import Runtime
 from .adapter import Adapter
 
 BUNDLED = "gemma3-270m"
@@ -90,40 +90,59 @@ def _config_hash(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def device_and_dtype():
+def device_and_dtype(runtime: Runtime):
+    """The runtime's device and dtype; by default CUDA in bf16 when present, else the CPU in fp32."""
     import torch
 
-    if torch.cuda.is_available():
-        return torch.device("cuda"), torch.bfloat16
-    return torch.device("cpu"), torch.float32
+    cuda = torch.cuda.is_available()
+    device = torch.device(runtime.device or ("cuda" if cuda else "cpu"))
+    dtype = getattr(torch, runtime.dtype) if runtime.dtype else (
+        torch.bfloat16 if device.type == "cuda" else torch.float32)
+    return device, dtype
 
 
-def quiet_transformers() -> None:
-    """No per-file progress bars or info lines from transformers: our own output is the
-    progress a user sees."""
+def quiet_transformers(runtime: Runtime) -> None:
+    """Unless ``verbose``, the runtime's hygiene (:meth:`Runtime.hush`) and transformers'
+    own switches, for when it was imported before the environment said to be quiet: no
+    per-file progress bars or info lines, our own output is the progress a user sees."""
+    runtime.hush()
+    if runtime.verbose:
+        return
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    # peft still calls the deprecated name; nothing a user can act on
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
-def load_base(spec: str | None, *, cache_dir: str | Path | None = None):
-    """Load ``(model, tokenizer, info)`` on CUDA (bf16) when present, else CPU (fp32)."""
+def load_base(runtime: Runtime | None = None):
+    """Load ``(model, tokenizer, info)`` of the runtime's model on its device and dtype."""
+    runtime = runtime or Runtime()
+    quiet_transformers(runtime)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    quiet_transformers()
-    info = resolve_model(spec, cache_dir)
-    device, dtype = device_and_dtype()
+    info = resolve_model(runtime.model, runtime.cache_dir)
+    device, dtype = device_and_dtype(runtime)
     try:
         tokenizer = AutoTokenizer.from_pretrained(info.path)
         model = AutoModelForCausalLM.from_pretrained(info.path, dtype=dtype)
     except OSError as exc:
-        raise ConfigError(f"cannot load model {spec!r}: {exc}") from None
+        raise ConfigError(f"cannot load model {runtime.model!r}: {exc}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(device), tokenizer, info
+
+
+def load_tokenizer(runtime: Runtime | None = None):
+    """The tokenizer of the runtime's model, without its weights."""
+    runtime = runtime or Runtime()
+    quiet_transformers(runtime)
+    from transformers import AutoTokenizer
+
+    info = resolve_model(runtime.model, runtime.cache_dir)
+    try:
+        return AutoTokenizer.from_pretrained(info.path)
+    except OSError as exc:
+        raise ConfigError(f"cannot load the tokenizer of {runtime.model!r}: {exc}") from None
 
 
 def check_adapter(path: Path, info: ModelInfo, *, verify: bool = True) -> None:

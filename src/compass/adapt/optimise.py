@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +11,7 @@ import numpy as np
 
 from ..data import Record
 from ..errors import DataError
+from ..runtime import Runtime
 from .batching import Example, collate, length_batches, target_nll, tokenise
 from .config import TrainConfig
 from .distributed import World
@@ -79,18 +79,14 @@ class Optimisation:
                       if config.eval_every else None)
         self.tokens, self.step, self.micro, self.losses, self.wall = 0, 0, 0, [], 0.0
 
-    def loop(self, progress: bool | None) -> None:
+    def loop(self, runtime: Runtime) -> None:
         """Train until ``max_steps``/``epochs`` or early stopping; the best dev weights are
-        restored at the end."""
-        from tqdm.auto import tqdm
-
+        restored at the end. Progress through the runtime (the first process's only)."""
         config, examples = self.config, self.data.examples
         lengths = [len(e.input_ids) for e in examples]
         self.peft_model.train()
         start = time.perf_counter()
-        show = progress if progress is not None else sys.stderr.isatty()
-        bar = tqdm(total=self.total_steps, desc="training", unit="step",
-                   disable=not (show and self.world.main))
+        bar = runtime.bar(self.total_steps, "training", "step", enabled=self.world.main)
         epoch, stop = 0, self.check is not None and self.check.measure(0)
         while self.micro < self.total_micro and not stop:
             for batch in length_batches(lengths, config.batch_size, seed=config.seed + epoch):

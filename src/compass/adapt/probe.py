@@ -24,7 +24,6 @@ is aligned *and* harmless.
 from __future__ import annotations
 
 import json
-import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from ..data import Record, load
 from ..errors import ConfigError, DataError
 from ..fsutil import atomic_write_text
 from ..outputs import check_output_file, input_paths
+from ..runtime import Runtime
 from .batching import Example, collate, length_batches, target_nll, tokenise
 
 METHODS = {"combined": ("gradient", "lookahead"), "gradient": ("gradient",), "lookahead": ("lookahead",)}
@@ -72,14 +72,14 @@ class ProbeConfig:
 class _LoraProbe:
     """The base model with a fresh LoRA, put back to its initial state for every language."""
 
-    def __init__(self, model: str | None, cfg: ProbeConfig, cache_dir: str | Path | None) -> None:
+    def __init__(self, runtime: Runtime, cfg: ProbeConfig) -> None:
         import torch
         from peft import LoraConfig, get_peft_model
 
         from .models import load_base
 
         torch.manual_seed(cfg.seed)
-        base, self.tokenizer, _ = load_base(model, cache_dir=cache_dir)
+        base, self.tokenizer, _ = load_base(runtime)
         self.lora = get_peft_model(base, LoraConfig(
             r=cfg.rank, lora_alpha=2 * cfg.rank, lora_dropout=0.0, target_modules="all-linear",
             task_type="CAUSAL_LM"))
@@ -134,8 +134,7 @@ class _LoraProbe:
 
 
 def transfer_scores(target: list[Record], pool: list[Record], *, train: list[Record] = (),
-                    model: str | None = None, config: ProbeConfig | None = None,
-                    cache_dir: str | Path | None = None, progress: bool | None = None,
+                    config: ProbeConfig | None = None, runtime: Runtime | None = None,
                     **options: Any) -> dict[str, dict[str, float]]:
     """Per measurement (``gradient`` / ``lookahead``), how much each pool language helps
     the target: higher is better.
@@ -143,10 +142,10 @@ def transfer_scores(target: list[Record], pool: list[Record], *, train: list[Rec
     ``target``: target-language usage text, what the probe scores; ``train``: the
     target's training records that ``lookahead`` mixes in (without them it trains on
     the pool language alone); ``pool``: auxiliary records with ``lang`` set.
-    ``options`` are :class:`ProbeConfig` fields.
+    ``options`` are :class:`ProbeConfig` fields; ``runtime``: the base model (default the
+    bundled one) and where progress goes (languages done, elapsed: the probe can take
+    half an hour).
     """
-    from tqdm.auto import tqdm
-
     by_lang: dict[str, list[Record]] = defaultdict(list)
     for rec in pool:
         if not rec.lang:
@@ -163,7 +162,8 @@ def transfer_scores(target: list[Record], pool: list[Record], *, train: list[Rec
     target, train = sample(target, cfg.target_size), sample(list(train), cfg.per_lang)
     samples = {lang: sample(recs, cfg.per_lang) for lang, recs in sorted(by_lang.items())}
 
-    lora = _LoraProbe(model, cfg, cache_dir)
+    runtime = runtime or Runtime()
+    lora = _LoraProbe(runtime, cfg)
     reference = lora.examples(target, "target")
     own = lora.examples(train, "train") if train else []
     methods = METHODS[cfg.method]
@@ -172,15 +172,16 @@ def transfer_scores(target: list[Record], pool: list[Record], *, train: list[Rec
         direction /= np.linalg.norm(direction) or 1.0
     before = lora.nll(reference) if "lookahead" in methods else 0.0
     scores: dict[str, dict[str, float]] = {m: {} for m in methods}
-    show = progress if progress is not None else sys.stderr.isatty()
-    for lang, recs in tqdm(samples.items(), desc=f"transfer probe ({cfg.method})", unit="lang",
-                           disable=not show):
-        found = lora.examples(recs, f"pool {lang}")
-        if "gradient" in methods:
-            grad = lora.mean_gradient(found)
-            scores["gradient"][lang] = float(direction @ grad / (np.linalg.norm(grad) or 1.0))
-        if "lookahead" in methods:
-            scores["lookahead"][lang] = before - lora.nll_after_training(own + found, reference)
+    with runtime.bar(len(samples), f"transfer probe ({cfg.method})", "lang") as bar:
+        for lang, recs in samples.items():
+            bar.set_postfix(lang=lang)
+            found = lora.examples(recs, f"pool {lang}")
+            if "gradient" in methods:
+                grad = lora.mean_gradient(found)
+                scores["gradient"][lang] = float(direction @ grad / (np.linalg.norm(grad) or 1.0))
+            if "lookahead" in methods:
+                scores["lookahead"][lang] = before - lora.nll_after_training(own + found, reference)
+            bar.update(1)
     return scores
 
 
@@ -217,20 +218,19 @@ def combined_distances(scores: dict[str, dict[str, float]]) -> dict[str, float]:
 
 
 def probe(usage: Any, pool: Any, out: str | Path | None = None, *, train: Any = None,
-          model: str | None = None, config: ProbeConfig | None = None,
-          cache_dir: str | Path | None = None, progress: bool | None = None,
+          config: ProbeConfig | None = None, runtime: Runtime | None = None,
           **options: Any) -> dict[str, Any]:
     """Load the sources, score every pool language, and write the result to ``out``
     (JSON, atomically) when given: ``distances`` is what ``lang_distances`` takes,
     ``scores`` holds each measurement's raw scores."""
-    cfg = config or ProbeConfig(**options)
+    cfg, runtime = config or ProbeConfig(**options), runtime or Runtime()
     if out is not None:
         check_output_file(out, inputs=[*input_paths(usage), *input_paths(pool), *input_paths(train)])
     scores = transfer_scores(load(usage, name="usage"), load(pool, name="pool"),
-                             train=load(train, name="train") if train else [], model=model,
-                             config=cfg, cache_dir=cache_dir, progress=progress)
+                             train=load(train, name="train") if train else [], config=cfg,
+                             runtime=runtime)
     distances = combined_distances(scores)
-    result = {"config": asdict(cfg), "model": model, "scores": scores, "distances": distances,
+    result = {"config": asdict(cfg), "model": runtime.model, "scores": scores, "distances": distances,
               "ranking": sorted(distances, key=lambda lang: (distances[lang], lang))}
     if out is not None:
         atomic_write_text(Path(out), json.dumps(result, indent=2))

@@ -12,6 +12,7 @@ import numpy as np
 from ..data import Record, load
 from ..errors import ConfigError, DataError
 from ..outputs import check_output_dir, input_paths
+from ..runtime import Runtime
 from ..selection.artifact import Selection
 from .adapter import Adapter
 from .batching import Example, Tokenised, tokenise
@@ -69,9 +70,8 @@ def training_examples(records: list[Record], tokenizer, config: TrainConfig) -> 
     return Tokenised([*tok.examples, *choices], tok.truncated, tok.dropped + too_long)
 
 
-def train(train: Any, out: str | Path, *, selected: Any = None, model: str | None = None,
-          config: TrainConfig | None = None, overwrite: bool = False, progress: bool | None = None,
-          cache_dir: str | Path | None = None, init_adapter: str | Path | None = None,
+def train(train: Any, out: str | Path, *, selected: Any = None, config: TrainConfig | None = None,
+          runtime: Runtime | None = None, overwrite: bool = False, init_adapter: str | Path | None = None,
           replay: Any = None, verify: bool = True, dev: Any = None, **options: Any) -> dict[str, Any]:
     """Train a LoRA adapter and write it to ``out`` (PEFT format + ``compass.json``).
 
@@ -84,7 +84,8 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
     Multiple-choice records are trained in ``mcq_format``. With ``dev`` data and
     ``eval_every``, training keeps the weights with the lowest dev NLL (the untrained
     adapter included) and stops after ``patience`` evaluations without improvement.
-    ``options`` are :class:`TrainConfig` fields. Returns the provenance written to
+    ``options`` are :class:`TrainConfig` fields; ``runtime`` says which base model (default
+    the bundled one), where and how verbosely. Returns the provenance written to
     ``compass.json``, with the weights manifest every loader verifies.
 
     Under ``torchrun``/``accelerate launch`` the processes share each global batch of
@@ -104,11 +105,12 @@ def train(train: Any, out: str | Path, *, selected: Any = None, model: str | Non
         raise ConfigError("eval_every needs dev data (--dev) to measure")
     data = TrainingData.load(train, selected, replay, dev, config.mcq_format)
     torch.manual_seed(config.seed)
-    base, tokenizer, info = load_base(model, cache_dir=cache_dir)
+    runtime = runtime or Runtime()
+    base, tokenizer, info = load_base(runtime)
     data.tokenise(tokenizer, config)
     peft_model = _lora_model(base, config, info, init_adapter, verify)
     run = Optimisation(peft_model, tokenizer, data, config, world)
-    run.loop(progress)
+    run.loop(runtime)
     provenance = {
         "base_model": info.name, "base_model_path": info.path, "base_revision": info.revision,
         "init_adapter": str(Path(init_adapter).resolve()) if init_adapter is not None else None,

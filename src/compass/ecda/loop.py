@@ -12,18 +12,16 @@ report of the window it happened in.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-from tqdm.auto import tqdm
 
 from ..data import Record, load
 from ..errors import ConfigError
 from ..fsutil import atomic_write_text
 from ..langs import normalize_lang
 from ..outputs import check_output_file, input_paths
+from ..runtime import Runtime
 from ..selection.reference import Reference
 from .machine import COLLECTING, FAILED, Machine, MemoryLog, Transition, outcome_state
 from .monitor import DriftMonitor
@@ -41,11 +39,11 @@ class AdaptiveMonitor:
 
     def __init__(self, reference: Reference | str | Path, policy: UpdatePolicy | None = None, *,
                  window: int = 200, alpha: float = 0.01, seed: int = 0,
-                 cache_dir: str | Path | None = None) -> None:
+                 runtime: Runtime | None = None) -> None:
         if not isinstance(window, int):
             raise ConfigError(f"window {window!r}: a log is replayed in windows of a number of queries "
                               "(time windows are for 'compass serve')")
-        self.window, self.alpha, self.seed, self.cache_dir = window, alpha, seed, cache_dir
+        self.window, self.alpha, self.seed, self.runtime = window, alpha, seed, runtime or Runtime()
         self.policy = policy
         self.outcomes: list[UpdateOutcome] = []
         self._offset = 0  # windows completed under earlier references
@@ -69,7 +67,7 @@ class AdaptiveMonitor:
     def _monitor(self, reference: Reference | str | Path) -> DriftMonitor:
         """A fresh monitor; its window 0 starts at the next query of the target language."""
         self._base = self._first + len(self._queries)
-        return DriftMonitor(reference, self.window, self.alpha, seed=self.seed, cache_dir=self.cache_dir)
+        return DriftMonitor(reference, self.window, self.alpha, seed=self.seed, runtime=self.runtime)
 
     def update(self, records: list[Record]) -> list[DriftReport]:
         out: list[DriftReport] = []
@@ -137,8 +135,8 @@ class AdaptiveMonitor:
 
 
 def replay(reference: Reference | str | Path, stream: Any, *, window: int = 200, alpha: float = 0.01,
-           out: str | Path | None = None, seed: int = 0, cache_dir: str | Path | None = None,
-           progress: bool | None = None, policy: UpdatePolicy | None = None,
+           out: str | Path | None = None, seed: int = 0, runtime: Runtime | None = None,
+           policy: UpdatePolicy | None = None,
            chunk: int = 2048) -> tuple[list[DriftReport], AdaptiveMonitor]:
     """Run the loop over a query log (any source :func:`compass.data.load` reads; records
     need ``text`` and ``lang``, or the reference's target language is assumed). With
@@ -146,11 +144,10 @@ def replay(reference: Reference | str | Path, stream: Any, *, window: int = 200,
     if out is not None:
         check_output_file(out, inputs=[*input_paths(stream), *input_paths(
             reference if isinstance(reference, (str, Path)) else None)])
-    loop = AdaptiveMonitor(reference, policy, window=window, alpha=alpha, seed=seed, cache_dir=cache_dir)
+    loop = AdaptiveMonitor(reference, policy, window=window, alpha=alpha, seed=seed, runtime=runtime)
     records = load(stream, name="stream", default_lang=loop.monitor.reference.target_lang)
     reports: list[DriftReport] = []
-    show = progress if progress is not None else sys.stderr.isatty()
-    with tqdm(total=len(records), desc="monitoring", unit="query", disable=not show) as bar:
+    with loop.runtime.bar(len(records), "monitoring", "query") as bar:
         for start in range(0, len(records), chunk):
             batch = records[start:start + chunk]
             reports += loop.update(batch)

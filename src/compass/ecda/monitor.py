@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from ..embed import EmbeddingCache, embed_texts
+from ..embed import embed_texts
 from ..errors import ConfigError
 from ..langs import normalize_lang
+from ..runtime import Runtime
 from ..selection.reference import Reference
 from .detectors import PageHinkley
 from .windows import DriftReport, Stream, parse_window
@@ -39,21 +40,22 @@ class DriftMonitor:
     ``alpha`` per window (see :func:`compass.ecda.detectors.calibrate`); a
     Page-Hinkley test per statistic (``page_hinkley``, a template copied per stream;
     ``None`` disables it) catches slow drift. Queries in languages the reference has no
-    usage for are counted in ``skipped`` and otherwise ignored.
+    usage for are counted in ``skipped`` and otherwise ignored (``runtime``: the embedding cache).
     """
 
     def __init__(self, reference: Reference | str | Path, window: int | str = 200, alpha: float = 0.01, *,
                  page_hinkley: PageHinkley | None = PageHinkley(), n_boot: int = 10_000, seed: int = 0,
-                 cache_dir: str | Path | None = None) -> None:
+                 runtime: Runtime | None = None) -> None:
         self.reference = reference if isinstance(reference, Reference) else Reference.load(reference)
         size = window if isinstance(window, int) else parse_window(window)
         self.timed = isinstance(size, float)
         self.window, self.alpha = window if self.timed else size, alpha
         self.skipped: Counter[str] = Counter()
-        self._options = {"page_hinkley": page_hinkley, "n_boot": n_boot, "seed": seed, "cache_dir": cache_dir}
+        self.runtime = runtime or Runtime()
+        self._options = {"page_hinkley": page_hinkley, "n_boot": n_boot, "seed": seed,
+                         "runtime": self.runtime}
         self._fingerprint: str | None = None
         self._clustering = self.reference.clustering()
-        self._cache_dir, self._cache = cache_dir, None
         langs = self.reference.languages
         keys = langs + ([ALL] if len(langs) > 1 else [])
         novel = self.reference.novel
@@ -125,10 +127,8 @@ class DriftMonitor:
         langs_arr, keep = self._languages(langs, len(texts))
         if not keep.any():
             return []
-        if self._cache is None:
-            self._cache = EmbeddingCache(self._cache_dir)
-        x = embed_texts([t for t, k in zip(texts, keep) if k], self.reference.encoder,
-                        cache=self._cache, progress=False)
+        x = embed_texts([t for t, k in zip(texts, keep) if k], self.runtime.encoder(self.reference.encoder),
+                        cache=self.runtime.cache, progress=False)
         return self._ingest(x, langs_arr[keep], self._times(times, len(texts))[keep])
 
     def update_embeddings(self, x: np.ndarray, langs: Sequence[str] | str | None = None,

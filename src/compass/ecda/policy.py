@@ -25,6 +25,7 @@ from ..errors import ConfigError
 from ..fsutil import atomic_write_text
 from ..langs import normalize_lang
 from ..options import option
+from ..runtime import Runtime
 from ..selection import Selection, select
 from .machine import GATING, SELECTING, TRAINING
 from .registry import Registry
@@ -120,20 +121,20 @@ class UpdatePolicy:
     the language(s) (any source; records of other languages are ignored per update).
     ``trained``: what the currently active adapter was trained on (train + selection),
     needed once: each update writes the cumulative data of its candidate to
-    ``workdir/<id>/trained.jsonl`` and later updates read it from there. ``verify=False``
+    ``workdir/<id>/trained.jsonl`` and later updates read it from there. ``runtime``: the
+    base model, cache and progress of select, train and the gate. ``verify=False``
     loads and registers adapters whose weights no longer match their ``compass.json``.
     """
 
     def __init__(self, registry: Registry | str | Path | None, pool: Any, preservation: Any, *,
                  workdir: str | Path, trained: Any = None, config: PolicyConfig | None = None,
-                 model: str | None = None, cache_dir: str | Path | None = None,
-                 progress: bool | None = None, verify: bool = True) -> None:
+                 runtime: Runtime | None = None, verify: bool = True) -> None:
         self.registry = registry if isinstance(registry, Registry) else Registry(registry)
-        self.pool, self.trained, self.model = pool, trained, model
+        self.pool, self.trained = pool, trained
         self.preservation = load(preservation, name="preservation")
         self.workdir = Path(workdir)
         self.config = config or PolicyConfig()
-        self.cache_dir, self.progress, self.verify = cache_dir, progress, verify
+        self.runtime, self.verify = runtime or Runtime(), verify
 
     def update(self, lang: str, queries: list[Record], *, adapter_id: str | None = None,
                promote: bool = True, step: Callable[[str, str], object] | None = None) -> UpdateOutcome:
@@ -158,15 +159,14 @@ class UpdatePolicy:
         folder = self.workdir / new_id
         step(SELECTING, f"{len(usage)} usage and {len(adaptation)} adaptation queries")
         selection = select(usage, self.pool, cfg.budget, train=history, target_lang=lang,
-                           out=folder / "selection", cache_dir=self.cache_dir, progress=self.progress,
-                           **{"seed": cfg.seed, **cfg.select})
+                           out=folder / "selection", runtime=self.runtime, **{"seed": cfg.seed, **cfg.select})
         # Replay the language's own earlier data: the new selection is mostly other
         # languages, and without target-language text the update drifts away from it.
         replay = [r for r in history if r.lang == lang] or history
         step(TRAINING, f"candidate {new_id} from {current.id}")
-        prov = train(None, folder / "adapter", selected=folder / "selection", model=self.model,
-                     init_adapter=current.path, replay=replay, config=cfg.train_config(),
-                     cache_dir=self.cache_dir, progress=self.progress, overwrite=True, verify=self.verify)
+        prov = train(None, folder / "adapter", selected=folder / "selection", init_adapter=current.path,
+                     replay=replay, config=cfg.train_config(), runtime=self.runtime, overwrite=True,
+                     verify=self.verify)
         step(GATING, f"{current.id} and {new_id} on {len(adaptation)} adaptation and {len(preserve)} "
              "preservation records")
         scores = self._score(adaptation, preserve, [current.path, str(folder / "adapter")])
@@ -222,6 +222,6 @@ class UpdatePolicy:
         """Per-token NLL of each adapter on both gate sets, in one pass over the model."""
         rows = [replace(r, id=f"{name}:{r.id}", meta={**r.meta, "gate": name})
                 for name, recs in (("adaptation", adaptation), ("preservation", preserve)) for r in recs]
-        res = evaluate(rows, model=self.model, adapters=adapters, include_base=False, group_by="gate",
-                       cache_dir=self.cache_dir, bootstrap=0, verify=self.verify)
+        res = evaluate(rows, adapters=adapters, include_base=False, group_by="gate", runtime=self.runtime,
+                       bootstrap=0, verify=self.verify)
         return {a: {g: m["nll"] for g, m in res["models"][a]["by_group"].items()} for a in adapters}

@@ -26,6 +26,7 @@ from typing import Any
 from ..data import Record
 from ..errors import CompassError, ConfigError
 from ..options import option
+from ..runtime import Runtime
 from .database import redact
 from .jobs import Job, JobQueue, LostLease
 from .machine import outcome_state
@@ -85,8 +86,9 @@ class Worker:
         self.store = QueryStore(config.db)
         self.registry = Registry(config.registry)
         self.policy = UpdatePolicy(self.registry, config.pool, config.preserve, workdir=config.workdir,
-                                   trained=config.trained, config=config.policy, model=config.model,
-                                   cache_dir=config.cache_dir, progress=False, verify=config.verify)
+                                   trained=config.trained, config=config.policy, verify=config.verify,
+                                   runtime=Runtime(model=config.model, cache_dir=config.cache_dir,
+                                                   progress=False))
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Claim and run jobs until ``stop`` is set (between jobs)."""

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
-from tqdm.auto import tqdm
 
+from ..progress import progress_bar
 from .cache import EmbeddingCache, text_key
 from .encoders import DEFAULT_ENCODER, Encoder, get_encoder
 
@@ -17,7 +15,8 @@ def embed_texts(texts: list[str], encoder: str | Encoder = DEFAULT_ENCODER, *,
     """Return an ``(n, dim)`` float32 array, one normalised row per text.
 
     Identical texts are embedded once; cached ones not at all. ``progress=None``
-    shows a bar when stderr is a terminal and there is real work to do.
+    shows a bar when stderr is a terminal and there is real work to do (in a log, a
+    line a minute; see :func:`compass.progress.progress_bar`).
     """
     unique = list(dict.fromkeys(texts))
     if cache is None:
@@ -28,8 +27,7 @@ def embed_texts(texts: list[str], encoder: str | Encoder = DEFAULT_ENCODER, *,
     vectors = cache.get(keys, dim)
     todo = [i for i, k in enumerate(keys) if k not in vectors]
     if todo:
-        show = progress if progress is not None else (sys.stderr.isatty() and len(todo) > 256)
-        with tqdm(total=len(todo), desc=desc, unit="text", disable=not show) as bar:
+        with progress_bar(progress, len(todo), desc, "text", min_total=257) as bar:
             for start in range(0, len(todo), batch_size):
                 batch = todo[start:start + batch_size]
                 out = enc.encode([unique[i] for i in batch])

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from ..fsutil import atomic_write_text
+from .cells import describe_variant
 from .results import ALL, BASE
-from .runner import describe_variant
 from .spec import LOWER_IS_BETTER, ExperimentConfig
 
 COLOURS = ("#1f77b4", "#d62728", "#7f7f7f", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")

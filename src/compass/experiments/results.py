@@ -19,7 +19,7 @@ import numpy as np
 from ..adapt.adapter import Adapter
 from ..adapt.evaluate import bootstrap_draws
 from ..selection.artifact import Selection
-from .runner import Cell, plan
+from .cells import Cell, plan
 from .spec import ExperimentConfig, default_score
 
 ALL = "all"

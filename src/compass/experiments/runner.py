@@ -10,147 +10,37 @@ that close to an evaluation item of its target (``OUT/leakage/<target>.json`` sa
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..adapt.adapter import Adapter
-from ..data import Record, Source, load
+from ..data import Record, load
 from ..errors import ConfigError
 from ..fsutil import atomic_write_text
+from ..runtime import Runtime
 from ..selection.artifact import Selection
-from .spec import ExperimentConfig, Target, Variant, default_score
+from .cells import Cell, cell_settings, is_done, plan, relevant, settings_hash, strategy_of
+from .spec import ExperimentConfig, Target
 
 Echo = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Cell:
-    target: Target
-    strategy: str  # a strategy or variant name, or "base" for the untouched base model
-    seed: int | None
-
-    @property
-    def label(self) -> str:
-        return self.target.key + "/" + self.strategy + ("" if self.seed is None else f"/seed{self.seed}")
-
-    def directory(self, out: Path) -> Path:
-        return out / "cells" / self.label
-
-
-def plan(config: ExperimentConfig) -> list[Cell]:
-    """Base-model cells first (one per target), then strategies x seeds per target."""
-    cells = []
-    for target in config.targets:
-        cells.append(Cell(target, "base", None))
-        cells.extend(Cell(target, s, seed) for seed in config.seeds for s in config.strategies)
-    return cells
-
-
-def cell_settings(config: ExperimentConfig, cell: Cell) -> dict[str, Any]:
-    """Everything that determines a cell's numbers (hashed to detect config changes)."""
-    kind = strategy_of(config, cell)
-    settings: dict[str, Any] = {"model": config.model, "evaluate": config.evaluate,
-                                "target": target_settings(cell.target), "strategy": kind}
-    if kind != "base":
-        settings.update(seed=cell.seed, train=config.train_config(cell.seed).to_dict())
-    if kind not in ("base", "none"):
-        settings.update(budget=config.budget, select=config.select_options(cell.seed, cell.strategy))
-        variant = config.variant(cell.strategy)
-        if variant.probe is not None:
-            settings.update(probe=variant.probe)
-        if config.leak_threshold is not None:
-            settings.update(leak_threshold=config.leak_threshold)
-    return relevant(settings)
-
-
-def target_settings(target: Target) -> dict[str, Any]:
-    """The target as hashed: options left at their defaults are omitted, so cells made
-    before those options existed keep their hash."""
-    settings = asdict(target)
-    if not target.dev:
-        del settings["dev"]
-    for spec, eval_set in zip(settings["evals"], target.evals):
-        if eval_set.score == default_score(eval_set.metric):
-            del spec["score"]
-        if eval_set.longctx is None:
-            del spec["longctx"]
-    return settings
-
-
-def strategy_of(config: ExperimentConfig, cell: Cell) -> str:
-    """The selection strategy a cell runs (``base`` and ``none`` select nothing)."""
-    return "base" if cell.strategy == "base" else config.variant(cell.strategy).strategy
-
-
-def relevant(settings: dict[str, Any]) -> dict[str, Any]:
-    """``settings`` without what the cell's strategy ignores: a changed language prior
-    or probe does not invalidate ``lang-sim`` or ``random`` cells."""
-    from ..selection.strategies import STRATEGY_CLASSES
-
-    strategy = STRATEGY_CLASSES.get(settings["strategy"])
-    if strategy is None or strategy.reads_lang_penalty:
-        return settings
-    select = {k: v for k, v in settings["select"].items() if k not in ("lang_penalty", "lang_distances")}
-    return {**{k: v for k, v in settings.items() if k != "probe"}, "select": select}
-
-
-def settings_hash(settings: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def is_done(config: ExperimentConfig, cell: Cell) -> bool:
-    return (cell.directory(config.out) / "eval.json").is_file()
-
-
-def describe(config: ExperimentConfig) -> str:
-    """The plan in words: sources and the loader each resolves to, cells and their state."""
-    lines = [f"experiment {config.name} ({config.origin}) -> {config.out}",
-             f"  model: {config.model or 'bundled Gemma 3 270M'}; budget {config.budget}; "
-             f"seeds {config.seeds}; baseline {config.baseline}",
-             f"  strategies: {', '.join(config.strategies)}",
-             f"  train: {config.train or 'defaults'}; select: {config.select or 'defaults'}"
-             + (f"; transfer probe {config.probe}" if config.probe is not None else "")
-             + (f"; leak threshold {config.leak_threshold}" if config.leak_threshold is not None else "")]
-    lines += [f"  variant {v.name}: {describe_variant(v)}" for v in config.variants.values()]
-    for target in config.targets:
-        lines.append(f"  target {target.lang}")
-        roles = [("usage", target.usage), ("train", target.train), ("dev", target.dev), ("pool", target.pool)]
-        roles += [(f"eval {e.name} [{e.metric}]", e.sources) for e in target.evals]
-        for role, specs in roles:
-            for spec in specs:
-                src = Source.parse(spec)
-                lines.append(f"    {role:<22} {src.kind:<10} {spec}")
-    cells = plan(config)
-    done = sum(is_done(config, c) for c in cells)
-    lines.append(f"  {len(cells)} cells ({done} done): " + ", ".join(
-        c.label + (" [done]" if is_done(config, c) else "") for c in cells))
-    return "\n".join(lines)
-
-
-def describe_variant(variant: Variant) -> str:
-    """``compass, probe {...}, select {...}``: what a variant changes."""
-    probe = "no probe" if variant.probe is None else f"probe {variant.probe}"
-    return f"{variant.strategy}, {probe}" + (f", select {variant.select}" if variant.select else "")
 
 
 class Runner:
     """Runs the cells of a config in order, resuming finished steps; see the module docstring."""
 
-    def __init__(self, config: ExperimentConfig, *, cache_dir: str | Path | None = None,
-                 echo: Echo | None = None, progress: bool | None = None) -> None:
+    def __init__(self, config: ExperimentConfig, *, runtime: Runtime | None = None,
+                 echo: Echo | None = None) -> None:
         self.config = config
-        self.cache_dir = cache_dir
+        self.runtime = (runtime or Runtime()).with_model(config.model)  # the config's base model
         self.echo = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        self.progress = progress
         self._data: tuple[str, dict[str, list[Record]]] | None = None  # the current target's
 
     def run(self) -> list[Cell]:
@@ -200,8 +90,8 @@ class Runner:
             if variant.probe is not None:
                 options["lang_distances"] = self.lang_distances(target, variant.probe)
             select(data["usage"], data["pool"], config.budget, train=data["train"] or None,
-                   strategy=kind, target_lang=target.lang, out=selection,
-                   cache_dir=self.cache_dir, progress=self.progress, **options)
+                   strategy=kind, target_lang=target.lang, out=selection, runtime=self.runtime,
+                   **options)
         if kind != "base":
             if not (directory / "categories.json").is_file():
                 self._categories(target, selection if kind != "none" else None, directory)
@@ -212,10 +102,9 @@ class Runner:
                 if not target.train and kind == "none":
                     raise ConfigError(f"target {target.lang}: strategy 'none' needs target train data")
                 dev = load(target.dev, name="dev", default_lang=target.lang) if target.dev else None
-                train(target.train or [], adapter, model=config.model,
-                      selected=selection if kind != "none" else None, dev=dev,
-                      config=config.train_config(cell.seed), overwrite=True,
-                      progress=self.progress, cache_dir=self.cache_dir)
+                train(target.train or [], adapter, selected=selection if kind != "none" else None,
+                      dev=dev, config=config.train_config(cell.seed), overwrite=True,
+                      runtime=self.runtime)
             adapters = [str(adapter)]
         self.echo("  evaluate")
         memo: dict[str, Any] = {}  # sets that differ only in the compared figure are scored once
@@ -244,7 +133,7 @@ class Runner:
         encoder = self.config.select.get("encoder", DEFAULT_ENCODER)
         self.echo(f"  leak filter for {target.lang}: pool vs {len(evaluation)} evaluation items")
         kept, dropped = drop_leaked(pool, evaluation, self.config.leak_threshold, encoder=encoder,
-                                    cache_dir=self.cache_dir, progress=self.progress)
+                                    runtime=self.runtime)
         self.echo(f"  dropped {len(dropped)} of {len(pool)} pool records")
         atomic_write_text(self.config.out / "leakage" / f"{target.key}.json", json.dumps(
             {"threshold": self.config.leak_threshold, "encoder": encoder, "pool": len(pool),
@@ -285,8 +174,7 @@ class Runner:
             self.echo(f"  transfer probe for {target.lang} (once per target and probe setting)")
             data = self.data(target)
             result = probe(data["usage"], data["pool"], train=data["train"] or None,
-                           model=self.config.model, config=ProbeConfig(**probe_options),
-                           cache_dir=self.cache_dir, progress=self.progress)
+                           config=ProbeConfig(**probe_options), runtime=self.runtime)
             if self.config.leak_threshold is not None:
                 result["leak_threshold"] = self.config.leak_threshold
             atomic_write_text(path, json.dumps(result, indent=2))
@@ -300,9 +188,8 @@ class Runner:
         if memo is None or key not in memo:
             records = self.longctx_items(eval_set, target) if eval_set.metric == "longctx" else \
                 load(eval_set.sources, name=f"eval set {eval_set.name}", default_lang=target.lang)
-            res = evaluate(records, model=self.config.model, adapters=adapters,
-                           config=self.config.eval_config(eval_set.metric), item_scores=True,
-                           include_base=not adapters, cache_dir=self.cache_dir)
+            res = evaluate(records, adapters=adapters, config=self.config.eval_config(eval_set.metric),
+                           item_scores=True, include_base=not adapters, runtime=self.runtime)
             memo = {} if memo is None else memo
             memo[key] = records, res
         records, res = memo[key]
@@ -333,7 +220,7 @@ class Runner:
         path = self.config.out / "longctx" / target.key / f"{settings_hash(made_with)}.jsonl"
         if not path.is_file():
             self.echo(f"  build long-context items '{eval_set.name}' for {target.lang}")
-            build(eval_set.sources, path, config, oneruler=oneruler, cache_dir=self.cache_dir)
+            build(eval_set.sources, path, config, oneruler=oneruler, runtime=self.runtime)
             atomic_write_text(path.with_suffix(".json"), json.dumps(made_with, indent=2))
         return load(str(path), name=f"eval set {eval_set.name}")
 

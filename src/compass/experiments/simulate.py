@@ -39,6 +39,7 @@ from ..ecda import AdaptiveMonitor, PolicyConfig, Registry, UpdatePolicy
 from ..errors import ConfigError
 from ..fsutil import atomic_write_text
 from ..outputs import NEW_DIRECTORY, check_output_dir
+from ..runtime import Runtime
 from ..selection import Selection, select
 
 POOL_LANGS = ("eng_Latn,fra_Latn,deu_Latn,spa_Latn,por_Latn,ita_Latn,rus_Cyrl,pol_Latn,zho_Hans,"
@@ -96,11 +97,12 @@ def stream(s: Scenario) -> list[Record]:
     return out
 
 
-def simulate(s: Scenario, out: str | Path, *, cache_dir: str | Path | None = None,
-             progress: bool | None = None, log=print) -> dict[str, Any]:
+def simulate(s: Scenario, out: str | Path, *, runtime: Runtime | None = None, log=print) -> dict[str, Any]:
     """Run the four arms; write ``simulation.json`` / ``simulation.md`` / ``events.jsonl`` (the
-    ECDA arm's machine transitions in both JSON files)."""
+    ECDA arm's machine transitions in both JSON files). ``runtime``: cache, device, progress
+    (its model is the scenario's)."""
     out = check_output_dir(out, NEW_DIRECTORY, overwrite=None, inputs=[Path(s.root)])
+    runtime = (runtime or Runtime()).with_model(s.model)
     start = time.perf_counter()
     train_cfg = TrainConfig(**{"seed": s.seed, **s.train})
     train_recs = load(s.source("57-70", s.phases[0]), name="train")
@@ -108,10 +110,9 @@ def simulate(s: Scenario, out: str | Path, *, cache_dir: str | Path | None = Non
     log(f"initial adapter v0: usage = phase 0 topics, {len(train_recs)} train records, "
         f"{len(pool)} pool records, budget {s.budget}")
     select(s.source("0-35", s.phases[0]), pool, s.budget, train=train_recs, target_lang=s.lang,
-           out=out / "v0" / "selection", cache_dir=cache_dir, progress=progress, seed=s.seed)
+           out=out / "v0" / "selection", runtime=runtime, seed=s.seed)
     v0 = out / "v0" / "adapter"
-    train(train_recs, v0, selected=out / "v0" / "selection", model=s.model, config=train_cfg,
-          cache_dir=cache_dir, progress=progress)
+    train(train_recs, v0, selected=out / "v0" / "selection", config=train_cfg, runtime=runtime)
     registry = Registry(out / "registry.sqlite")
     registry.register("v0", s.lang, v0)
     registry.promote("v0", reason="initial adapter")
@@ -120,9 +121,9 @@ def simulate(s: Scenario, out: str | Path, *, cache_dir: str | Path | None = Non
     log("ECDA: monitoring the stream")
     policy = UpdatePolicy(registry, pool, s.source("50-57", s.phases[0]), workdir=out / "ecda",
                           trained=initial, config=replace(s.policy, seed=s.seed, train=s.train),
-                          model=s.model, cache_dir=cache_dir, progress=progress)
+                          runtime=runtime)
     loop = AdaptiveMonitor(out / "v0" / "selection", policy, window=s.window, seed=s.seed,
-                           cache_dir=cache_dir)
+                           runtime=runtime)
     queries = stream(s)
     reports = []
     for lo in range(0, len(queries), s.window):
@@ -134,15 +135,15 @@ def simulate(s: Scenario, out: str | Path, *, cache_dir: str | Path | None = Non
 
     adapters = {"stale": str(v0), "ecda": registry.active(s.lang).path}
     tokens = {"stale": 0, "ecda": sum(o.tokens for o in loop.outcomes)}
-    adapters["naive"], tokens["naive"] = _naive(s, out, loop, train_cfg, cache_dir, progress, log)
-    adapters["full"], tokens["full"] = _full(s, out, loop, initial, train_cfg, cache_dir, progress, log)
+    adapters["naive"], tokens["naive"] = _naive(out, loop, train_cfg, runtime, log)
+    adapters["full"], tokens["full"] = _full(out, loop, initial, train_cfg, runtime, log)
 
     log("evaluating every arm on each phase's held-out data")
     held_out = [replace(r, meta={**r.meta, "phase": str(p)}) for p, topics in enumerate(s.phases)
                 for r in load(s.source("35-50", topics), name=f"evaluation phase {p}")]
     held_out = [replace(r, id=f"p{r.meta['phase']}:{r.id}") for r in held_out]
-    res = evaluate(held_out, model=s.model, adapters=list(adapters.values()), group_by="phase",
-                   cache_dir=cache_dir, bootstrap=0)
+    res = evaluate(held_out, adapters=list(adapters.values()), group_by="phase", runtime=runtime,
+                   bootstrap=0)
     nll = {"base": _by_phase(res["models"]["base"])}
     nll.update({arm: _by_phase(res["models"][path]) for arm, path in adapters.items()})
     result = {"scenario": asdict(s), "nll": nll, "tokens": tokens,
@@ -155,25 +156,24 @@ def simulate(s: Scenario, out: str | Path, *, cache_dir: str | Path | None = Non
     return result
 
 
-def _naive(s, out, loop, cfg, cache_dir, progress, log) -> tuple[str, int]:
+def _naive(out, loop, cfg, runtime, log) -> tuple[str, int]:
     current, tokens = out / "v0" / "adapter", 0
     for i, outcome in enumerate(loop.outcomes):
         log(f"naive: fine-tune on update {i + 1}'s selection only")
         nxt = out / "naive" / f"u{i + 1}"
-        prov = train(None, nxt, selected=outcome.selection, init_adapter=current, model=s.model,
-                     config=replace(cfg, replay_share=0.0, l2_pull=0.0), cache_dir=cache_dir,
-                     progress=progress)
+        prov = train(None, nxt, selected=outcome.selection, init_adapter=current,
+                     config=replace(cfg, replay_share=0.0, l2_pull=0.0), runtime=runtime)
         current, tokens = nxt, tokens + prov["tokens"]
     return str(current), tokens
 
 
-def _full(s, out, loop, initial, cfg, cache_dir, progress, log) -> tuple[str, int]:
+def _full(out, loop, initial, cfg, runtime, log) -> tuple[str, int]:
     current, tokens, data = out / "v0" / "adapter", 0, list(initial)
     for i, outcome in enumerate(loop.outcomes):
         log(f"full retrain {i + 1}: a fresh adapter on everything so far")
         data += Selection.load_records(outcome.selection, name="update selection")
         current = out / "full" / f"u{i + 1}"
-        prov = train(data, current, model=s.model, config=cfg, cache_dir=cache_dir, progress=progress)
+        prov = train(data, current, config=cfg, runtime=runtime)
         tokens += prov["tokens"]
     return str(current), tokens
 

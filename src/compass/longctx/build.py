@@ -36,6 +36,7 @@ from ..data import Record, load
 from ..errors import ConfigError, DataError
 from ..fsutil import atomic_write_text
 from ..outputs import check_output_file, input_paths
+from ..runtime import Runtime
 from .langs import aliases, oneruler_lang
 from .templates import Templates, load_templates
 
@@ -84,11 +85,12 @@ class BuildConfig:
 
 
 def build(haystack: Any, out: str | Path | None, config: BuildConfig, *,
-          oneruler: str | Path, tokenizer=None, cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
+          oneruler: str | Path, tokenizer=None, runtime: Runtime | None = None) -> list[dict[str, Any]]:
     """Write (when ``out`` is given) and return the items as JSONL rows.
 
     ``haystack``: source strings or records; only those in the target language are used.
-    ``tokenizer``: the evaluated model's (default: loaded from ``config.model``).
+    ``tokenizer``: the evaluated model's (default: loaded from ``config.model``, with the
+    runtime's cache and hygiene).
     Each row is a prompt/completion record (``completion`` = the gold answer, which
     ``compass evaluate --metric longctx`` scores by log-likelihood) with ``variant``,
     ``length`` (target), ``tokens`` (actual), ``answers``, ``needles`` (key, value,
@@ -100,7 +102,9 @@ def build(haystack: Any, out: str | Path | None, config: BuildConfig, *,
     templates = load_templates(oneruler, folder)
     sentences = haystack_sentences(haystack, code)
     if tokenizer is None:
-        tokenizer = load_tokenizer(config.model, cache_dir)
+        from ..adapt.models import load_tokenizer
+
+        tokenizer = load_tokenizer((runtime or Runtime()).with_model(config.model))
     count = token_counter(tokenizer, config.chat_template)
     rows = []
     for variant in config.variants:
@@ -127,19 +131,6 @@ def parse_lengths(text: str) -> list[int]:
             raise ConfigError(f"lengths: {part!r} is not a number of tokens (e.g. 4096 or 4k)")
         out.append(int(digits) * scale)
     return out
-
-
-def load_tokenizer(model: str | None, cache_dir: str | Path | None = None):
-    """The tokenizer of ``model`` (default the bundled Gemma 3 270M), without its weights."""
-    from transformers import AutoTokenizer
-
-    from ..adapt.models import resolve_model
-
-    info = resolve_model(model, cache_dir)
-    try:
-        return AutoTokenizer.from_pretrained(info.path)
-    except OSError as exc:
-        raise ConfigError(f"cannot load the tokenizer of {model!r}: {exc}") from None
 
 
 def haystack_sentences(haystack: Any, lang: str) -> list[str]:

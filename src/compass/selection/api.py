@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 
 from ..data import Record, Source, load
-from ..embed import EmbeddingCache, Encoder, centre_by_language, embed_texts, language_means
+from ..embed import Encoder, centre_by_language, embed_texts, language_means
 from ..errors import ConfigError
 from ..langs import normalize_lang
 from ..outputs import check_output_dir, input_paths
+from ..runtime import Runtime
 from .artifact import Selection
 from .config import SelectConfig
 from .core import Outcome, select_embedded
@@ -28,25 +29,26 @@ ENGINES = ("local", "ray")
 
 def select(usage: SourceLike, pool: SourceLike, budget: int, *, train: SourceLike | None = None,
            target_lang: str | None = None, out: str | Path | None = None,
-           cache_dir: str | Path | None = None, progress: bool | None = None,
-           engine: str = "local", ray_address: str | None = None, ray_workers: int | None = None,
-           embed_batch_size: int = 256, encoder: str | Encoder | None = None,
+           runtime: Runtime | None = None, engine: str = "local", ray_address: str | None = None,
+           ray_workers: int | None = None, embed_batch_size: int = 256, encoder: str | Encoder | None = None,
            overwrite: bool = False, **options: Any) -> Selection:
     """Select ``budget`` pool records for the target language.
 
     ``usage``/``train``/``pool`` are source strings (see :mod:`compass.data.sources`),
     lists of them, or lists of :class:`Record`. ``options`` are :class:`SelectConfig`
     fields (``strategy``, ``clusters``, ``seed``, ``centre``, ``lang_cap``, ...), with
-    their defaults there. With ``out`` the
+    their defaults there. ``runtime``: the embedding cache and progress display
+    (default :class:`~compass.runtime.Runtime`'s). With ``out`` the
     result is also written there: checked first, so a bad ``out`` fails before any work;
     files there that a selection does not own need ``overwrite`` and are never touched.
 
     ``engine="ray"`` embeds and scores the pool on a Ray cluster (``ray_address``; a
     local one when ``None``) with ``ray_workers`` embedding actors; it picks exactly what
     the local engine picks, caching pool embeddings as Parquet next to the data (or
-    under ``cache_dir``). ``encoder`` is a name or an :class:`Encoder` object (default:
+    under the runtime's ``cache_dir``). ``encoder`` is a name or an :class:`Encoder` object (default:
     ``SelectConfig.encoder``).
     """
+    runtime = runtime or Runtime()
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
     if out is not None:
@@ -66,10 +68,10 @@ def select(usage: SourceLike, pool: SourceLike, budget: int, *, train: SourceLik
         timings["load"] = time.perf_counter() - start
         outcome, picked_recs, means = select_ray(
             usage_recs, train_recs, pool, config, encoder,
-            RayOptions(ray_address, ray_workers, embed_batch_size, cache_dir), progress=progress)
+            RayOptions(ray_address, ray_workers, embed_batch_size), runtime)
     else:
         outcome, picked_recs, means = _select_local(usage_recs, train_recs, pool, config, encoder,
-                                                    cache_dir, progress, timings, start)
+                                                    runtime, timings, start)
     timings.update(outcome.timings)
     start = time.perf_counter()
     reference = _reference(outcome, usage_recs, config, means)
@@ -111,16 +113,16 @@ def _reference(outcome: Outcome, usage: list[Record], config: SelectConfig,
 
 
 def _select_local(usage_recs: list[Record], train_recs: list[Record], pool: SourceLike,
-                  config: SelectConfig, encoder: str | Encoder, cache_dir: str | Path | None,
-                  progress: bool | None, timings: dict[str, float],
+                  config: SelectConfig, encoder: str | Encoder, runtime: Runtime,
+                  timings: dict[str, float],
                   start: float) -> tuple[Outcome, list[Record], dict[str, np.ndarray] | None]:
     """Everything in this process: embed usage, train and pool together, then select."""
     pool_recs = load(pool, name="pool")
     timings["load"] = time.perf_counter() - start
     start = time.perf_counter()
     all_recs = usage_recs + train_recs + pool_recs
-    x = embed_texts([r.text for r in all_recs], encoder, cache=EmbeddingCache(cache_dir),
-                    progress=progress)
+    x = embed_texts([r.text for r in all_recs], runtime.encoder(encoder), cache=runtime.cache,
+                    progress=runtime.progress)
     means = None
     if config.centre:
         langs = [r.lang for r in all_recs]

