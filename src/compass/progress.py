@@ -42,11 +42,12 @@ def clock(seconds: float) -> str:
 
 
 class _Lines:
-    """tqdm's interface, as a line every ``every`` seconds (and a last one if any was written)."""
+    """tqdm's interface, as a line every ``every`` seconds (and, if any was written, a last
+    one for what came after it)."""
 
     def __init__(self, total: int | None, desc: str, unit: str, every: float, stream: TextIO) -> None:
         self.total, self.desc, self.unit, self.every, self.stream = total, desc, unit, every, stream
-        self.n, self.postfix, self.written = 0, "", False
+        self.n, self.postfix, self.shown = 0, "", None  # shown: n at the last line
         self.start = self.last = time.perf_counter()
 
     def update(self, n: int = 1) -> None:
@@ -58,7 +59,7 @@ class _Lines:
         self.postfix = ", ".join(f"{k} {v}" for k, v in values.items())
 
     def close(self) -> None:
-        if self.written:
+        if self.shown is not None and self.shown != self.n:
             self._line()
 
     def _line(self) -> None:
@@ -67,7 +68,7 @@ class _Lines:
         extra = f", {self.postfix}" if self.postfix else ""
         print(f"{self.desc}: {self.n}{of} {self.unit} ({clock(self.last - self.start)}{extra})",
               file=self.stream, flush=True)
-        self.written = True
+        self.shown = self.n
 
     def __enter__(self) -> _Lines:
         return self
