@@ -179,7 +179,7 @@ def test_reference_files(tmp_path, reference):
 
 
 def test_adapter_directory_carries_the_reference(tmp_path, reference):
-    from compass.adapt.train import _write_adapter
+    from compass.adapt.adapter import Adapter
 
     class StubModel:
         def save_pretrained(self, folder):
@@ -194,7 +194,7 @@ def test_adapter_directory_carries_the_reference(tmp_path, reference):
                   "config": {"rank": 1, "alpha": 1, "target_modules": "all-linear"},
                   "init_adapter": None, "data": {name: {"records": 1, "sha256": "x"}
                                                  for name in ("train", "selected", "replay")}}
-    _write_adapter(StubModel(), tmp_path / "adapter", provenance, False, tmp_path / "sel" / "reference.npz")
+    Adapter(provenance).save(tmp_path / "adapter", StubModel(), selection=tmp_path / "sel")
     assert Reference.load(tmp_path / "adapter").k == reference.k
 
 

@@ -10,7 +10,8 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from compass.adapt import EvalConfig, TrainConfig, evaluate
-from compass.cli import EMBEDDING_RUN, MODEL_RUN, UPDATE_OPTIONS, WORKER_OPTIONS, ModelServer, UpdateData, app
+from compass.cli import UPDATE_OPTIONS, WORKER_OPTIONS, ModelServer, UpdateData, app
+from compass.cli.common import EMBEDDING_RUN, MODEL_RUN
 from compass.ecda import Controls, NotifyConfig, PolicyConfig, WorkerConfig
 from compass.errors import ConfigError
 from compass.experiments import from_dict
