@@ -19,6 +19,7 @@ from ..runtime import Runtime
 from .artifact import Selection
 from .config import SelectConfig
 from .core import Outcome, select_embedded
+from .engines.ray_engine import RayOptions, select_ray
 from .reference import Reference
 
 SourceLike = str | Source | Iterable[str | Source | Record]
@@ -30,8 +31,8 @@ ENGINES = ("local", "ray")
 def select(usage: SourceLike, pool: SourceLike, budget: int, *, train: SourceLike | None = None,
            target_lang: str | None = None, out: str | Path | None = None,
            runtime: Runtime | None = None, engine: str = "local", ray_address: str | None = None,
-           ray_workers: int | None = None, embed_batch_size: int = 256, encoder: str | Encoder | None = None,
-           overwrite: bool = False, **options: Any) -> Selection:
+           ray_workers: int | None = None, embed_batch_size: int = RayOptions.batch_size,
+           encoder: str | Encoder | None = None, overwrite: bool = False, **options: Any) -> Selection:
     """Select ``budget`` pool records for the target language.
 
     ``usage``/``train``/``pool`` are source strings (see :mod:`compass.data.sources`),
@@ -63,8 +64,6 @@ def select(usage: SourceLike, pool: SourceLike, budget: int, *, train: SourceLik
         encoder = config.encoder
     train_recs = load(train, name="train", default_lang=config.target_lang) if train is not None else []
     if engine == "ray":
-        from .engines.ray_engine import RayOptions, select_ray
-
         timings["load"] = time.perf_counter() - start
         outcome, picked_recs, means = select_ray(
             usage_recs, train_recs, pool, config, encoder,
