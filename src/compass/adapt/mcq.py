@@ -124,39 +124,41 @@ def option_scores(causal_lm, pad_id: int, items: list[Item]) -> list:
     r, p, t, i, j = (np.array(c) for c in zip(*queries))
     logp = torch.log_softmax(head_logits(causal_lm, hidden[r, p]), dim=-1)
     picked = logp[torch.arange(len(t), device=device), torch.as_tensor(t, device=device)].double()
-    offsets = np.cumsum([0] + [len(item.options) for item in items])
-    flat = torch.zeros(int(offsets[-1]), dtype=torch.float64, device=device)
-    flat = flat.index_add(0, torch.as_tensor(offsets[i] + j, device=device), picked)
+    return _sum_per_option(picked, i, j, items)
+
+
+def _sum_per_option(picked, item, option, items: list[Item]) -> list:
+    """Per item, a tensor of its options' sums of ``picked`` (each value belongs to option
+    ``option[k]`` of item ``item[k]``)."""
+    import torch
+
+    offsets = np.cumsum([0] + [len(it.options) for it in items])
+    flat = torch.zeros(int(offsets[-1]), dtype=torch.float64, device=picked.device)
+    flat = flat.index_add(0, torch.as_tensor(offsets[np.asarray(item)] + np.asarray(option),
+                                             device=picked.device), picked)
     return [flat[offsets[k]:offsets[k + 1]] for k in range(len(items))]
 
 
 def shared_option_scores(causal_lm, pad_id: int, items: list[Item]) -> list:
     """:func:`option_scores` with each item's context run once: its options continue from
-    the context's key/value cache instead of repeating it in a row per option (the
-    question is most of an exam item's tokens, so training on it costs 2-4x less). Equal
-    to :func:`option_scores` up to float rounding; differentiable."""
+    the context's key/value cache instead of repeating it in a row per option (on EXAMS a
+    row per option holds ~2.4x the tokens; 1.7x faster, docs/BENCHMARKS.md (i)). Equal to
+    :func:`option_scores` up to float rounding; differentiable."""
     import torch
 
     device = next(causal_lm.parameters()).device
     decoder = causal_lm.get_decoder()
-    width = max(len(item.context) for item in items)
-    ids = torch.full((len(items), width), pad_id, dtype=torch.long, device=device)
-    mask = torch.zeros_like(ids)
-    for b, item in enumerate(items):  # left-padded: every context ends at the same column
-        ids[b, width - len(item.context):] = torch.as_tensor(item.context, device=device)
-        mask[b, width - len(item.context):] = 1
+    # left-padded, so every context ends in the same column: reversed, right-padded, flipped
+    ids, mask, _ = (x.flip(1) for x in collate([Example(it.context[::-1], 0, "", "") for it in items],
+                                                pad_id, device))
     out = decoder(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
                   use_cache=True)
     cache = out.cache if hasattr(out, "cache") else out.past_key_values
-    owner = [b for b, item in enumerate(items) for _ in item.options]
-    options = [o for item in items for o in item.options]
+    owner = [b for b, it in enumerate(items) for _ in it.options]
     cache.batch_select_indices(torch.as_tensor(owner, device=device))
-    span = max(len(o) for o in options)
-    opt_ids = torch.full((len(options), span), pad_id, dtype=torch.long, device=device)
-    opt_mask = torch.zeros_like(opt_ids)
-    for r, o in enumerate(options):
-        opt_ids[r, :len(o)] = torch.as_tensor(o, device=device)
-        opt_mask[r, :len(o)] = 1
+    opt_ids, opt_mask, targets = collate([Example(o, 0, "", "") for it in items for o in it.options],
+                                         pad_id, device)
+    width, span = ids.shape[1], opt_ids.shape[1]
     start = torch.as_tensor([len(items[b].context) for b in owner], device=device)
     hidden = decoder(input_ids=opt_ids, attention_mask=torch.cat([mask[owner], opt_mask], dim=1),
                      position_ids=start[:, None] + torch.arange(span, device=device),
@@ -164,13 +166,10 @@ def shared_option_scores(causal_lm, pad_id: int, items: list[Item]) -> list:
                      cache_position=torch.arange(width, width + span, device=device)).last_hidden_state
     # option token k is predicted by the state before it: the context's last, then the option's own
     states = torch.cat([out.last_hidden_state[owner, -1:], hidden[:, :-1]], dim=1)
-    logp = torch.log_softmax(head_logits(causal_lm, states[opt_mask.bool()]), dim=-1)
-    picked = logp.gather(1, opt_ids[opt_mask.bool()][:, None])[:, 0].double()
-    per_option = torch.zeros(len(options), dtype=torch.float64, device=device)
-    per_option = per_option.index_add(0, torch.as_tensor([r for r, o in enumerate(options) for _ in o],
-                                                         device=device), picked)
-    offsets = np.cumsum([0] + [len(item.options) for item in items])
-    return [per_option[offsets[k]:offsets[k + 1]] for k in range(len(items))]
+    logp = torch.log_softmax(head_logits(causal_lm, states[targets]), dim=-1)
+    picked = logp.gather(1, opt_ids[targets][:, None])[:, 0].double()
+    item, option = zip(*((b, j) for b, it in enumerate(items) for j, o in enumerate(it.options) for _ in o))
+    return _sum_per_option(picked, item, option, items)
 
 
 def _cache_argument(decoder) -> str:
