@@ -52,12 +52,9 @@ def option(default: Any = dataclasses.MISSING, *, help: str, flag: str | None = 
                              metadata={k: v for k, v in metadata.items() if v})
 
 
-def default_of(cls: type | Callable, name: str) -> Any:
-    """The default of ``cls``'s field ``name`` (or of a function's keyword): for a CLI option
-    declared beside the command (its config declares no help text), so that its default
-    still lives in one place."""
-    if not dataclasses.is_dataclass(cls):
-        return inspect.signature(cls).parameters[name].default
+def default_of(cls: type, name: str) -> Any:
+    """The default of ``cls``'s field ``name``: for a CLI option declared beside the command
+    (its config declares no help text), so that its default still lives in one place."""
     f = {f.name: f for f in dataclasses.fields(cls)}[name]
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()

@@ -14,8 +14,8 @@ from ..longctx.build import DEFAULT_ONERULER, BuildConfig
 from ..options import default_of
 from ..report import Report
 from ..runtime import Runtime
-from ..selection import select as select_records
 from ..selection.config import SelectConfig
+from ..selection.engines import ENGINES, RayOptions
 from .common import EMBEDDING_RUN, MODEL_RUN, NO_VERIFY_HELP, SOURCE_HELP, _options, _run, _runtime, app
 
 
@@ -38,21 +38,23 @@ def select_cmd(
                                            help="Existing training data; omit for none."),
     config: SelectConfig = ...,
     runtime: Runtime = ...,
-    engine: str = typer.Option(default_of(select_records, "engine"), help="local (one process) or ray "
+    engine: str = typer.Option(ENGINES[0], help="local (one process) or ray "
                                "(pool embedded and scored on a Ray cluster; same picks; needs "
                                "compass-peft[ray])."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address (host:port, ray://..., "
                                            "auto); default: start a local Ray instance."),
     ray_workers: int | None = typer.Option(None, help="Embedding actors (default: one per GPU, "
                                            "else one per CPU)."),
-    embed_batch_size: int = typer.Option(default_of(select_records, "embed_batch_size"),
+    embed_batch_size: int = typer.Option(default_of(RayOptions, "batch_size"),
                                          help="Texts per encoder call in Ray workers."),
     overwrite: bool = typer.Option(False, help="Write into an --out holding other files (they are "
                                    "left as they are; an earlier selection there is replaced)."),
 ) -> None:
     """Select auxiliary pool records that fill the gaps between usage and train."""
+    from ..selection import select
+
     options = {k: v for k, v in config.to_dict().items() if k != "budget"}
-    selection = _run(lambda: select_records(
+    selection = _run(lambda: select(
         usage, pool, config.budget, train=train or None, out=out, overwrite=overwrite, runtime=runtime,
         engine=engine, ray_address=ray_address, ray_workers=ray_workers, embed_batch_size=embed_batch_size,
         **options))

@@ -19,18 +19,17 @@ from ..runtime import Runtime
 from .artifact import Selection
 from .config import SelectConfig
 from .core import Outcome, select_embedded
-from .engines.ray_engine import RayOptions, select_ray
+from .engines import ENGINES, RayOptions
 from .reference import Reference
 
 SourceLike = str | Source | Iterable[str | Source | Record]
 EXAMPLES_PER_CLUSTER = 3
 MAP_POINTS = 600
-ENGINES = ("local", "ray")
 
 
 def select(usage: SourceLike, pool: SourceLike, budget: int, *, train: SourceLike | None = None,
            target_lang: str | None = None, out: str | Path | None = None,
-           runtime: Runtime | None = None, engine: str = "local", ray_address: str | None = None,
+           runtime: Runtime | None = None, engine: str = ENGINES[0], ray_address: str | None = None,
            ray_workers: int | None = None, embed_batch_size: int = RayOptions.batch_size,
            encoder: str | Encoder | None = None, overwrite: bool = False, **options: Any) -> Selection:
     """Select ``budget`` pool records for the target language.
@@ -64,6 +63,8 @@ def select(usage: SourceLike, pool: SourceLike, budget: int, *, train: SourceLik
         encoder = config.encoder
     train_recs = load(train, name="train", default_lang=config.target_lang) if train is not None else []
     if engine == "ray":
+        from .engines.ray_engine import select_ray  # needs the ray extra
+
         timings["load"] = time.perf_counter() - start
         outcome, picked_recs, means = select_ray(
             usage_recs, train_recs, pool, config, encoder,

@@ -18,7 +18,7 @@ import json
 import pickle
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -40,15 +40,9 @@ from ..core import Outcome, selection_metrics
 from ..driver import locate, run_phases
 from ..phases import Context, fit_target
 from ..strategies import get_strategy
+from . import RayOptions
 from .ray_cluster import explain, ray_session
 from .shards import Shard, ShardSums, embed_shard, load_shard, plan_shards, shard_fetch
-
-
-@dataclass
-class RayOptions:
-    address: str | None = None  # None: the running Ray instance, else a new local one
-    workers: int | None = None  # embedding actors; default: one per GPU, else per CPU
-    batch_size: int = 256  # texts per encoder call
 
 
 def select_ray(usage: list[Record], train: list[Record], pool: Any, config: SelectConfig,
