@@ -149,7 +149,7 @@ class Runner:
         usage = [r.meta.get("category") for r in data["usage"]]
         if not any(c is not None for c in usage):
             return
-        picked = set() if selection is None else {r["id"] for r in Selection.load(selection).records}
+        picked = set() if selection is None else {r.id for r in Selection.load_records(selection)}
         mixed = [r.meta.get("category") for r in data["train"]]
         mixed += [r.meta.get("category") for r in data["pool"] if r.id in picked]
         atomic_write_text(directory / "categories.json", json.dumps(category_fit(usage, mixed), indent=2))
