@@ -51,8 +51,8 @@ class TransitionTable:
 
     def move(self, lang: str, target: str, reason: str = "", *, position: int | None = None,
              details: dict[str, Any] | None = None) -> Transition:
-        with self.locked(lang) as log:
-            return log.move(lang, target, reason, position=position, details=details)
+        with self.db.transaction(lock=None) as con:  # the move takes ``lang``'s lock itself
+            return self.on(con).move(lang, target, reason, position=position, details=details)
 
     @contextmanager
     def locked(self, lang: str) -> Iterator[_Bound]:
