@@ -68,7 +68,7 @@ def run(suites: list[str], budgets: list[int], seeds: list[int], overrides: dict
 
 def run_scenario(suite: str, scn, seed: int, budgets: list[int], overrides: dict) -> list[dict]:
     recs = scn.usage + scn.train + scn.pool
-    x = embed_texts([r.text for r in recs], progress=True, desc=scn.target)
+    x = embed_texts([r.embedding_text for r in recs], progress=True, desc=scn.target)
     if overrides.get("centre", True):
         centre_by_language(x, [r.lang for r in recs])
     n_u, n_t = len(scn.usage), len(scn.train)

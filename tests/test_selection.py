@@ -176,3 +176,27 @@ def test_exact_knn_similarity_is_batch_invariant_and_matches_faiss_closely():
         assert np.array_equal(np.concatenate(parts), whole)
     assert np.abs(whole - knn_similarity(queries, reference, 10)).max() < 1e-6
     assert knn_similarity_exact(queries[:3], reference[:0], 10).tolist() == [0.0] * 3
+
+
+def test_multiple_choice_options_are_embedded_with_the_stem(tmp_path):
+    """Every question has the same generic stem, so only the options say its subject:
+    the selection must see them to fill the subject train lacks (chemistry here)."""
+    from compass.data import Record
+    from compass.runtime import Runtime
+    from compass.selection import select
+
+    words = {"chem": ["acid", "alkali", "molecule", "oxidation", "sodium", "chloride", "ethanol"],
+             "hist": ["empire", "treaty", "dynasty", "revolution", "parliament", "crusade", "pharaoh"]}
+    rng = np.random.default_rng(0)
+
+    def questions(subject: str, n: int, lang: str) -> list[Record]:
+        return [Record(id=f"{lang}-{subject}-{i}", text="Which of the following is correct?", lang=lang,
+                       choices=tuple(" ".join(rng.choice(words[subject], 3)) for _ in range(4)), answer=0,
+                       meta={"subject": subject}) for i in range(n)]
+
+    usage = questions("chem", 30, "kor") + questions("hist", 30, "kor")
+    pool = [r for lang in ("eng", "fra") for s in ("hist", "chem") for r in questions(s, 40, lang)]
+    picked = select(usage, pool, 20, train=questions("hist", 30, "kor"), clusters=2, encoder="hashed-ngram",
+                    runtime=Runtime(cache_dir=tmp_path)).records
+    assert len(picked) == 20
+    assert np.mean(["-chem-" in r["id"] for r in picked]) >= 0.8

@@ -13,7 +13,8 @@ from .files import max_text_bytes
 
 @dataclass(frozen=True)
 class Record:
-    """``text`` is what gets embedded; ``prompt``/``completion`` are for instruction data.
+    """``text`` (with a multiple-choice item's options, :attr:`embedding_text`) is what
+    gets embedded; ``prompt``/``completion`` are for instruction data.
 
     ``choices``/``answer`` hold multiple-choice items (``answer`` indexes ``choices``);
     ``meta`` carries source-specific fields such as ``category`` or ``index_id``;
@@ -29,6 +30,13 @@ class Record:
     answer: int | None = None
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
     origin: str | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def embedding_text(self) -> str:
+        """The text, plus the options of a multiple-choice item: a stem such as "Which of
+        these is true?" says little of its subject, the options say much (on EXAMS the
+        selection's subject-KL falls by a third or more, docs/BENCHMARKS.md (a))."""
+        return "\n".join([self.text, *self.choices]) if self.choices else self.text
 
     def to_dict(self) -> dict[str, Any]:
         row: dict[str, Any] = {"id": self.id, "text": self.text, "lang": self.lang}

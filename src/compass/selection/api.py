@@ -121,7 +121,7 @@ def _select_local(usage_recs: list[Record], train_recs: list[Record], pool: Sour
     timings["load"] = time.perf_counter() - start
     start = time.perf_counter()
     all_recs = usage_recs + train_recs + pool_recs
-    x = embed_texts([r.text for r in all_recs], runtime.encoder(encoder), cache=runtime.cache,
+    x = embed_texts([r.embedding_text for r in all_recs], runtime.encoder(encoder), cache=runtime.cache,
                     progress=runtime.progress)
     means = None
     if config.centre:

@@ -33,12 +33,6 @@ def leaked(pool: np.ndarray, evaluation: np.ndarray, threshold: float) -> np.nda
     return mask
 
 
-def leak_text(rec: Record) -> str:
-    """What is compared: the text, plus the options of a multiple-choice item (a generic
-    stem such as "Which is true?" alone would match unrelated questions)."""
-    return "\n".join([rec.text, *rec.choices]) if rec.choices else rec.text
-
-
 def drop_leaked(pool: list[Record], evaluation: list[Record], threshold: float = LEAK_THRESHOLD, *,
                 encoder: str | Encoder = DEFAULT_ENCODER,
                 runtime: Runtime | None = None) -> tuple[list[Record], list[Record]]:
@@ -46,7 +40,7 @@ def drop_leaked(pool: list[Record], evaluation: list[Record], threshold: float =
     evaluation item (centred embeddings), and those records. Each language's mean comes
     from its records here, so a language with only a few is centred poorly."""
     runtime, records = runtime or Runtime(), pool + evaluation
-    x = embed_texts([leak_text(r) for r in records], runtime.encoder(encoder), cache=runtime.cache,
+    x = embed_texts([r.embedding_text for r in records], runtime.encoder(encoder), cache=runtime.cache,
                     progress=runtime.progress, desc="leak filter")
     centre_by_language(x, [r.lang for r in records])
     mask = leaked(x[:len(pool)], x[len(pool):], threshold)

@@ -172,8 +172,8 @@ class _Run:
         """Usage and train embedded here, centred with means over usage, train and pool
         (the pool's part summed on the workers), as the local engine centres them."""
         recs = self.usage_recs + self.train_recs
-        x = embed_texts([r.text for r in recs], self.runtime.encoder(self.encoder), cache=self.runtime.cache,
-                        progress=self.runtime.progress)
+        x = embed_texts([r.embedding_text for r in recs], self.runtime.encoder(self.encoder),
+                        cache=self.runtime.cache, progress=self.runtime.progress)
         means = None
         if self.config.centre:
             langs = np.array([r.lang for r in recs])

@@ -27,6 +27,7 @@ from ...fsutil import atomic_write_bytes
 from ..phases import Context, PoolShard, shard_rows
 
 CACHE_FOLDER = ".compass-cache"
+EMBEDDED = "text+choices"  # what a shard's vectors embed (Record.embedding_text); keys the cache
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,10 @@ class Shard:
 def cache_path(path: Path, options: tuple[tuple[str, str], ...], encoder: str,
                cache_dir: str | Path | None) -> Path:
     """``<cache_dir>/ray-shards/`` or ``.compass-cache/`` beside the file; the name hashes the
-    encoder, the file's path, size and mtime and the source filters, so edits invalidate it."""
+    encoder, what it embeds, the file's path, size and mtime and the source filters, so edits
+    invalidate it."""
     stat = path.stat()
-    key = hashlib.blake2b(repr((encoder, str(path.resolve()), stat.st_size, stat.st_mtime_ns,
+    key = hashlib.blake2b(repr((encoder, EMBEDDED, str(path.resolve()), stat.st_size, stat.st_mtime_ns,
                                 options)).encode(), digest_size=10).hexdigest()
     folder = Path(cache_dir) / "ray-shards" if cache_dir else path.parent / CACHE_FOLDER
     return folder / f"{path.stem}.{key}.parquet"
@@ -70,7 +72,8 @@ def embed_shard(shard: Shard, encoder: Encoder, batch_size: int) -> ShardSums:
         langs = np.array([r.lang for r in records], dtype=str)
         x = np.zeros((len(records), encoder.dim), dtype=np.float32)
         for start in range(0, len(records), batch_size):
-            x[start:start + batch_size] = encoder.encode([r.text for r in records[start:start + batch_size]])
+            batch = records[start:start + batch_size]
+            x[start:start + batch_size] = encoder.encode([r.embedding_text for r in batch])
         write_cache(shard, records, x)
     sums, counts = language_sums(x, langs)
     return ShardSums(shard.index, len(langs), counts, sums)
