@@ -113,3 +113,14 @@ def test_family_selects_trains_and_evaluates(family, gemma_tokenizer, selection,
     diff = res["models"][adapter]["diff_to_base"]
     assert all(math.isfinite(x) for x in (base["nll"], tuned["nll"], diff["nll"], *diff["ci95"]))
     assert tuned["nll"] != base["nll"]
+
+
+def test_named_modules_a_family_lacks_are_a_clear_error(gemma_tokenizer, selection, tmp_path):
+    """Phi-3 fuses q/k/v: ``q_proj,v_proj`` names nothing there, and the error says what does."""
+    from compass.errors import ConfigError
+
+    model = build_model("phi3", *gemma_tokenizer, tmp_path / "phi3")
+    with pytest.raises(ConfigError, match=r"'q_proj,v_proj'.*linear modules: .*qkv_proj"):
+        train(selection["train"], str(tmp_path / "adapter"), target_modules="q_proj,v_proj",
+              max_steps=1, runtime=Runtime(model=model))
+    assert not (tmp_path / "adapter").exists()

@@ -177,15 +177,28 @@ def _lora_model(base, config: TrainConfig, info, init_adapter: str | Path | None
     from peft import LoraConfig, PeftModel, get_peft_model
 
     if init_adapter is None:
-        return get_peft_model(base, LoraConfig(
-            r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-            target_modules=config.target_modules, task_type="CAUSAL_LM"))
+        try:
+            return get_peft_model(base, LoraConfig(
+                r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                target_modules=config.target_modules, task_type="CAUSAL_LM"))
+        except ValueError as exc:  # PEFT: a named module the model does not have
+            raise ConfigError(f"target_modules {config.target_modules!r} do not fit base model "
+                              f"{info.name} ({str(exc).splitlines()[0]}); its linear modules: "
+                              f"{', '.join(linear_names(base))}") from None
     check_adapter(Path(init_adapter), info, verify=verify)
     try:
         return PeftModel.from_pretrained(base, str(init_adapter), is_trainable=True)
     except (RuntimeError, ValueError, KeyError) as exc:
         raise ConfigError(f"adapter {init_adapter} does not fit base model {info.name}: "
                           f"{str(exc).splitlines()[0]}") from None
+
+
+def linear_names(model) -> list[str]:
+    """The distinct last names of ``model``'s linear layers (what ``target_modules`` names)."""
+    import torch
+
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                   if isinstance(module, torch.nn.Linear)})
 
 
 def _lora_shape(peft_model) -> dict[str, Any]:
