@@ -38,7 +38,7 @@ def write_results(config: ExperimentConfig, results: dict[str, Any]) -> dict[str
     return paths
 
 
-def _summary(config: ExperimentConfig, rows) -> dict[tuple, tuple[float, float, int]]:
+def _summary(rows) -> dict[tuple, tuple[float, float, int]]:
     """(target, strategy, eval_set, subset) -> (mean, std over seeds, seeds)."""
     groups: dict[tuple, list[float]] = {}
     for row in rows:
@@ -50,7 +50,7 @@ def _summary(config: ExperimentConfig, rows) -> dict[tuple, tuple[float, float, 
 
 def markdown(config: ExperimentConfig, results: dict[str, Any]) -> str:
     rows, comps = results["rows"], results["comparisons"]
-    summary = _summary(config, rows)
+    summary = _summary(rows)
     strategies = [BASE, *config.strategies]
     views = list(dict.fromkeys((r["eval_set"], r["subset"], r["metric"]) for r in rows))
     lines = [f"# {config.name}: results", "",
@@ -118,7 +118,7 @@ def _selection_fit(rows: list[dict[str, Any]], eval_set: str) -> list[str]:
 
 def plot(config: ExperimentConfig, results: dict[str, Any]) -> str:
     """Grouped bars: each strategy's difference to the base model per target and view."""
-    summary = _summary(config, results["rows"])
+    summary = _summary(results["rows"])
     views = list(dict.fromkeys((r["eval_set"], r["subset"]) for r in results["rows"]))
     targets = [t.key for t in config.targets]
     width, panel_h, left = 140 + 90 * len(targets), 220, 60
