@@ -92,7 +92,9 @@ def _rows(item: Item) -> tuple[list[list[int]], list[tuple[int, int, int, int]]]
 def option_logliks(causal_lm, tokenizer, items: list[Item], batch_size: int,
                    tick: Callable[[int], None] | None = None) -> list[np.ndarray]:
     """Summed log-likelihood of every option of every item; an item's rows share a batch;
-    ``tick(n)`` after each batch of ``n`` items."""
+    ``tick(n)`` after each batch of ``n`` items. Single-token options are read from one
+    row per item; longer ones continue from their question's key/value cache
+    (:func:`shared_option_scores`), so the question runs once, not once per option."""
     import torch
 
     out: list[np.ndarray] = [np.zeros(0)] * len(items)
@@ -100,8 +102,8 @@ def option_logliks(causal_lm, tokenizer, items: list[Item], batch_size: int,
     with torch.no_grad():
         n_rows = [1 if _one_row(item) else len(item.options) for item in items]
         for batch in _pack(n_rows, [len(item.context) for item in items], batch_size):
-            for i, scores in zip(batch, option_scores(causal_lm, tokenizer.pad_token_id,
-                                                      [items[i] for i in batch])):
+            score = option_scores if all(n_rows[i] == 1 for i in batch) else shared_option_scores
+            for i, scores in zip(batch, score(causal_lm, tokenizer.pad_token_id, [items[i] for i in batch])):
                 out[i] = scores.double().cpu().numpy()
             if tick is not None:
                 tick(len(batch))
