@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import write_jsonl
 
 import compass
 import compass.progress
@@ -82,3 +83,17 @@ def test_runtime_settings():
     assert runtime.encoder("hashed-ngram:8") is runtime.encoder("hashed-ngram:8")
     with pytest.raises(ConfigError, match="dtype 'int8'"):
         Runtime(dtype="int8")
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_worker_model_loads_follow_verbose(tmp_path, verbose):
+    """``compass worker --verbose`` / ``serve --verbose`` reach the worker's own runtime."""
+    from compass.cli.ecda import UpdateData, _worker_config
+    from compass.ecda import PolicyConfig, Worker
+
+    rows = [{"id": "a", "text": "habari", "lang": "swh"}]
+    data = UpdateData(pool=[write_jsonl(tmp_path / "pool.jsonl", rows)],
+                      preserve=[write_jsonl(tmp_path / "old.jsonl", rows)], workdir=tmp_path / "w")
+    config = _worker_config(None, str(tmp_path / "registry.sqlite"), data, PolicyConfig(),
+                            Runtime(verbose=verbose))
+    assert Worker(config).policy.runtime.verbose is verbose

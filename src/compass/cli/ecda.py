@@ -52,7 +52,8 @@ def _worker_config(db: str | None, registry: str | None, data: UpdateData, polic
     return WorkerConfig(db=str(db or reg.db.sibling("queries.sqlite")), registry=reg.db.location,
                         pool=data.pool or [], preserve=data.preserve or [], workdir=str(data.workdir),
                         trained=data.trained, model=runtime.model, policy=policy,
-                        cache_dir=None if runtime.cache_dir is None else str(runtime.cache_dir), **kw)
+                        cache_dir=None if runtime.cache_dir is None else str(runtime.cache_dir),
+                        verbose=runtime.verbose, **kw)
 
 
 @app.command("monitor")

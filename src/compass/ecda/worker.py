@@ -62,6 +62,7 @@ class WorkerConfig:
     max_attempts: int = 3
     cache_dir: str | None = None
     verify: bool = True
+    verbose: bool = False  # the libraries' own logs and bars on the worker's model loads
 
     def __post_init__(self) -> None:
         if isinstance(self.policy, dict):
@@ -88,7 +89,7 @@ class Worker:
         self.policy = UpdatePolicy(self.registry, config.pool, config.preserve, workdir=config.workdir,
                                    trained=config.trained, config=config.policy, verify=config.verify,
                                    runtime=Runtime(model=config.model, cache_dir=config.cache_dir,
-                                                   progress=False))
+                                                   progress=False, verbose=config.verbose))
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Claim and run jobs until ``stop`` is set (between jobs)."""
