@@ -19,12 +19,15 @@ import threading
 import warnings
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .embed import EmbeddingCache, Encoder, get_encoder
+from .embed import EmbeddingCache, Encoder, embed_texts, get_encoder
 from .errors import ConfigError
 from .options import option
 from .progress import progress_bar
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DTYPES = ("float32", "bfloat16", "float16")
 # Libraries whose warnings and logs a user cannot act on.
@@ -93,6 +96,10 @@ class Runtime:
     @cached_property
     def _encoders(self) -> dict[str, Encoder]:
         return {}
+
+    def embed(self, texts: list[str], encoder: str | Encoder, *, desc: str = "embedding") -> np.ndarray:
+        """:func:`~compass.embed.embed_texts` with this run's encoder, cache and progress display."""
+        return embed_texts(texts, self.encoder(encoder), cache=self.cache, progress=self.progress, desc=desc)
 
     def bar(self, total: int | None, desc: str, unit: str, **kw: Any) -> Any:
         """A progress display for a long step (see :func:`compass.progress.progress_bar`)."""

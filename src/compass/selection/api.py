@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..data import Record, Source, load
-from ..embed import Encoder, centre_by_language, embed_texts, language_means
+from ..embed import Encoder, centre_by_language, language_means
 from ..errors import ConfigError
 from ..langs import normalize_lang
 from ..outputs import check_output_dir, input_paths
@@ -121,8 +121,7 @@ def _select_local(usage_recs: list[Record], train_recs: list[Record], pool: Sour
     timings["load"] = time.perf_counter() - start
     start = time.perf_counter()
     all_recs = usage_recs + train_recs + pool_recs
-    x = embed_texts([r.embedding_text for r in all_recs], runtime.encoder(encoder), cache=runtime.cache,
-                    progress=runtime.progress)
+    x = runtime.embed([r.embedding_text for r in all_recs], encoder)
     means = None
     if config.centre:
         langs = [r.lang for r in all_recs]

