@@ -184,7 +184,7 @@ def _lora_model(base, config: TrainConfig, info, init_adapter: str | Path | None
         except ValueError as exc:  # PEFT: a named module the model does not have
             raise ConfigError(f"target_modules {config.target_modules!r} do not fit base model "
                               f"{info.name} ({str(exc).splitlines()[0]}); its linear modules: "
-                              f"{', '.join(linear_names(base))}") from None
+                              f"{', '.join(_linear_names(base))}") from None
     check_adapter(Path(init_adapter), info, verify=verify)
     try:
         return PeftModel.from_pretrained(base, str(init_adapter), is_trainable=True)
@@ -193,7 +193,7 @@ def _lora_model(base, config: TrainConfig, info, init_adapter: str | Path | None
                           f"{str(exc).splitlines()[0]}") from None
 
 
-def linear_names(model) -> list[str]:
+def _linear_names(model) -> list[str]:
     """The distinct last names of ``model``'s linear layers (what ``target_modules`` names)."""
     import torch
 
